@@ -24,3 +24,57 @@ def _alias_pack(name="lookdev"):
 
 
 _alias_pack()
+
+
+# --- ComfyUI fixtures (imported lazily so library tests run without ComfyUI) ---------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    """ComfyUI in this process with the pack loaded; see comfy_host.ComfyHost."""
+    import comfy_host
+
+    host = comfy_host.start_in_process(tmp_path_factory.mktemp("comfy"))
+    bundles = {}
+
+    def tiny_bundle(arch):
+        if arch not in bundles:
+            bundles[arch] = comfy_host.tiny_models_module().build(arch, seed=0)
+        return bundles[arch]
+
+    host.tiny_bundle = tiny_bundle
+    comfy_host.register_test_nodes(host, tiny_bundle)
+    return host
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(comfy):
+    """A single-file SD1.5 checkpoint in ComfyUI's checkpoints folder; returns its file name."""
+    import comfy_host
+
+    name = "lookdev_tiny_sd15.safetensors"
+    path = comfy.models_dir("checkpoints") / name
+    if not path.exists():
+        comfy_host.tiny_models_module().save_sd15_checkpoint(path, seed=0)
+    return name
+
+
+@pytest.fixture(scope="session")
+def server_base(tmp_path_factory, tiny_checkpoint, comfy):
+    """A ComfyUI base folder for server processes, with the tiny checkpoint linked in."""
+    base = tmp_path_factory.mktemp("server")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / tiny_checkpoint).symlink_to(comfy.models_dir("checkpoints") / tiny_checkpoint)
+    return base
+
+
+@pytest.fixture(scope="session")
+def server(server_base):
+    """`main.py --cpu` on a free loopback port with the pack installed."""
+    import comfy_host
+
+    srv = comfy_host.start_server(server_base)
+    yield srv
+    srv.stop()

@@ -1,0 +1,176 @@
+"""Tiny, architecture-faithful diffusion models built with ComfyUI's own classes.
+
+Real layer names, key layouts and conditioning paths (SD1.5 eps and v-prediction, SDXL with two
+text encoders and size conditioning, SD3-style flow-matching MMDiT), but small widths and random
+weights, so tests, the demo and the benchmarks run on a CPU. ComfyUI's layers skip weight init
+(`comfy.ops.disable_weight_init`), so every builder initialises explicitly and deterministically.
+
+Needs an importable ComfyUI whose `comfy.cli_args.args` were set first (see tests/comfy_host.py).
+"""
+
+import math
+from typing import NamedTuple
+
+import torch
+
+ARCHES = ("sd15", "sd15_v", "sdxl", "sd3")
+
+
+class TinyModels(NamedTuple):
+    model: object  # comfy.model_patcher.ModelPatcher
+    clip: object  # comfy.sd.CLIP
+    vae: object  # comfy.sd.VAE
+    arch: str
+
+
+# UNet configs in the form comfy.model_detection.detect_unet_config produces them.
+SD15_TINY_UNET = {
+    "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+    "in_channels": 4, "out_channels": 4, "model_channels": 64, "num_res_blocks": [1, 1],
+    "transformer_depth": [1, 1], "transformer_depth_output": [1, 1, 1, 1], "channel_mult": [1, 2],
+    "transformer_depth_middle": 1, "use_linear_in_transformer": False, "context_dim": 768,
+    "use_temporal_resblock": False, "use_temporal_attention": False,
+}
+
+# Real SD1.5 widths (so checkpoint detection recognises SD1.5) at tiny depth.
+SD15_CHECKPOINT_UNET = {**SD15_TINY_UNET, "model_channels": 320}
+
+SDXL_TINY_UNET = {
+    "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+    "num_classes": "sequential", "adm_in_channels": 2816, "in_channels": 4, "out_channels": 4,
+    "model_channels": 64, "num_res_blocks": [1, 1], "transformer_depth": [0, 1],
+    "transformer_depth_output": [0, 0, 1, 1], "channel_mult": [1, 2], "transformer_depth_middle": 1,
+    "use_linear_in_transformer": True, "context_dim": 2048,
+    "use_temporal_resblock": False, "use_temporal_attention": False,
+}
+
+# MMDiT hidden size is 64 * depth in ComfyUI's detection, so depth 2 gives a 128-wide DiT.
+SD3_TINY_DIT = {
+    "in_channels": 16, "patch_size": 2, "out_channels": 16, "depth": 2, "input_size": None,
+    "adm_in_channels": 2048,
+    "context_embedder_config": {"target": "torch.nn.Linear",
+                                "params": {"in_features": 4096, "out_features": 128}},
+    "num_patches": 1024, "pos_embed_max_size": 32, "pos_embed_scaling_factor": None,
+    "x_block_self_attn_layers": [],
+}
+
+TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
+                    "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 512}}
+
+
+def vae_ddconfig(latent_channels=4, ch=32, num_res_blocks=1):
+    return {"double_z": True, "z_channels": latent_channels, "resolution": 256, "in_channels": 3,
+            "out_ch": 3, "ch": ch, "ch_mult": [1, 2, 4, 4], "num_res_blocks": num_res_blocks,
+            "attn_resolutions": [], "dropout": 0.0}
+
+
+@torch.no_grad()
+def init_weights_(module, seed):
+    """Deterministic init that keeps activations in range through a random deep net."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in sorted(module.named_parameters(), key=lambda item: item[0]):
+        if param.ndim >= 2:
+            fan_in = param[0].numel()
+            std = 0.02 if "embedding" in name else 1.0 / math.sqrt(fan_in)
+            values = torch.randn(param.shape, generator=gen, dtype=torch.float32) * std
+        elif name.endswith("weight") and ("norm" in name or name.endswith("ln.weight")):
+            values = torch.ones(param.shape)
+        else:
+            values = torch.zeros(param.shape)
+        param.copy_(values.to(param.dtype))
+    # Buffers such as position ids must stay as built; only float buffers that are not
+    # computed tables (e.g. SD3's pos_embed parameter is handled above) are left alone.
+    return module
+
+
+def _unet_model(arch, unet_config, device):
+    import comfy.model_base
+    import comfy.supported_models as sm
+
+    if arch in ("sd15", "sd15_v"):
+        config = sm.SD15(dict(unet_config))
+        model_type = (comfy.model_base.ModelType.V_PREDICTION if arch == "sd15_v"
+                      else comfy.model_base.ModelType.EPS)
+        config.set_inference_dtype(torch.float32, None)
+        return comfy.model_base.BaseModel(config, model_type=model_type, device=device)
+    if arch == "sdxl":
+        config = sm.SDXL(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return comfy.model_base.SDXL(config, device=device)
+    if arch == "sd3":
+        config = sm.SD3(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return comfy.model_base.SD3(config, device=device)
+    raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
+
+
+def build_model(arch, seed=0, unet_config=None):
+    """The diffusion model alone, wrapped in ComfyUI's ModelPatcher."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
+               "sd3": SD3_TINY_DIT}
+    if arch not in default:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
+    model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def build_clip(arch, seed=0, model_options=None):
+    """The text encoder(s) the architecture conditions on, small but with real hidden sizes."""
+    import comfy.sd
+    import comfy.sd1_clip
+    import comfy.sdxl_clip
+    import comfy.supported_models_base as smb
+    import comfy.text_encoders.sd3_clip as sd3_clip
+
+    if arch in ("sd15", "sd15_v"):
+        target = smb.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
+    elif arch == "sdxl":
+        target = smb.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)
+    elif arch == "sd3":
+        target = smb.ClipTarget(sd3_clip.SD3Tokenizer, sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False))
+    else:
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
+    options = {"dtype": torch.float32, **(TINY_CLIP_LAYERS if model_options is None else model_options)}
+    clip = comfy.sd.CLIP(target, model_options=options)
+    init_weights_(clip.cond_stage_model, seed + 1)
+    return clip
+
+
+def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    latent_channels = 16 if arch == "sd3" else 4
+    params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
+    autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
+    vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)
+    vae.latent_channels = latent_channels  # the config path of comfy.sd.VAE assumes 4
+    return vae
+
+
+def build(arch, seed=0):
+    """Model, CLIP and VAE for one tiny architecture."""
+    return TinyModels(build_model(arch, seed), build_clip(arch, seed), build_vae(arch, seed), arch)
+
+
+def save_sd15_checkpoint(path, seed=0):
+    """A single-file SD1.5 checkpoint that ComfyUI's CheckpointLoaderSimple detects and loads.
+
+    Detection needs SD1.5's real widths (320 UNet channels, the full CLIP-L, the standard VAE);
+    depth stays tiny so it trains and samples on a CPU. Stored in fp16 to keep the file small.
+    """
+    import safetensors.torch
+
+    model = build_model("sd15", seed, unet_config=SD15_CHECKPOINT_UNET)
+    clip = build_clip("sd15", seed, model_options={})
+    vae = build_vae("sd15", seed, ch=128, num_res_blocks=2)
+    # The same key layout comfy.sd.save_checkpoint writes (what the CheckpointSave node does).
+    state = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    safetensors.torch.save_file(state, str(path), metadata={"lookdev.note": "tiny random-weight SD1.5 checkpoint"})
+    return path

@@ -1,0 +1,381 @@
+"""A real ComfyUI for the tests: in-process (its executor, its node registry, its PromptServer
+object) and as a server subprocess (`main.py --cpu`) for HTTP and websocket tests.
+
+The ComfyUI tree comes from $COMFYUI_PATH, else the one scripts/bootstrap.sh unpacked into
+.host/ComfyUI. Nothing here replaces ComfyUI code with mocks: graphs run through
+`execution.PromptExecutor`, inputs are checked by `execution.validate_prompt`, and the pack is
+loaded by ComfyUI's own `nodes.load_custom_node`.
+"""
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+
+
+def comfyui_path():
+    env = os.environ.get("COMFYUI_PATH")
+    if env:
+        return Path(env).resolve()
+    host_env = ROOT / ".host" / "env"
+    if host_env.exists():
+        for line in host_env.read_text().splitlines():
+            if line.startswith("COMFYUI_PATH="):
+                return Path(line.split("=", 1)[1])
+    return ROOT / ".host" / "ComfyUI"
+
+
+def comfyui_version(path=None):
+    text = (Path(path or comfyui_path()) / "comfyui_version.py").read_text()
+    return text.split('"')[-2]
+
+
+def _call_maybe_async(fn, *args, **kwargs):
+    result = fn(*args, **kwargs)
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    return result
+
+
+@dataclass
+class RunResult:
+    prompt_id: str
+    success: bool
+    ui: dict  # node id -> the "ui" dict each output node returned
+    messages: list  # (event, data) the executor emitted for this prompt
+    events: list  # (event, data) everything sent through PromptServer.send_sync meanwhile
+    progress: list  # (value, total, node id) from comfy.utils.ProgressBar
+
+    @property
+    def error(self):
+        for event, data in self.messages:
+            if event == "execution_error":
+                return data
+        return None
+
+    @property
+    def interrupted(self):
+        return any(event == "execution_interrupted" for event, _ in self.messages)
+
+    def events_named(self, name):
+        return [data for event, data in self.events if event == name]
+
+
+@dataclass
+class ComfyHost:
+    """ComfyUI imported into this process, with temp folders registered through folder_paths."""
+
+    path: Path
+    base: Path
+    version: str
+    nodes: object = None
+    folder_paths: object = None
+    execution: object = None
+    server: object = None
+    captured: dict = field(default_factory=dict)
+    _events: list = field(default_factory=list)
+    _progress: list = field(default_factory=list)
+    _executor: object = None
+
+    @property
+    def input_dir(self):
+        return Path(self.folder_paths.get_input_directory())
+
+    @property
+    def output_dir(self):
+        return Path(self.folder_paths.get_output_directory())
+
+    def models_dir(self, kind):
+        return Path(self.folder_paths.get_folder_paths(kind)[0])
+
+    def node_class(self, node_id):
+        return self.nodes.NODE_CLASS_MAPPINGS[node_id]
+
+    def new_executor(self):
+        kwargs = {"cache_type": self.execution.CacheType.CLASSIC}
+        params = inspect.signature(self.execution.PromptExecutor.__init__).parameters
+        if "cache_args" in params:  # 0.3.75
+            kwargs["cache_args"] = {"lru": 0, "ram": 0}
+        elif "cache_size" in params:  # 0.3.64
+            kwargs["cache_size"] = 0
+        return self.execution.PromptExecutor(self.server, **kwargs)
+
+    def validate(self, prompt):
+        """(valid, error, node_errors) from ComfyUI's own prompt validation."""
+        validate = self.execution.validate_prompt
+        params = inspect.signature(validate).parameters
+        args = [str(uuid.uuid4()), prompt] if "prompt_id" in params else [prompt]
+        if "partial_execution_list" in params:
+            args.append(None)
+        result = _call_maybe_async(validate, *args)
+        return result[0], result[1], result[3]
+
+    def run(self, prompt, expect_error=False, fresh=False, client_id="tests"):
+        """Validate and execute an API-format prompt; returns RunResult.
+
+        Unless expect_error, a validation or execution error fails the calling test with
+        ComfyUI's own message.
+        """
+        valid, error, node_errors = self.validate(prompt)
+        if not valid:
+            if expect_error:
+                return RunResult("", False, {}, [("validation_error", {"error": error, "node_errors": node_errors})], [], [])
+            raise AssertionError(f"prompt failed validation: {error} {json.dumps(node_errors, default=str)[:2000]}")
+        if fresh or self._executor is None:
+            self._executor = self.new_executor()
+        executor = self._executor
+        self._events.clear()
+        self._progress.clear()
+        prompt_id = str(uuid.uuid4())
+        outputs = [node_id for node_id, node in prompt.items()
+                   if getattr(self.node_class(node["class_type"]), "OUTPUT_NODE", False)]
+        executor.execute(prompt, prompt_id, {"client_id": client_id}, outputs)
+        result = RunResult(prompt_id, executor.success, dict(executor.history_result.get("outputs", {})),
+                           list(executor.status_messages), list(self._events), list(self._progress))
+        if not expect_error and not result.success:
+            err = result.error or {}
+            raise AssertionError("prompt failed in node {} ({}): {}\n{}".format(
+                err.get("node_id"), err.get("node_type"), err.get("exception_message"),
+                "".join(err.get("traceback", []))))
+        return result
+
+    def interrupt_after(self, seconds):
+        """Press ComfyUI's Cancel after `seconds` (from another thread, as the server does)."""
+        def press():
+            time.sleep(seconds)
+            self.nodes.interrupt_processing(True)
+        thread = threading.Thread(target=press, daemon=True)
+        thread.start()
+        return thread
+
+
+def start_in_process(base_dir):
+    """Import ComfyUI from comfyui_path() into this process, configured for CPU tests."""
+    path = comfyui_path()
+    if not (path / "main.py").exists():
+        raise RuntimeError(f"no ComfyUI at {path}: run scripts/bootstrap.sh or set COMFYUI_PATH")
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+    base = Path(base_dir)
+    for sub in ("input", "output", "temp", "user", "models", "custom_nodes"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+
+    # Flags must be set before comfy.model_management is imported; never parse pytest's argv.
+    import comfy.cli_args
+    args = comfy.cli_args.args
+    args.cpu = True
+    args.use_pytorch_cross_attention = True
+    args.disable_auto_launch = True
+    args.base_directory = str(base)
+    import utils.extra_config  # noqa: F401  (before `nodes`, as main.py does: see module doc)
+    import folder_paths
+    _point_folder_paths(folder_paths, base)
+    import comfy.model_management  # noqa: F401
+    import comfy.utils
+    import execution
+    import nodes
+    import server
+
+    loop = asyncio.new_event_loop()
+    prompt_server = server.PromptServer(loop)
+    host = ComfyHost(path=path, base=base, version=comfyui_version(path), nodes=nodes,
+                     folder_paths=folder_paths, execution=execution, server=prompt_server)
+    _record_events(host)
+    _call_maybe_async(nodes.init_extra_nodes, init_custom_nodes=False, init_api_nodes=False)
+    link = base / "custom_nodes" / "LookDev"
+    if not link.exists():
+        link.symlink_to(ROOT, target_is_directory=True)
+    if not _call_maybe_async(nodes.load_custom_node, str(link)):
+        raise RuntimeError("ComfyUI could not load the LookDev pack (see the log above)")
+    return host
+
+
+def _point_folder_paths(folder_paths, base):
+    folder_paths.set_output_directory(str(base / "output"))
+    folder_paths.set_input_directory(str(base / "input"))
+    folder_paths.set_temp_directory(str(base / "temp"))
+    for kind in ("checkpoints", "loras", "vae", "diffusion_models", "text_encoders", "clip"):
+        folder = base / "models" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        folder_paths.add_model_folder_path(kind, str(folder), is_default=True)
+
+
+def _record_events(host):
+    import comfy.utils
+
+    original = host.server.send_sync
+
+    def send_sync(event, data, sid=None):
+        host._events.append((event, data))
+        return original(event, data, sid)
+
+    host.server.send_sync = send_sync
+
+    def progress_hook(value, total, preview_image, prompt_id=None, node_id=None):
+        import comfy.model_management
+        host._progress.append((value, total, node_id))
+        # What main.py's hook does first: makes ComfyUI's Cancel reach long-running nodes.
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    comfy.utils.set_progress_bar_global_hook(progress_hook)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server subprocess
+
+
+def free_port():
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class ComfyServer:
+    process: subprocess.Popen
+    url: str
+    base: Path
+    log_path: Path
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def get(self, route, timeout=30):
+        import requests
+        response = requests.get(self.url + route, timeout=timeout)
+        response.raise_for_status()
+        return response
+
+    def post(self, route, payload, timeout=30):
+        import requests
+        return requests.post(self.url + route, json=payload, timeout=timeout)
+
+    def queue(self, prompt, client_id=None):
+        response = self.post("/prompt", {"prompt": prompt, "client_id": client_id or str(uuid.uuid4())})
+        if response.status_code != 200:
+            raise AssertionError(f"/prompt refused the prompt: {response.text[:2000]}")
+        return response.json()["prompt_id"]
+
+    def wait(self, prompt_id, timeout=300):
+        """The /history entry of a finished prompt."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            history = self.get(f"/history/{prompt_id}").json()
+            if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+                entry = history[prompt_id]
+                if entry["status"].get("status_str") in ("success", "error"):
+                    return entry
+            if self.process.poll() is not None:
+                raise AssertionError(f"ComfyUI exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout}s:\n{self.log()[-4000:]}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_server(base_dir, extra_args=(), timeout=180, python=None):
+    """Start `main.py --cpu` on a free loopback port, the pack linked into its custom_nodes."""
+    path = comfyui_path()
+    base = Path(base_dir)
+    for sub in ("input", "output", "temp", "user", "custom_nodes", "models/checkpoints", "models/loras"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    link = base / "custom_nodes" / "LookDev"
+    if not link.exists():
+        link.symlink_to(ROOT, target_is_directory=True)
+    port = free_port()
+    log_path = base / f"comfyui-{port}.log"
+    cmd = [python or sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+           "--base-directory", str(base), "--disable-auto-launch", "--use-pytorch-cross-attention",
+           *extra_args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=path, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = ComfyServer(process, f"http://127.0.0.1:{port}", base, log_path)
+    _wait_until_up(server, timeout)
+    return server
+
+
+def _wait_until_up(server, timeout):
+    import requests
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited with {server.process.returncode}:\n{server.log()[-4000:]}")
+        try:
+            if requests.get(server.url + "/system_stats", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"ComfyUI did not answer within {timeout}s:\n{server.log()[-4000:]}")
+
+
+def tiny_models_module():
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    import tiny_models
+    return tiny_models
+
+
+# ---------------------------------------------------------------------------------------------
+# Test-only nodes, registered in the in-process ComfyUI next to the real ones.
+
+
+def register_test_nodes(host, tiny_bundle):
+    """`LookDevTest_TinyModels` outputs a tiny architecture's MODEL/CLIP/VAE (built once per
+    session by `tiny_bundle(arch)`); `LookDevTest_Capture` keeps any value for assertions."""
+
+    class TinyModels:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"arch": (list(tiny_models_module().ARCHES), {"tooltip": "tiny architecture"})}}
+
+        RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+        FUNCTION = "load"
+        CATEGORY = "testing"
+
+        def load(self, arch):
+            bundle = tiny_bundle(arch)
+            return bundle.model, bundle.clip, bundle.vae
+
+    class Capture:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"value": ("*", {"tooltip": "anything"}),
+                                 "label": ("STRING", {"default": "value", "tooltip": "key"})}}
+
+        @classmethod
+        def VALIDATE_INPUTS(cls, input_types):
+            return True
+
+        RETURN_TYPES = ()
+        FUNCTION = "capture"
+        OUTPUT_NODE = True
+        CATEGORY = "testing"
+
+        def capture(self, value, label):
+            host.captured[label] = value
+            return {}
+
+    host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_TinyModels"] = TinyModels
+    host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_Capture"] = Capture
