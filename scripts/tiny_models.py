@@ -66,20 +66,20 @@ def vae_ddconfig(latent_channels=4, ch=32, num_res_blocks=1):
 
 @torch.no_grad()
 def init_weights_(module, seed):
-    """Deterministic init that keeps activations in range through a random deep net."""
+    """Deterministic init that keeps activations in range through a random deep net: norm
+    layers start as identity, linear/conv weights ~ N(0, 1/fan_in), biases zero."""
     gen = torch.Generator().manual_seed(seed)
-    for name, param in sorted(module.named_parameters(), key=lambda item: item[0]):
-        if param.ndim >= 2:
-            fan_in = param[0].numel()
-            std = 0.02 if "embedding" in name else 1.0 / math.sqrt(fan_in)
-            values = torch.randn(param.shape, generator=gen, dtype=torch.float32) * std
-        elif name.endswith("weight") and ("norm" in name or name.endswith("ln.weight")):
-            values = torch.ones(param.shape)
-        else:
-            values = torch.zeros(param.shape)
-        param.copy_(values.to(param.dtype))
-    # Buffers such as position ids must stay as built; only float buffers that are not
-    # computed tables (e.g. SD3's pos_embed parameter is handled above) are left alone.
+    for module_name, sub in sorted(module.named_modules(), key=lambda item: item[0]):
+        is_norm = "norm" in type(sub).__name__.lower()
+        for name, param in sorted(sub.named_parameters(recurse=False), key=lambda item: item[0]):
+            if is_norm:
+                values = torch.ones(param.shape) if name in ("weight", "scale") else torch.zeros(param.shape)
+            elif param.ndim >= 2:
+                std = 0.02 if isinstance(sub, torch.nn.Embedding) or "embed" in name else 1.0 / math.sqrt(param[0].numel())
+                values = torch.randn(param.shape, generator=gen, dtype=torch.float32) * std
+            else:
+                values = torch.zeros(param.shape)
+            param.copy_(values.to(param.dtype))
     return module
 
 

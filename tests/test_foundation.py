@@ -60,7 +60,10 @@ def test_tiny_models_sample_through_executor(comfy, arch):
     image = comfy.captured[f"image_{arch}"]
     assert image.shape == (1, 64, 64, 3)
     assert torch.isfinite(image).all()
-    assert image.std() > 0  # random weights give a noisy image, not a constant one
+    # The random-weight denoiser must really use its conditioning (a dead network would not).
+    prompt["2"]["inputs"]["text"] = "a crowded market at noon"
+    comfy.run(prompt)
+    assert not torch.equal(comfy.captured[f"image_{arch}"], image)
 
 
 def test_tiny_checkpoint_loads_through_stock_loader(comfy, tiny_checkpoint):

@@ -1,0 +1,169 @@
+"""The training loop on a small plain-torch denoiser: the library without ComfyUI."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lookdev.trainer.training import objective
+from lookdev.trainer.training.adapters import AdapterSet
+from lookdev.trainer.training.config import TrainConfig
+from lookdev.trainer.training.data import Example
+from lookdev.trainer.training.loop import NonFiniteLoss, TrainHooks, evaluation_loss, train
+from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+class ToyNet(nn.Module):
+    def __init__(self, seed=0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.conv_in = nn.Conv2d(4, 16, 3, padding=1)
+        self.mix = nn.Linear(16 + 8, 16)
+        self.conv_out = nn.Conv2d(16, 4, 3, padding=1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+        self.requires_grad_(False)
+
+    def forward(self, x, t, cond):
+        h = torch.relu(self.conv_in(x))
+        b, c, hh, ww = h.shape
+        feats = torch.cat([h.permute(0, 2, 3, 1), cond[:, None, None, :].expand(b, hh, ww, 8) * t[:, None, None, None]], -1)
+        h = torch.relu(self.mix(feats)).permute(0, 3, 1, 2)
+        return self.conv_out(h)
+
+
+class ToyDenoiser:
+    """ComfyUI's eps / v / flow wrappers in miniature, around a frozen ToyNet."""
+
+    def __init__(self, kind, net):
+        self.kind, self.net, self.sigma_data, self.device = kind, net, 1.0, torch.device("cpu")
+
+    def sigmas(self, u):
+        return u if self.kind == "flow" else 0.03 + u * 10.0
+
+    def noise_scaling(self, sigma, noise, x0):
+        s = sigma.view(-1, 1, 1, 1)
+        return (1 - s) * x0 + s * noise if self.kind == "flow" else x0 + s * noise
+
+    def denoise(self, x, sigma, conds):
+        s = sigma.view(-1, 1, 1, 1)
+        cond = torch.stack(conds)
+        if self.kind == "flow":
+            return x - s * self.net(x, sigma, cond)
+        c_in = 1 / torch.sqrt(s * s + 1)
+        out = self.net(x * c_in, sigma, cond)
+        if self.kind == "eps":
+            return x - s * out
+        return x / (s * s + 1) - out * s / torch.sqrt(s * s + 1)
+
+    def encode_captions(self, texts):
+        return {t: torch.randn(8, generator=torch.Generator().manual_seed(len(t) * 7 + sum(map(ord, t)))) for t in texts}
+
+
+def examples(n=4):
+    gen = torch.Generator().manual_seed(5)
+    out = []
+    for i in range(n):
+        latent = torch.randn(4, 8, 8, generator=gen) * 0.5 + (i % 2)
+        out.append(Example(latent=latent, captions=(f"noir, shot {i}", f"shot {i}, noir"), dropped_caption="noir"))
+    return out
+
+
+def make(kind, cfg):
+    net = ToyNet()
+    layers = {"conv_in": net.conv_in, "mix": net.mix, "conv_out": net.conv_out}
+    adapters = AdapterSet(layers, cfg.adapter_spec(), seed=cfg.seed)
+    return net, ToyDenoiser(kind, net), adapters
+
+
+def config(**kw):
+    base = dict(name="toy", steps=40, batch_size=2, learning_rate=3e-3, rank=4, alpha=4.0, seed=3,
+                timestep_sampling="uniform", caption_dropout=0.1)
+    base.update(kw)
+    return TrainConfig(**base).validate()
+
+
+@pytest.mark.parametrize("kind", ["eps", "v", "flow"])
+def test_evaluation_loss_falls(kind):
+    cfg = config()
+    net, den, adapters = make(kind, cfg)
+    data = examples()
+    with adapters.attach():
+        before = evaluation_loss(den, data)
+        train(cfg, den, adapters, data)
+        after = evaluation_loss(den, data)
+    assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("algorithm", ["lora", "dora", "loha", "lokr"])
+def test_every_algorithm_trains_and_base_is_untouched(algorithm):
+    cfg = config(algorithm=algorithm, steps=25)
+    net, den, adapters = make("eps", cfg)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, t, c = torch.randn(2, 4, 8, 8), torch.rand(2), torch.randn(2, 8)
+    out_before = net(x, t, c)
+    with adapters.attach():
+        result = train(cfg, den, adapters, examples())
+        assert not torch.equal(net(x, t, c), out_before)  # the adapters act while attached
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert torch.equal(net(x, t, c), out_before)  # and leave no trace when detached
+    assert len(result.losses) == 25 and all(math.isfinite(v) for v in result.losses)
+
+
+class CancelAt(TrainHooks):
+    def __init__(self, step, folder):
+        self.step, self.folder, self.seen = step, folder, 0
+
+    def check_cancel(self):
+        if self.seen == self.step:
+            raise KeyboardInterrupt("cancel")
+        self.seen += 1
+
+    def on_checkpoint(self, snapshot):
+        save_checkpoint(self.folder / f"toy-{snapshot.step}.state.safetensors", snapshot)
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_cancel_and_resume_is_bit_identical(tmp_path, grad_accum):
+    cfg = config(steps=12, grad_accum=grad_accum, adapter_dropout=0.1, noise_offset=0.05, min_snr_gamma=5.0,
+                 shuffle_captions=True)
+    _, den, adapters = make("eps", cfg)
+    with adapters.attach():
+        straight = train(cfg, den, adapters, examples())
+
+    _, den, adapters = make("eps", cfg)
+    with adapters.attach(), pytest.raises(KeyboardInterrupt):
+        train(cfg, den, adapters, examples(), hooks=CancelAt(7, tmp_path))
+    path, header = latest_checkpoint(tmp_path)
+    assert header["step"] == 7
+    _, den, adapters = make("eps", cfg)
+    with adapters.attach():
+        resumed = train(cfg, den, adapters, examples(), resume=load_checkpoint(path))
+    assert resumed.resumed_from == 7
+    assert resumed.losses == straight.losses
+    for layer, params in straight.adapter_state.items():
+        for name, value in params.items():
+            assert torch.equal(value, resumed.adapter_state[layer][name]), (layer, name)
+
+
+def test_divergence_stops_with_a_clear_error():
+    cfg = config(learning_rate=0.9, optimizer="SGD (momentum)", max_grad_norm=0.0, steps=200)
+    _, den, adapters = make("eps", cfg)
+    with adapters.attach(), pytest.raises(NonFiniteLoss, match=r"at step \d+ .*Lower the learning rate"):
+        train(cfg, den, adapters, examples())
+
+
+@pytest.mark.parametrize("kind,sigma", [("eps", 0.5), ("v", 2.0), ("flow", 0.3)])
+def test_perfect_denoising_has_zero_loss(kind, sigma):
+    x0, noise = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    s = torch.full((2,), sigma)
+    den = ToyDenoiser(kind, None)
+    x = den.noise_scaling(s, noise, x0)
+    pred, target = objective.prediction_and_target(kind, x, x0, x0, s)
+    assert torch.allclose(pred, target)
+    if kind == "eps":
+        assert torch.allclose(target, noise, atol=1e-5)
+    if kind == "flow":
+        assert torch.allclose(target, noise - x0, atol=1e-5)

@@ -1,0 +1,401 @@
+"""Everything LookDev touches inside ComfyUI, in one module.
+
+The rest of the pack calls these functions and never imports ComfyUI itself, so a change in
+ComfyUI's internals (model patcher, model_sampling, memory management, conditioning, LoRA
+patching, folders, progress, the server's websocket) is mended here alone. ComfyUI is imported
+lazily inside the functions: importing this module has no side effects and works without it.
+
+Tested against ComfyUI 0.3.75; written against APIs present since 0.3.64.
+"""
+
+import contextlib
+import functools
+import hashlib
+import logging
+
+import torch
+
+log = logging.getLogger("LookDev")
+
+# model_config class name -> LookDev's architecture name (keys, targets, block weights use these)
+_ARCHES = {
+    "SD15": "sd1", "SD15_instructpix2pix": "sd1",
+    "SD20": "sd2", "SD21UnclipL": "sd2", "SD21UnclipH": "sd2", "SD_X4Upscaler": "sd2", "LotusD": "sd2",
+    "SDXL": "sdxl", "SDXLRefiner": "sdxl", "SSD1B": "sdxl", "Segmind_Vega": "sdxl", "KOALA_700M": "sdxl",
+    "KOALA_1B": "sdxl", "SDXL_instructpix2pix": "sdxl",
+    "SD3": "sd3",
+    "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
+}
+
+
+# --- models -----------------------------------------------------------------------------------
+
+def architecture(model):
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux' or 'other' for a ComfyUI MODEL."""
+    return _ARCHES.get(type(model.model.model_config).__name__, "other")
+
+
+def unet_config(model):
+    return dict(model.model.model_config.unet_config)
+
+
+def diffusion_model(model):
+    return model.model.diffusion_model
+
+
+def model_kind(model):
+    """The parameterisation the model predicts: 'eps', 'v' or 'flow'."""
+    import comfy.model_sampling as ms
+
+    sampling = model.get_model_object("model_sampling")
+    if isinstance(sampling, ms.CONST):
+        return "flow"
+    if isinstance(sampling, ms.V_PREDICTION):  # EDM too: same loss weighting, see objective.py
+        return "v"
+    if isinstance(sampling, ms.EPS):
+        return "eps"
+    raise ValueError(f"LookDev cannot train models with {type(sampling).__name__} sampling "
+                     "(supported: eps, v-prediction and flow-matching models)")
+
+
+def resolve_dtype(name, dtypes):
+    """The compute dtype for the training dtype option `name` on the current device."""
+    import comfy.model_management as mm
+
+    if dtypes[name] is not None:
+        return dtypes[name]
+    device = mm.get_torch_device()
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def check_cancel():
+    """Raise ComfyUI's interrupt exception if the user pressed Cancel."""
+    import comfy.model_management as mm
+
+    mm.throw_exception_if_processing_interrupted()
+
+
+def is_cancel(exc):
+    import comfy.model_management as mm
+
+    return isinstance(exc, mm.InterruptProcessingException)
+
+
+@torch.no_grad()
+def encode_text(clip, text):
+    """{'cond': tensor, 'pooled_output': tensor, ...} for one prompt (what CLIPTextEncode makes)."""
+    out = clip.encode_from_tokens(clip.tokenize(text), return_pooled=True, return_dict=True)
+    return {k: (v.clone() if torch.is_tensor(v) else v) for k, v in out.items()}
+
+
+def conditioning(encoded):
+    """A ComfyUI CONDITIONING list from encode_text's dict."""
+    extras = {k: v for k, v in encoded.items() if k != "cond"}
+    return [[encoded["cond"], extras]]
+
+
+@torch.no_grad()
+def encode_images(vae, images):
+    """Raw VAE latents [B, C, h, w] for IMAGE-layout pixels [B, H, W, 3] in 0..1."""
+    return vae.encode(images[..., :3]).clone()
+
+
+def vae_identity(vae):
+    """A short fingerprint of a VAE's weights, for keying cached latents to the VAE that made them."""
+    digest = hashlib.sha256(type(vae.first_stage_model).__name__.encode())
+    digest.update(str(vae.latent_channels).encode())
+    for name, tensor in sorted(vae.first_stage_model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 512)][:512]
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(sample.float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+# --- training ---------------------------------------------------------------------------------
+
+class ComfyDenoiser:
+    """A loaded ComfyUI model as the training loop's `Denoiser`: noise levels, noising and the
+    denoised estimate all come from the model's own model_sampling and apply_model."""
+
+    def __init__(self, patcher, clip, compute_dtype):
+        import comfy.model_management as mm
+
+        self.patcher = patcher
+        self.model = patcher.model
+        self.clip = clip
+        self.device = mm.get_torch_device()
+        self.compute_dtype = compute_dtype
+        self.sampling = patcher.get_model_object("model_sampling")
+        self.kind = model_kind(patcher)
+        self.sigma_data = float(getattr(self.sampling, "sigma_data", 1.0))
+        self._t_lo = float(self.sampling.timestep(self.sampling.sigma_min))
+        self._t_hi = float(self.sampling.timestep(self.sampling.sigma_max))
+        self._model_conds = {}
+
+    def to_model_space(self, latents):
+        return self.model.process_latent_in(latents)
+
+    def sigmas(self, u):
+        return self.sampling.sigma(self._t_lo + u * (self._t_hi - self._t_lo)).to(self.device)
+
+    def noise_scaling(self, sigma, noise, x0):
+        return self.sampling.noise_scaling(sigma, noise, x0)
+
+    def encode_captions(self, texts):
+        return {text: encode_text(self.clip, text) for text in texts}
+
+    def _conds_for(self, encoded, x_one):
+        key = (id(encoded), tuple(x_one.shape))
+        if key not in self._model_conds:
+            params = {k: v for k, v in encoded.items() if k != "cond"}
+            params.update(cross_attn=encoded["cond"], device=self.device, noise=x_one,
+                          width=x_one.shape[-1] * 8, height=x_one.shape[-2] * 8, prompt_type="positive")
+            params.setdefault("guidance", 1.0)  # Flux-dev LoRAs train at guidance 1
+            with torch.no_grad():
+                conds = self.model.extra_conds(**params)
+                self._model_conds[key] = {name: c.process_cond(batch_size=1, device=self.device, area=None)
+                                          for name, c in conds.items()}
+        return self._model_conds[key]
+
+    def denoise(self, x, sigma, conds):
+        per_sample = [self._conds_for(enc, x[i:i + 1]) for i, enc in enumerate(conds)]
+        kwargs = {}
+        for name, first in per_sample[0].items():
+            value = first.concat([s[name] for s in per_sample[1:]]) if len(per_sample) > 1 else first.cond
+            kwargs[name] = value.to(self.device) if torch.is_tensor(value) else value
+        with _autocast(self.device, self.compute_dtype):
+            return self.model.apply_model(x, sigma, **kwargs).float()
+
+
+@contextlib.contextmanager
+def training_session(model, clip, compute_dtype, gradient_checkpointing=False):
+    """Load `model` for training and yield a ComfyDenoiser; on exit the model is as it was.
+
+    The executor runs nodes under torch.inference_mode; tensors made there cannot enter autograd,
+    so the session leaves inference mode and re-creates any inference-mode weights as ordinary
+    tensors with the same values (outputs stay bit-identical).
+    """
+    import comfy.model_management as mm
+
+    patcher = model.clone()
+    with torch.inference_mode(False), torch.enable_grad():
+        mm.load_models_gpu([patcher], force_full_load=True)
+        _thaw_inference_tensors(patcher.model)
+        grads = {name: p.requires_grad for name, p in patcher.model.named_parameters()}
+        patcher.model.requires_grad_(False)
+        try:
+            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing):
+                yield ComfyDenoiser(patcher, clip, compute_dtype)
+        finally:
+            for name, param in patcher.model.named_parameters():
+                param.requires_grad_(grads.get(name, False))
+
+
+def _autocast(device, dtype):
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _thaw_inference_tensors(module):
+    for sub in module.modules():
+        for name, param in list(sub._parameters.items()):
+            if param is not None and param.is_inference():
+                sub._parameters[name] = torch.nn.Parameter(param.clone(), requires_grad=False)
+        for name, buf in list(sub._buffers.items()):
+            if buf is not None and buf.is_inference():
+                sub._buffers[name] = buf.clone()
+
+
+@contextlib.contextmanager
+def _checkpointing(diffusion_model, enabled):
+    """Recompute each top-level block (the children of the model's ModuleLists) in backward."""
+    if not enabled:
+        yield
+        return
+    import torch.utils.checkpoint
+
+    patched = []
+    for module in diffusion_model.modules():
+        if isinstance(module, torch.nn.ModuleList):
+            for block in module:
+                inner = block.forward
+
+                def forward(*args, _inner=inner, **kwargs):
+                    if not torch.is_grad_enabled():
+                        return _inner(*args, **kwargs)
+                    return torch.utils.checkpoint.checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+
+                block.forward = forward
+                patched.append(block)
+    try:
+        yield
+    finally:
+        for block in patched:
+            del block.forward
+
+
+def named_layers(model):
+    """(path, module) for every module of the diffusion model."""
+    return list(diffusion_model(model).named_modules())
+
+
+# --- applying LoRAs ---------------------------------------------------------------------------
+
+def lora_key_map(model, clip=None):
+    """ComfyUI's map from every LoRA key spelling it accepts to the model's weight keys."""
+    import comfy.lora
+
+    key_map = {}
+    if model is not None:
+        key_map = comfy.lora.model_lora_keys_unet(model.model, key_map)
+    if clip is not None:
+        key_map = comfy.lora.model_lora_keys_clip(clip.cond_stage_model, key_map)
+    return key_map
+
+
+class _ReadTracker(dict):
+    """A LoRA state dict that remembers which tensors ComfyUI's loader actually used."""
+
+    def __init__(self, tensors):
+        super().__init__(tensors)
+        self.used = set()
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.used.add(key)
+        return value
+
+    def get(self, key, default=None):
+        if key in self:
+            return self[key]
+        return default
+
+
+def lora_patches(lora_tensors, key_map):
+    """ComfyUI patches {model key: adapter} for a LoRA state dict, and the tensor names used."""
+    import inspect
+
+    import comfy.lora
+
+    tracked = _ReadTracker(lora_tensors)
+    kwargs = {"log_missing": False} if "log_missing" in inspect.signature(comfy.lora.load_lora).parameters else {}
+    patches = comfy.lora.load_lora(tracked, key_map, **kwargs)
+    return patches, tracked.used
+
+
+def add_patches(model, clip, patches, strength_model, strength_clip, scale_of=None):
+    """Clones of model and clip with the patches added, each key scaled by scale_of(key)."""
+    new_model = model.clone() if model is not None else None
+    new_clip = clip.clone() if clip is not None else None
+    groups = {}
+    for key, patch in patches.items():
+        groups.setdefault(1.0 if scale_of is None else float(scale_of(key)), {})[key] = patch
+    for scale, group in groups.items():
+        if new_model is not None and strength_model != 0 and scale != 0:
+            new_model.add_patches(group, strength_model * scale)
+        if new_clip is not None and strength_clip != 0 and scale != 0:
+            new_clip.add_patches(group, strength_clip * scale)
+    return new_model, new_clip
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+def sampler_names():
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SAMPLERS)
+
+
+def scheduler_names():
+    import comfy.samplers
+
+    return list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def latent_channels(model):
+    return int(model.model.latent_format.latent_channels)
+
+
+@torch.no_grad()
+def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None):
+    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed)."""
+    import comfy.sample
+    import comfy.model_management as mm
+
+    latent = torch.zeros([1, latent_channels(model), height // 8, width // 8], device=mm.intermediate_device())
+    latent = comfy.sample.fix_empty_latent_channels(model, latent) \
+        if hasattr(comfy.sample, "fix_empty_latent_channels") else latent
+    noise = comfy.sample.prepare_noise(latent, seed)
+    callback = None if on_step is None else (lambda step, x0, x, total: on_step(step + 1, total))
+    samples = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
+                                  denoise=1.0, seed=seed, callback=callback, disable_pbar=True)
+    return vae.decode(samples)[..., :3].clamp(0, 1).float().cpu()
+
+
+# --- folders, progress, websocket ---------------------------------------------------------------
+
+def folder(kind):
+    """ComfyUI's output, temp or input directory."""
+    import folder_paths
+
+    return {"output": folder_paths.get_output_directory, "temp": folder_paths.get_temp_directory,
+            "input": folder_paths.get_input_directory}[kind]()
+
+
+def model_folders(kind):
+    import folder_paths
+
+    return list(folder_paths.get_folder_paths(kind))
+
+
+def model_files(kind):
+    import folder_paths
+
+    return list(folder_paths.get_filename_list(kind))
+
+
+def model_file_path(kind, name):
+    import folder_paths
+
+    return folder_paths.get_full_path(kind, name)
+
+
+def register_model_folder(kind, extensions):
+    """Make `models/<kind>/` a ComfyUI model folder (idempotent)."""
+    import os
+
+    import folder_paths
+
+    if kind not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[kind] = ([os.path.join(folder_paths.models_dir, kind)], set(extensions))
+
+
+def progress_bar(total):
+    import comfy.utils
+
+    return comfy.utils.ProgressBar(total)
+
+
+def send_event(event, data):
+    """Send a websocket message to the browser that queued the prompt (no-op without a server)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    instance = getattr(PromptServer, "instance", None)
+    if instance is not None:
+        instance.send_sync(event, data, getattr(instance, "client_id", None))
+
+
+@functools.lru_cache(maxsize=1)
+def comfyui_version():
+    try:
+        import comfyui_version
+        return comfyui_version.__version__
+    except ImportError:
+        return "unknown"

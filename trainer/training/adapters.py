@@ -1,0 +1,205 @@
+"""peft adapters on the activation path of a frozen model, without touching the model.
+
+peft wraps modules in place. To keep the user's model object untouched, peft wraps *proxies*
+instead: one flat ModuleDict (the "shadow"), one proxy per target layer, sharing the real layer's
+weight tensors (no copy). A forward hook on each real layer hands its output to the proxy and
+runs the peft wrapper, which returns output + adapter delta. The real layer computes once; the
+model's modules, state dict and ComfyUI's weight patching stay exactly as they were, and removing
+the hooks restores the untouched model.
+"""
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+ALGORITHMS = {
+    "lora": "LoRA: low-rank update B·A (Hu et al.). The portable default.",
+    "dora": "DoRA: LoRA with a learned per-output magnitude (Liu et al.); often finer detail.",
+    "loha": "LoHa: Hadamard product of two low-rank pairs (LyCORIS); more capacity per rank.",
+    "lokr": "LoKr: Kronecker product factors (LyCORIS); very small files.",
+}
+
+
+class _StashMixin:
+    """A stand-in for a real layer inside a peft wrapper: returns the output the real layer
+    already computed (set by the hook), so the frozen layer never runs twice."""
+
+    stash = None
+
+    @classmethod
+    def mirror(cls, real):
+        # Build on the meta device (allocates nothing), then share the real parameters.
+        proxy = cls.__new__(cls)
+        nn.Module.__init__(proxy)
+        for name in cls._MIRRORED:
+            setattr(proxy, name, getattr(real, name))
+        proxy.weight = real.weight
+        proxy.bias = real.bias
+        proxy.is_proxy = True
+        return proxy
+
+    def forward(self, x, *args, **kwargs):
+        if getattr(self, "is_proxy", False):
+            if self.stash is None:
+                raise RuntimeError("LookDev adapter proxy ran outside its layer's forward hook")
+            return self.stash
+        # peft builds its own sub-layers with type(base_layer)(...): behave as the plain layer.
+        return super().forward(x, *args, **kwargs)
+
+
+class ProxyLinear(_StashMixin, nn.Linear):
+    _MIRRORED = ("in_features", "out_features")
+
+
+class ProxyConv2d(_StashMixin, nn.Conv2d):
+    _MIRRORED = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                 "groups", "padding_mode", "transposed", "output_padding", "_reversed_padding_repeated_twice")
+
+
+def supported_layer(module):
+    return isinstance(module, (nn.Linear, nn.Conv2d))
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    algorithm: str = "lora"
+    rank: int = 16
+    alpha: float = 16.0
+    dropout: float = 0.0
+
+    def validate(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"network algorithm {self.algorithm!r} is not one of {sorted(ALGORITHMS)}")
+        if not 1 <= self.rank <= 1024:
+            raise ValueError(f"rank must be between 1 and 1024, got {self.rank}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be positive, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"adapter dropout must be in [0, 1), got {self.dropout}")
+
+
+def _peft_config(spec, names):
+    import peft
+
+    if spec.algorithm in ("lora", "dora"):
+        return peft.LoraConfig(r=spec.rank, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+                               target_modules=list(names), use_dora=spec.algorithm == "dora",
+                               init_lora_weights=True)
+    if spec.algorithm == "loha":
+        return peft.LoHaConfig(r=spec.rank, alpha=spec.alpha, module_dropout=spec.dropout,
+                               target_modules=list(names), init_weights=True)
+    return peft.LoKrConfig(r=spec.rank, alpha=spec.alpha, module_dropout=spec.dropout,
+                           target_modules=list(names), init_weights=True)
+
+
+class AdapterSet(nn.Module):
+    """The trainable adapters for a set of layers of a frozen model.
+
+    `layers` maps an adapter name (a flat, dot-free key such as the kohya module name) to the
+    real layer. `attach()` installs the forward hooks for as long as the context lasts.
+    """
+
+    def __init__(self, layers, spec, seed=0):
+        super().__init__()
+        spec.validate()
+        if not layers:
+            raise ValueError("no layers to train: the target preset matched nothing in this model")
+        bad = [name for name in layers if "." in name]
+        if bad:
+            raise ValueError(f"adapter names must not contain dots: {bad[:3]}")
+        self.spec = spec
+        self._real = dict(layers)
+        shadow = nn.ModuleDict()
+        for name, real in self._real.items():
+            if isinstance(real, nn.Conv2d):
+                shadow[name] = ProxyConv2d.mirror(real)
+            elif isinstance(real, nn.Linear):
+                shadow[name] = ProxyLinear.mirror(real)
+            else:
+                raise ValueError(f"layer {name} is a {type(real).__name__}; only Linear and Conv2d take adapters")
+        import peft
+
+        # peft draws its initial adapter weights from torch's global RNG; fork it so the
+        # adapters depend only on `seed` and the caller's RNG stream is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            peft.inject_adapter_in_model(_peft_config(spec, self._real), shadow)
+        self.shadow = shadow
+        for param in self.shadow.parameters():
+            param.requires_grad_(False)
+        for param in self.trainable_parameters():
+            param.requires_grad_(True)
+
+    def names(self):
+        return list(self._real)
+
+    def wrapper(self, name):
+        return self.shadow[name]
+
+    def named_trainable(self):
+        """(adapter name, peft parameter name, tensor) for every trainable tensor, in a stable order."""
+        out = []
+        for name in self._real:
+            for pname, param in self.shadow[name].named_parameters():
+                if not pname.startswith("base_layer."):
+                    out.append((name, pname, param))
+        return out
+
+    def trainable_parameters(self):
+        return [param for _, _, param in self.named_trainable()]
+
+    def to_training(self, device, dtype=torch.float32):
+        """Move the adapter weights (never the shared base weights) to the training device."""
+        for _, _, param in self.named_trainable():
+            param.data = param.data.to(device=device, dtype=dtype)
+        return self
+
+    def num_parameters(self):
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    @contextlib.contextmanager
+    def attach(self):
+        """Add the adapters to the real layers' outputs while the context is open."""
+        handles = []
+        try:
+            for name, real in self._real.items():
+                handles.append(real.register_forward_hook(self._hook(self.shadow[name])))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @staticmethod
+    def _hook(wrapper):
+        proxy = wrapper.get_base_layer()
+
+        def add_adapter(module, args, output):
+            proxy.stash = output
+            try:
+                return wrapper(args[0])  # peft casts the input to the adapter dtype and back
+            finally:
+                proxy.stash = None
+
+        return add_adapter
+
+    def adapter_state(self):
+        """{adapter name: {peft parameter name: tensor}} detached copies, for saving."""
+        state = {}
+        for name, pname, param in self.named_trainable():
+            state.setdefault(name, {})[pname] = param.detach().clone()
+        return state
+
+    @torch.no_grad()
+    def load_adapter_state(self, state):
+        own = {(name, pname): param for name, pname, param in self.named_trainable()}
+        missing = [f"{n}.{p}" for (n, p) in own if p not in state.get(n, {})]
+        if missing:
+            raise ValueError(f"checkpoint lacks adapter tensors, e.g. {missing[:3]}")
+        for (name, pname), param in own.items():
+            value = state[name][pname]
+            if tuple(value.shape) != tuple(param.shape):
+                raise ValueError(f"checkpoint tensor {name}.{pname} has shape {tuple(value.shape)}, "
+                                 f"this network needs {tuple(param.shape)}")
+            param.copy_(value.to(param.dtype))
