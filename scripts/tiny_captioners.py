@@ -1,0 +1,82 @@
+"""Tiny, random-weight captioning models saved as real transformers folders (BLIP, Florence-2).
+
+Real classes, configs, tokenizers and processors at toy sizes, built without any download, so the
+captioning code runs end to end on a CPU in well under a second. Captions are gibberish. Weights are
+initialised with a large spread so that different images give different captions.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+IMAGE_SIZE = 32
+WIDE_INIT = 1.0  # initializer std; the usual 0.02 makes every image produce the same caption
+BLIP_WORDS = ("a an the man woman dog cat car tree house street room table window sitting standing "
+              "walking on in of with near red blue green there is are arafed photo").split()
+
+
+def build_blip(folder, seed=0) -> Path:
+    """BLIP captioning model with a WordPiece tokenizer over a few dozen words."""
+    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
+                              BlipProcessor)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    (folder / "vocab.txt").write_text("\n".join([*special, *BLIP_WORDS]) + "\n")
+    tokenizer = BertTokenizer.from_pretrained(folder, bos_token="[DEC]")
+    image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "initializer_range": WIDE_INIT}
+    config = BlipConfig(
+        text_config={**tiny, "vocab_size": len(tokenizer), "max_position_embeddings": 64,
+                     "bos_token_id": tokenizer.bos_token_id, "sep_token_id": tokenizer.sep_token_id,
+                     "eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id},
+        vision_config={**tiny, "image_size": IMAGE_SIZE, "patch_size": 8, "initializer_factor": WIDE_INIT},
+        projection_dim=32, initializer_range=WIDE_INIT, initializer_factor=WIDE_INIT)
+    return _save(folder, seed, BlipForConditionalGeneration, config, BlipProcessor(image_processor, tokenizer))
+
+
+def build_florence2(folder, seed=0) -> Path:
+    """Native Florence-2 model with a byte-level BPE tokenizer over printable ASCII, no merges."""
+    from transformers import (BartTokenizer, CLIPImageProcessor, Florence2Config,
+                              Florence2ForConditionalGeneration, Florence2Processor)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Byte-level BPE spells a space "Ġ"; the other printable ASCII characters are themselves.
+    symbols = ["<s>", "<pad>", "</s>", "<unk>", "Ġ", *(chr(code) for code in range(33, 127))]
+    (folder / "vocab.json").write_text(json.dumps({symbol: i for i, symbol in enumerate(symbols)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = BartTokenizer.from_pretrained(folder, extra_special_tokens={"image_token": "<image>"})
+    image_processor = CLIPImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_center_crop=False,
+                                         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    # One vision stage of stride 4: an 8x8 grid of image tokens plus one pooled token.
+    image_processor.image_seq_length = (IMAGE_SIZE // 4) ** 2 + 1
+    processor = Florence2Processor(image_processor, tokenizer, post_processor_config={"pure_text": {}})
+    special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "pad_token_id": tokenizer.pad_token_id, "decoder_start_token_id": tokenizer.eos_token_id,
+               "forced_eos_token_id": tokenizer.eos_token_id}
+    config = Florence2Config(
+        text_config={"model_type": "bart", "vocab_size": len(tokenizer), "max_position_embeddings": 256,
+                     "d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_ffn_dim": 32,
+                     "decoder_ffn_dim": 32, "encoder_attention_heads": 2, "decoder_attention_heads": 2,
+                     "init_std": WIDE_INIT, **special},
+        vision_config={"depths": [1], "patch_size": [7], "patch_stride": [4], "patch_padding": [3],
+                       "patch_prenorm": [False], "embed_dim": [32], "num_heads": [2], "num_groups": [2],
+                       "window_size": 4, "projection_dim": 32, "initializer_range": WIDE_INIT},
+        image_token_id=tokenizer.image_token_id, initializer_range=WIDE_INIT)
+    return _save(folder, seed, Florence2ForConditionalGeneration, config, processor)
+
+
+BUILDERS = {"blip": build_blip, "florence2": build_florence2}
+
+
+def _save(folder, seed, model_class, config, processor):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config).eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder
