@@ -68,6 +68,12 @@ def test_template_filename_and_folder(refs):
                                   "lkdv style, rain"]
 
 
+def test_trigger_already_in_a_caption_is_not_repeated(tmp_path):
+    write_image(tmp_path / "a.png")
+    (tmp_path / "a.txt").write_text("a street, LKDV, night", encoding="utf-8")
+    assert build_dataset(config(tmp_path)).captions() == ["lkdv, a street, night"]
+
+
 def test_template_without_trigger_gets_it_first(refs):
     dataset = build_dataset(config(refs, caption_template="{caption}"))
     assert all(caption.startswith("lkdv") for caption in dataset.captions())

@@ -187,12 +187,28 @@ def test_large_png_is_reduced_by_whole_factors(tmp_path):
     assert load_image(path).size == (1024, 512)
 
 
-@pytest.mark.parametrize("side", [13000, 20000])  # over LookDev's cap; over PIL's error limit
-def test_beyond_the_pixel_cap_is_refused_before_decoding(tmp_path, side):
+@pytest.mark.parametrize("side, words", [
+    (13000, "too large (13000x13000): LookDev reads images up to 150 megapixels"),
+    (20000, "too large: PIL refuses it as a possible decompression bomb"),  # PIL's own limit
+])
+def test_beyond_the_pixel_cap_is_refused_before_decoding(tmp_path, side, words):
     assert side * side > MAX_PIXELS
     path = tmp_path / "bomb.png"
     path.write_bytes(png_bytes(side, side, 8, 2))
     with pytest.raises(ImageSkip) as caught:
         load_image(path)
     assert caught.value.kind == "too large"
-    assert "megapixels" in caught.value.reason
+    assert caught.value.reason.startswith(words)
+
+
+def test_unreadable_file_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "locked.png")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(ImageSkip) as caught:
+        load_image(path)
+    assert (caught.value.kind, caught.value.reason) == (
+        "unreadable", "cannot read the file: Permission denied")

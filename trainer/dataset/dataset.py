@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageOps
 
 from .buckets import check_resolution, choose_bucket, fit_to_bucket, make_buckets
-from .captions import (filename_words, render_template, split_tags, strip_style_words,
-                       with_trigger)
+from .captions import (filename_words, join_tags, render_template, split_tags,
+                       strip_style_words, with_trigger)
 from .images import MIN_SIDE, ImageSkip, load_image
 from .scan import (DatasetError, Issue, folder_label, no_usable_images,
                    normalize_extension, scan_folder)
@@ -217,6 +217,9 @@ def format_report(dataset):
 
 
 def _caption(config, caption, filename, folder):
+    # Captions written for an earlier run often hold the trigger already; the template places it.
+    triggers = {tag.casefold() for tag in split_tags(config.trigger)}
+    caption = join_tags(tag for tag in split_tags(caption) if tag.casefold() not in triggers)
     caption = strip_style_words(caption, config.strip_words)
     filename = strip_style_words(filename, config.strip_words)
     text = render_template(config.caption_template, trigger=config.trigger, filename=filename,

@@ -26,6 +26,7 @@ MAX_PIXELS = 150_000_000
 memory. PIL warns above ~89 MP; LookDev loads up to this cap anyway, reducing as it decodes."""
 
 _BACKGROUND = (255, 255, 255)
+_REDUCE_EARLY = ("RGB", "L", "CMYK", "I", "F")
 _SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
                (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
 # Errors PIL raises for files it cannot parse or decode (it uses SyntaxError for broken chunks).
@@ -64,9 +65,12 @@ def load_image(path, notes=None, shrink_to=None):
             with Image.open(path) as img:
                 return _decode(img, notes, shrink_to)
         except Image.DecompressionBombError as exc:
-            raise _too_large(str(exc)) from exc
+            raise ImageSkip(f"too large: PIL refuses it as a possible decompression bomb "
+                            f"({exc}); downsize it first", "too large") from exc
         except UnidentifiedImageError as exc:
             raise _unidentified(path) from exc
+        except (PermissionError, FileNotFoundError) as exc:
+            raise ImageSkip(f"cannot read the file: {exc.strerror}", "unreadable") from exc
         except _DECODE_ERRORS as exc:
             raise ImageSkip(f"corrupt or truncated image data ({exc})", "corrupt") from exc
 
@@ -74,7 +78,7 @@ def load_image(path, notes=None, shrink_to=None):
 def _decode(img, notes, shrink_to):
     width, height = img.size
     if width * height > MAX_PIXELS:
-        raise _too_large(f"{width}x{height}")
+        raise _too_large(width, height)
     if min(width, height) < MIN_SIDE:
         raise ImageSkip(
             f"too small: {width}x{height} px; LookDev needs at least {MIN_SIDE} px on each "
@@ -86,8 +90,12 @@ def _decode(img, notes, shrink_to):
     if shrink_to and img.format == "JPEG":
         img.draft(img.mode, _draft_size(img.size, shrink_to))
     img.load()
-    rgb = _to_rgb(_upright(img, notes), notes)
-    return _reduce(rgb, shrink_to)
+    _upright(img, notes)
+    # Reduce before converting when the mode allows it: fewer full-size copies of a huge image.
+    # Alpha modes wait until composited, so transparent pixels' colours cannot bleed in.
+    if img.mode in _REDUCE_EARLY:
+        img = _reduce(img, shrink_to)
+    return _reduce(_to_rgb(img, notes), shrink_to)
 
 
 def _unidentified(path):
@@ -114,10 +122,9 @@ def _looks_like_text(head):
     return bool(text) and all(char.isprintable() or char in "\r\n\t" for char in text)
 
 
-def _too_large(size_text):
-    return ImageSkip(
-        f"too large ({size_text}): LookDev reads images up to {MAX_PIXELS // 1_000_000} "
-        "megapixels; downsize it first", "too large")
+def _too_large(width, height):
+    return ImageSkip(f"too large ({width}x{height}): LookDev reads images up to "
+                     f"{MAX_PIXELS // 1_000_000} megapixels; downsize it first", "too large")
 
 
 def _draft_size(size, shrink_to):
@@ -127,10 +134,9 @@ def _draft_size(size, shrink_to):
 
 def _upright(img, notes):
     try:
-        return ImageOps.exif_transpose(img)
+        ImageOps.exif_transpose(img, in_place=True)
     except (SyntaxError, ValueError, TypeError, struct.error, OSError) as exc:
         notes.append(f"EXIF orientation unreadable ({exc}); used the image as stored")
-        return img
 
 
 def _to_rgb(img, notes):
@@ -140,6 +146,8 @@ def _to_rgb(img, notes):
         mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         return _over_white(img.convert("RGBA"))
+    if mode == "RGB":
+        return img
     try:
         return img.convert("RGB")
     except ValueError as exc:
