@@ -13,19 +13,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _alias_pack(name="lookdev"):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-    module = importlib.util.module_from_spec(spec)
-    module.__path__ = [str(ROOT)]
-    sys.modules[name] = module
-    return module
-
-
-_alias_pack()
-
-
 class _PackRootIsNotATestPackage:
     """pytest would import the pack's __init__.py to collect its root as a test package, which
     the alias above exists to avoid; in a checkout whose folder name is not an identifier
@@ -43,3 +30,17 @@ class _PackRootIsNotATestPackage:
 def pytest_configure(config):
     # A plugin, not a conftest hook: conftest hooks only see folders below tests/.
     config.pluginmanager.register(_PackRootIsNotATestPackage(), "lookdev-pack-root")
+
+
+def _alias_pack(name="lookdev"):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    module = importlib.util.module_from_spec(spec)
+    module.__path__ = [str(ROOT)]
+    sys.modules[name] = module
+    return module
+
+
+_alias_pack()
+
