@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class _PackRootIsNotATestPackage:
     """pytest would import the pack's __init__.py to collect its root as a test package, which
-    the alias above exists to avoid; in a checkout whose folder name is not an identifier
+    the alias below exists to avoid; in a checkout whose folder name is not an identifier
     (a worktree like dataset-lib) that import fails outright. Collect the root as a plain folder."""
 
     @staticmethod
