@@ -43,4 +43,3 @@ def _alias_pack(name="lookdev"):
 
 
 _alias_pack()
-
