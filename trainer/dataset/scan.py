@@ -1,0 +1,262 @@
+"""Find the reference images in a folder, with their sidecar captions and repeat counts.
+
+kohya conventions: a subfolder named `N_name` (e.g. `10_noir`) repeats its images N times per
+epoch; `image.txt` beside `image.png` is its caption. Hidden files and folders and LookDev's
+cache folder are skipped silently; anything else that is not used is listed with a reason.
+Symlinks never lead out of the folder and symlinked folders are not entered, so loops cannot
+hang a scan. Order is deterministic (sorted by path).
+
+Only names are checked here; whether an image decodes is found out when it is loaded.
+"""
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .captions import join_tags, split_tags
+
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif")
+CACHE_DIRNAME = "lookdev_cache"
+"""A latent cache kept inside a dataset folder under this name is never scanned as images."""
+
+_REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
+
+
+class DatasetError(ValueError):
+    """The dataset as a whole cannot be used; the message names the folder and says why."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A file that was skipped, or a remark about one. `kind` groups skips for summaries."""
+
+    path: Path
+    message: str
+    kind: str = "note"
+
+
+@dataclass(frozen=True)
+class ScanItem:
+    path: Path
+    caption: str | None  # sidecar caption text, None when there is none (or it is empty)
+    repeats: int
+    subfolder: str  # relative to the scanned folder, "/"-separated; "" for the folder itself
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    root: Path
+    items: tuple
+    skipped: tuple  # Issue per file not used
+    notes: tuple  # Issue per remark that did not stop a file being used
+    files_seen: int  # visible files, used or not; a caption file beside its image not counted
+
+
+def normalize_extension(extension, name="caption_extension"):
+    """"txt", ".txt" or "TXT" -> "txt"; ValueError naming `name` for anything else."""
+    if not isinstance(extension, str):
+        raise ValueError(f"{name} must be text such as 'txt', got {extension!r}")
+    clean = extension.strip().lstrip(".").lower()
+    if not clean or not re.fullmatch(r"[a-z0-9_-]+", clean):
+        raise ValueError(f"{name} must be a plain file extension such as 'txt' or '.caption', "
+                         f"got {extension!r}")
+    return clean
+
+
+def scan_folder(folder, recursive=True, extensions=IMAGE_EXTENSIONS, caption_extension="txt",
+                default_repeats=1):
+    """List the candidate images under `folder`; raise DatasetError if there are none.
+
+    Images outside `N_name` subfolders get `default_repeats`. Non-UTF-8 or empty caption files
+    and caption files without an image produce notes, not skips.
+    """
+    extensions = tuple(normalize_extension(ext, "extensions") for ext in extensions)
+    caption_extension = normalize_extension(caption_extension)
+    if isinstance(default_repeats, bool) or not isinstance(default_repeats, int) \
+            or default_repeats < 1:
+        raise ValueError(f"default_repeats must be a whole number >= 1, got {default_repeats!r}")
+    if caption_extension in extensions:
+        raise ValueError(f"caption_extension {caption_extension!r} is also an image extension")
+    root = _checked_root(folder)
+    walk = _Walk(root, extensions, caption_extension, default_repeats)
+    for here, dirnames, filenames in os.walk(root, followlinks=False, onerror=walk.unreadable):
+        dirnames[:] = walk.subfolders_to_enter(Path(here), dirnames, recursive)
+        walk.add_files(Path(here), filenames)
+    items = tuple(sorted(walk.items, key=lambda item: str(item.path)))
+    result = ScanResult(root, items, tuple(walk.skipped), tuple(walk.notes), walk.files_seen)
+    if not items:
+        raise no_usable_images(result)
+    return result
+
+
+def folder_label(subfolder):
+    """The words of a subfolder's own name for captions: "styles/10_film_noir" -> "film noir"."""
+    name = subfolder.rsplit("/", 1)[-1]
+    match = _REPEAT_FOLDER.match(name)
+    return " ".join((match.group(2) if match else name).replace("_", " ").split())
+
+
+def summarise_kinds(kinds):
+    """Counter of issue kinds -> "9 unsupported type, 3 corrupt" (most common first)."""
+    return ", ".join(f"{count} {kind}" for kind, count in
+                     sorted(kinds.items(), key=lambda pair: (-pair[1], pair[0])))
+
+
+def no_usable_images(result, extra_skipped=()):
+    """The DatasetError for a folder where nothing could be used, summarising why."""
+    kinds = Counter(issue.kind for issue in (*result.skipped, *extra_skipped))
+    kinds.update(note.kind for note in result.notes if note.kind == "caption without image")
+    if result.files_seen == 0:
+        return DatasetError(f"dataset folder {result.root} holds no files; add 10-30 reference "
+                            f"images ({', '.join(IMAGE_EXTENSIONS)})")
+    return DatasetError(f"dataset folder {result.root}: {result.files_seen} files, none usable: "
+                        f"{summarise_kinds(kinds)}. See the dataset report for each file.")
+
+
+def _checked_root(folder):
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder).strip():
+        raise DatasetError(f"no dataset folder given (got {folder!r}); give the folder that "
+                           "holds the reference images")
+    root = Path(folder).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist; check the path")
+    if not root.is_dir():
+        raise DatasetError(f"{root} is a file, not a folder; give the folder that holds the "
+                           "reference images")
+    try:
+        with os.scandir(root) as entries:
+            next(entries, None)
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset folder {root}: {exc.strerror or exc}; check "
+                           "its permissions") from exc
+    return root
+
+
+def _hidden(name):
+    return name.startswith(".")
+
+
+class _Walk:
+    """Accumulates items, skips and notes while os.walk goes through the tree."""
+
+    def __init__(self, root, extensions, caption_extension, default_repeats):
+        self.root, self.real_root = root, root.resolve()
+        self.extensions, self.caption_extension = extensions, caption_extension
+        self.default_repeats = default_repeats
+        self.items, self.skipped, self.notes = [], [], []
+        self.files_seen = 0
+
+    def unreadable(self, exc):
+        self.skipped.append(Issue(Path(exc.filename), f"cannot read this folder "
+                                  f"({exc.strerror or exc}); its images are left out",
+                                  "unreadable"))
+
+    def subfolders_to_enter(self, here, dirnames, recursive):
+        enter = []
+        for name in sorted(dirnames):
+            path = here / name
+            if _hidden(name) or name == CACHE_DIRNAME:
+                continue
+            if path.is_symlink():
+                where = "outside" if not self._inside(path) else "inside"
+                self.skipped.append(Issue(path, f"symlinked folder (pointing {where} the dataset "
+                                          "folder) is not followed", "symlink"))
+            elif not recursive:
+                self.notes.append(Issue(path, "subfolder not scanned (recursive is off)"))
+            else:
+                enter.append(name)
+        return enter
+
+    def add_files(self, here, filenames):
+        images, captions = [], {}
+        for name in sorted(n for n in filenames if not _hidden(n)):
+            self.files_seen += 1
+            path = here / name
+            reason = self._link_problem(path)
+            ext = path.suffix.lower().lstrip(".")
+            if reason:
+                self.skipped.append(Issue(path, reason, "symlink"))
+            elif ext == self.caption_extension:
+                captions[path.stem] = path
+            elif ext in self.extensions:
+                images.append(path)
+            else:
+                self.skipped.append(Issue(path, f"unsupported type {path.suffix or '(none)'}; "
+                                          f"LookDev reads {', '.join(self.extensions)}",
+                                          "unsupported type"))
+        for path in images:
+            self._add_image(path, captions.get(path.stem))
+        matched = {path.stem for path in images}
+        self.files_seen -= len(matched & set(captions))  # a caption is part of its image
+        for path in (p for stem, p in captions.items() if stem not in matched):
+            self.notes.append(Issue(path, "caption file without a matching image (check its "
+                                    "name)", "caption without image"))
+
+    def _add_image(self, path, caption_path):
+        subfolder = path.parent.relative_to(self.root).as_posix()
+        subfolder = "" if subfolder == "." else subfolder
+        repeats = self._repeats(subfolder)
+        if repeats == 0:
+            self.skipped.append(Issue(path, f"folder {subfolder} asks for 0 repeats, which "
+                                      "leaves its images out", "0 repeats"))
+            return
+        caption = self._read_caption(caption_path) if caption_path else None
+        self.items.append(ScanItem(path, caption, repeats, subfolder))
+
+    def _repeats(self, subfolder):
+        for name in reversed(subfolder.split("/") if subfolder else []):
+            match = _REPEAT_FOLDER.match(name)
+            if match:
+                return int(match.group(1))
+        return self.default_repeats
+
+    def _inside(self, path):
+        try:
+            return path.resolve(strict=True).is_relative_to(self.real_root)
+        except (OSError, RuntimeError):
+            return False
+
+    def _link_problem(self, path):
+        if not path.is_symlink():
+            return None
+        try:
+            target = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return "broken or looping symlink"
+        if not target.is_relative_to(self.real_root):
+            return f"symlink points outside the dataset folder (to {target}); not followed"
+        return None if target.is_file() else "symlink does not point to a file"
+
+    def _read_caption(self, path):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            self.notes.append(Issue(path, f"caption file unreadable ({exc.strerror or exc}); "
+                                    "image used without it"))
+            return None
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("utf-8", errors="replace")
+            self.notes.append(Issue(path, "caption is not UTF-8 text: unreadable characters "
+                                    "were replaced with \ufffd; re-save the file as UTF-8"))
+        caption = _join_lines(text)
+        if not caption:
+            self.notes.append(Issue(path, "caption file is empty; the image is captioned by the "
+                                    "template alone"))
+            return None
+        return caption
+
+
+def _join_lines(text):
+    # Tag lists continue with a comma; sentences already end in punctuation and continue with
+    # a space.
+    joined = ""
+    for line in (line.strip() for line in text.splitlines()):
+        if not line:
+            continue
+        glue = "" if not joined else (" " if joined[-1] in ".,;:!?" else ", ")
+        joined += glue + line
+    return join_tags(split_tags(joined))
