@@ -59,7 +59,8 @@ def test_layout_constants_match_comfyui_configs(name, layout):
     ("output_blocks.5.2.conv", "lora_unet_up_blocks_1_upsamplers_0_conv"),
     ("output_blocks.8.2.conv", "lora_unet_up_blocks_2_upsamplers_0_conv"),
     ("output_blocks.5.0.in_layers.2", "lora_unet_up_blocks_1_resnets_2_conv1"),
-    ("output_blocks.3.1.transformer_blocks.0.ff.net.2", "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_ff_net_2"),
+    ("output_blocks.3.1.transformer_blocks.0.ff.net.2",
+     "lora_unet_up_blocks_1_attentions_0_transformer_blocks_0_ff_net_2"),
     ("output_blocks.11.1.proj_out", "lora_unet_up_blocks_3_attentions_2_proj_out"),
     ("output_blocks.9.0.out_layers.0", "lora_unet_up_blocks_3_resnets_0_norm2"),
     ("input_blocks.0.0", "lora_unet_conv_in"),
@@ -79,7 +80,8 @@ def test_sd1_sd2_use_diffusers_names(arch, path, expected):
     ("input_blocks.8.1.transformer_blocks.1.attn2.to_out.0",
      "lora_unet_input_blocks_8_1_transformer_blocks_1_attn2_to_out_0"),
     ("middle_block.1.transformer_blocks.9.ff.net.2", "lora_unet_middle_block_1_transformer_blocks_9_ff_net_2"),
-    ("output_blocks.0.1.transformer_blocks.9.attn2.to_k", "lora_unet_output_blocks_0_1_transformer_blocks_9_attn2_to_k"),
+    ("output_blocks.0.1.transformer_blocks.9.attn2.to_k",
+     "lora_unet_output_blocks_0_1_transformer_blocks_9_attn2_to_k"),
     ("output_blocks.2.2.conv", "lora_unet_output_blocks_2_2_conv"),
     ("label_emb.0.0", "lora_unet_label_emb_0_0"),
     ("diffusion_model.input_blocks.7.1.proj_in", "lora_unet_input_blocks_7_1_proj_in"),
@@ -120,7 +122,8 @@ def test_diffusers_map_per_layout(layout, ldm, diffusers):
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("input_blocks.1.1.transformer_blocks.0.attn1.to_q", "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"),
+    ("input_blocks.1.1.transformer_blocks.0.attn1.to_q",
+     "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"),
     ("input_blocks.2.0.op", "lora_unet_down_blocks_0_downsamplers_0_conv"),
     ("output_blocks.1.2.conv", "lora_unet_up_blocks_0_upsamplers_0_conv"),
     ("output_blocks.3.1.proj_in", "lora_unet_up_blocks_1_attentions_1_proj_in"),
@@ -152,10 +155,12 @@ def test_dit_and_other_names_are_module_paths(arch, path, expected):
      "lora_te_text_model_encoder_layers_22_self_attn_out_proj"),
     ("sdxl", "clip_l.transformer.text_model.encoder.layers.3.self_attn.k_proj",
      "lora_te1_text_model_encoder_layers_3_self_attn_k_proj"),
-    ("sdxl", "clip_g.transformer.text_model.encoder.layers.31.mlp.fc1", "lora_te2_text_model_encoder_layers_31_mlp_fc1"),
+    ("sdxl", "clip_g.transformer.text_model.encoder.layers.31.mlp.fc1",
+     "lora_te2_text_model_encoder_layers_31_mlp_fc1"),
     ("sd3", "clip_g.transformer.text_model.encoder.layers.0.self_attn.v_proj",
      "lora_te2_text_model_encoder_layers_0_self_attn_v_proj"),
-    ("sd3", "t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q", "lora_te3_encoder_block_0_layer_0_SelfAttention_q"),
+    ("sd3", "t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q",
+     "lora_te3_encoder_block_0_layer_0_SelfAttention_q"),
     ("flux", "clip_l.transformer.text_model.encoder.layers.5.mlp.fc1", "lora_te1_text_model_encoder_layers_5_mlp_fc1"),
     ("flux", "t5xxl.transformer.encoder.block.23.layer.1.DenseReluDense.wo",
      "lora_te3_encoder_block_23_layer_1_DenseReluDense_wo"),
@@ -258,7 +263,8 @@ print(json.dumps(out))
 """
 
 DIT_PATHS = {
-    "sd3": ["joint_blocks.0.x_block.attn.qkv", "joint_blocks.0.context_block.mlp.fc1", "joint_blocks.23.x_block.attn.proj"],
+    "sd3": ["joint_blocks.0.x_block.attn.qkv", "joint_blocks.0.context_block.mlp.fc1",
+            "joint_blocks.23.x_block.attn.proj"],
     "flux": ["double_blocks.0.img_attn.qkv", "double_blocks.18.txt_mlp.2", "single_blocks.37.linear1",
              "single_blocks.0.modulation.lin"],
 }
