@@ -16,3 +16,27 @@ def tip(kind, tooltip, **options):
     if not tooltip:
         raise ValueError("every LookDev input needs a tooltip")
     return (kind, {"tooltip": tooltip, **options})
+
+
+def from_config(config_cls, field_name, kind=None, **options):
+    """An input whose tooltip and default come from a config dataclass field's help/default."""
+    import dataclasses
+
+    spec = config_cls.__dataclass_fields__[field_name]
+    default = spec.default if spec.default is not dataclasses.MISSING else None
+    choices = spec.metadata.get("choices")
+    if choices:
+        return (list(choices), {"tooltip": spec.metadata["help"], "default": default, **options})
+    kind = kind or {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}[type(default)]
+    return (kind, {"tooltip": spec.metadata["help"], "default": default, **options})
+
+
+# Websocket events the pack sends (web/lookdev_names.js mirrors these names).
+# lookdev.train.progress: {node, prompt_id, name, step, total, loss, loss_smooth, lr, elapsed_s, eta_s, resumed_from}
+# lookdev.train.preview:  {node, prompt_id, step, images: [{filename, subfolder, type}], prompts: [str]}
+# lookdev.train.done:     {node, prompt_id, name, path, steps, final_loss, seconds}
+# lookdev.render.progress: {node, prompt_id, shot, index, total, step, steps}
+EVENT_TRAIN_PROGRESS = "lookdev.train.progress"
+EVENT_TRAIN_PREVIEW = "lookdev.train.preview"
+EVENT_TRAIN_DONE = "lookdev.train.done"
+EVENT_RENDER_PROGRESS = "lookdev.render.progress"
