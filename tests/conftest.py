@@ -24,3 +24,22 @@ def _alias_pack(name="lookdev"):
 
 
 _alias_pack()
+
+
+class _PackRootIsNotATestPackage:
+    """pytest would import the pack's __init__.py to collect its root as a test package, which
+    the alias above exists to avoid; in a checkout whose folder name is not an identifier
+    (a worktree like dataset-lib) that import fails outright. Collect the root as a plain folder."""
+
+    @staticmethod
+    def pytest_collect_directory(path, parent):
+        import pytest
+
+        if path == ROOT:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config):
+    # A plugin, not a conftest hook: conftest hooks only see folders below tests/.
+    config.pluginmanager.register(_PackRootIsNotATestPackage(), "lookdev-pack-root")
