@@ -515,18 +515,18 @@ def build_parser():
                     f"written to <out>/{SHEET_NAME} and <out>/{SUMMARY_NAME}.",
         epilog="Exit status: 0 all shots rendered, 1 some shots failed (listed at the end), 2 bad input, "
                "130 interrupted.")
-    parser.add_argument("--workflow", required=True, type=Path, help=config_help("workflow"))
-    parser.add_argument("--shots", required=True, type=Path, help=config_help("shots"))
+    parser.add_argument("--workflow", required=True, type=Path, metavar="FILE", help=config_help("workflow"))
+    parser.add_argument("--shots", required=True, type=Path, metavar="FILE", help=config_help("shots"))
     parser.add_argument("--server", dest="servers", action="append", required=True, metavar="URL",
                         help=config_help("servers"))
-    parser.add_argument("--out", dest="output", required=True, type=Path, help=config_help("output"))
+    parser.add_argument("--out", dest="output", required=True, type=Path, metavar="DIR", help=config_help("output"))
     parser.add_argument("--shot-node", metavar="ID", help=config_help("shot_node"))
     for name, kind in (("attempts", int), ("shot_timeout", float), ("request_timeout", float),
                        ("poll_interval", float), ("cooldown", float), ("server_failures", int), ("columns", int)):
         default = next(f.default for f in fields(BatchConfig) if f.name == name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
-                            help=f"{config_help(name)} Default: {default:g}.")
-    parser.add_argument("--title", help=config_help("title"))
+                            metavar="N" if kind is int else "SECONDS", help=f"{config_help(name)} Default: {default:g}.")
+    parser.add_argument("--title", metavar="TEXT", help=config_help("title"))
     parser.add_argument("--pdf", action="store_true", help=config_help("pdf"))
     return parser
 
