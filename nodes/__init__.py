@@ -5,7 +5,9 @@ Node ids are part of saved workflows: once shipped they never change.
 
 from . import common
 
-_FAMILIES = []  # node-family modules, in menu order
+from . import train
+
+_FAMILIES = [train]  # node-family modules, in menu order
 
 
 def _collect():

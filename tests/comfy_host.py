@@ -85,6 +85,7 @@ class ComfyHost:
     execution: object = None
     server: object = None
     captured: dict = field(default_factory=dict)
+    listeners: list = field(default_factory=list)  # callables(event, data) run on each send_sync
     _events: list = field(default_factory=list)
     _progress: list = field(default_factory=list)
     _executor: object = None
@@ -219,6 +220,8 @@ def _record_events(host):
 
     def send_sync(event, data, sid=None):
         host._events.append((event, data))
+        for listener in list(host.listeners):
+            listener(event, data)
         return original(event, data, sid)
 
     host.server.send_sync = send_sync

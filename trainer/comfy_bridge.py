@@ -399,3 +399,28 @@ def comfyui_version():
         return comfyui_version.__version__
     except ImportError:
         return "unknown"
+
+
+def current_prompt_id():
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    return getattr(getattr(PromptServer, "instance", None), "last_prompt_id", None)
+
+
+def save_temp_image(image, stem):
+    """Save an IMAGE [1, H, W, 3] as a PNG in ComfyUI's temp folder; returns the UI reference
+    ({filename, subfolder, type}) the frontend shows on a node."""
+    import io
+    from pathlib import Path
+
+    from PIL import Image
+
+    from .fileio import write_bytes
+
+    name = f"{stem}.png"
+    buffer = io.BytesIO()
+    Image.fromarray((image[0].float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8")).save(buffer, format="PNG")
+    write_bytes(Path(folder("temp")) / name, buffer.getvalue())
+    return {"filename": name, "subfolder": "", "type": "temp"}

@@ -85,8 +85,10 @@ class TrainResult:
         return self.snapshot.losses
 
 
-def train(config, denoiser, adapters, examples, hooks=None, resume=None):
-    """Train `adapters` for `config.steps` optimizer steps; `resume` is a state.Snapshot."""
+def train(config, denoiser, adapters, examples, hooks=None, resume=None, network=None):
+    """Train `adapters` for `config.steps` optimizer steps; `resume` is a state.Snapshot.
+
+    `network` describes what a checkpoint must match to be resumed (default: the config's)."""
     hooks = hooks or TrainHooks()
     params = adapters.trainable_parameters()
     optimizer = OPTIMIZERS[config.optimizer][0](params, config.learning_rate, config.weight_decay)
@@ -106,7 +108,7 @@ def train(config, denoiser, adapters, examples, hooks=None, resume=None):
     def snapshot(step):
         return Snapshot(step=step, adapter_state=adapters.adapter_state(), optimizer_state=optimizer.state_dict(),
                         losses=list(losses), lrs=list(lrs), config=config.to_dict(),
-                        network=config.network_signature())
+                        network=network or config.network_signature())
 
     for step in range(start, config.steps):
         try:

@@ -1,0 +1,82 @@
+"""LookDev Train Style LoRA: train a LoRA on the loaded model from a LookDev dataset."""
+
+from ..trainer import comfy_bridge as bridge
+from ..trainer.training.config import TrainConfig, help_text
+from ..trainer.training.run import run_training
+from .common import CATEGORY, DATASET, LORA, from_config, tip
+
+_REQUIRED = {
+    "name": {},
+    "steps": {"min": 1, "max": 100000},
+    "learning_rate": {"min": 1e-7, "max": 0.5, "step": 1e-5, "round": False},
+    "rank": {"min": 1, "max": 256},
+    "alpha": {"min": 0.01, "max": 1024.0, "step": 0.5},
+    "batch_size": {"min": 1, "max": 64},
+    "targets": {},
+    "seed": {"min": 0, "max": 2**63 - 1},
+}
+_OPTIONAL = {
+    "trigger": {},
+    "algorithm": {},
+    "optimizer": {},
+    "schedule": {},
+    "warmup_steps": {"min": 0, "max": 100000},
+    "grad_accum": {"min": 1, "max": 256},
+    "dtype": {},
+    "gradient_checkpointing": {},
+    "timestep_sampling": {},
+    "noise_offset": {"min": 0.0, "max": 1.0, "step": 0.01},
+    "min_snr_gamma": {"min": 0.0, "max": 20.0, "step": 0.5},
+    "loss": {},
+    "caption_dropout": {"min": 0.0, "max": 1.0, "step": 0.01},
+    "shuffle_captions": {},
+    "keep_tokens": {"min": 0, "max": 32},
+    "save_every": {"min": 0, "max": 100000},
+    "validate_every": {"min": 0, "max": 100000},
+    "validation_steps": {"min": 1, "max": 150},
+    "validation_size": {"min": 64, "max": 2048, "step": 64},
+    "resume": {},
+    "save_dtype": {},
+}
+
+
+class TrainStyleLoRA:
+    DISPLAY_NAME = "LookDev Train Style LoRA"
+    DESCRIPTION = ("Teach the model a visual style from a LookDev dataset: trains a small LoRA adapter on the "
+                   "frozen model, saves it to the loras folder (kohya format, metadata in the file) and outputs "
+                   "the model with the style applied, ready to render. Re-running with the same name resumes.")
+    CATEGORY = f"{CATEGORY}/train"
+    RETURN_TYPES = ("MODEL", LORA, "STRING", "IMAGE")
+    RETURN_NAMES = ("model", "lora", "lora_path", "loss_curve")
+    OUTPUT_TOOLTIPS = ("The input model with the trained LoRA applied.",
+                       "The trained LoRA in memory, for LookDev Apply LoRA.",
+                       "Where the LoRA file was saved.",
+                       "Loss and learning rate over the run.")
+    FUNCTION = "execute"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {
+            "model": tip("MODEL", "The base model to teach the style to; it is left unchanged."),
+            "clip": tip("CLIP", "Text encoder of the same checkpoint, to encode the captions."),
+            "vae": tip("VAE", "VAE of the same checkpoint, to encode the images (latents are cached on disk)."),
+            "dataset": tip(DATASET, "Images and captions from LookDev Load Dataset / Caption Dataset."),
+        }
+        required.update({name: from_config(TrainConfig, name, **opts) for name, opts in _REQUIRED.items()})
+        optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
+        optional["validation_prompts"] = tip("STRING", help_text("validation_prompts"), multiline=True, default="")
+        return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    def execute(self, model, clip, vae, dataset, unique_id=None, **settings):
+        prompts = tuple(line.strip() for line in settings.pop("validation_prompts", "").splitlines() if line.strip())
+        config = TrainConfig(**settings, validation_prompts=prompts)
+        if not config.trigger:
+            config.trigger = dataset.trigger
+        out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id())
+        ui_images = [bridge.save_temp_image(image, f"lookdev_{config.name}_final_{i}") for i, image in enumerate(out.previews)]
+        return {"ui": {"images": ui_images, "text": [out.report]},
+                "result": (out.model, out.lora, str(out.path), out.loss_image)}
+
+
+NODES = {"LookDevTrainStyleLoRA": TrainStyleLoRA}

@@ -1,0 +1,280 @@
+"""LookDev Train Style LoRA through ComfyUI's executor, on tiny architecture-faithful models."""
+
+import json
+import logging
+
+import pytest
+import safetensors
+import torch
+from PIL import Image, ImageDraw
+
+from lookdev.trainer.training.state import latest_checkpoint
+
+TRIGGER = "lkdv noir"
+
+
+def _scene(index, size=96):
+    """A small high-contrast 'noir' frame: dark ground, a bright shape, a hard shadow."""
+    img = Image.new("RGB", (size, size), (12, 12, 16))
+    draw = ImageDraw.Draw(img)
+    x = 10 + (index * 17) % (size - 40)
+    draw.rectangle([x, 20, x + 28, size - 10], fill=(230, 225, 210))
+    draw.polygon([(0, size), (size, size // 2), (size, size)], fill=(40, 40, 48))
+    return img
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _interim_dataset_node(comfy):
+    # INTERIM until LookDevLoadDataset lands: the same library call behind a test node.
+    if "LookDevLoadDataset" in comfy.nodes.NODE_CLASS_MAPPINGS:
+        yield
+        return
+    from lookdev.trainer.dataset.dataset import DatasetConfig, build_dataset
+
+    class Interim:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {k: ("*", {}) for k in ("folder", "recursive", "resolution", "custom_resolution",
+                                                         "no_upscale", "caption_extension", "trigger")}}
+
+        @classmethod
+        def VALIDATE_INPUTS(cls, input_types):
+            return True
+
+        RETURN_TYPES = ("LOOKDEV_DATASET",)
+        FUNCTION = "load"
+
+        def load(self, folder, recursive, resolution, custom_resolution, no_upscale, caption_extension, trigger):
+            return (build_dataset(DatasetConfig(folder=str(comfy.input_dir / folder), resolution=custom_resolution,
+                                                trigger=trigger)),)
+
+    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevLoadDataset"] = Interim
+    yield
+    del comfy.nodes.NODE_CLASS_MAPPINGS["LookDevLoadDataset"]
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(comfy):
+    folder = comfy.input_dir / "noir_set"
+    if not folder.exists():
+        (folder / "2_night").mkdir(parents=True)
+        for i in range(3):
+            _scene(i).save(folder / f"alley_{i}.png")
+            (folder / f"alley_{i}.txt").write_text(f"a figure in an alley, rain, lamp {i}")
+        _scene(7, 128).resize((128, 96)).save(folder / "2_night" / "street.png")
+    return "noir_set"
+
+
+def dataset_node(folder):
+    return {"class_type": "LookDevLoadDataset", "inputs": {
+        "folder": folder, "recursive": True, "resolution": "custom", "custom_resolution": 128,
+        "no_upscale": False, "caption_extension": "txt", "trigger": TRIGGER}}
+
+
+def train_prompt(arch, folder, name, **settings):
+    inputs = {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "dataset": ["2", 0], "name": name,
+              "steps": 8, "learning_rate": 2e-3, "rank": 4, "alpha": 4.0, "batch_size": 2,
+              "targets": "attention", "seed": 7, "timestep_sampling": "uniform"}
+    inputs.update(settings)
+    return {
+        "1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+        "2": dataset_node(folder),
+        "3": {"class_type": "LookDevTrainStyleLoRA", "inputs": inputs},
+        "4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 0], "label": f"{name}_model"}},
+        "5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 1], "label": f"{name}_lora"}},
+        "6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 2], "label": f"{name}_path"}},
+        "7": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 3], "label": f"{name}_curve"}},
+    }
+
+
+def render_nodes(model_ref, clip_ref, vae_ref, label, prefix="r"):
+    return {
+        f"{prefix}1": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": f"{TRIGGER}, a lighthouse"}},
+        f"{prefix}2": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": ""}},
+        f"{prefix}3": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        f"{prefix}4": {"class_type": "KSampler", "inputs": {
+            "model": model_ref, "positive": [f"{prefix}1", 0], "negative": [f"{prefix}2", 0],
+            "latent_image": [f"{prefix}3", 0], "seed": 5, "steps": 3, "cfg": 4.0, "sampler_name": "euler",
+            "scheduler": "normal", "denoise": 1.0}},
+        f"{prefix}5": {"class_type": "VAEDecode", "inputs": {"samples": [f"{prefix}4", 0], "vae": vae_ref}},
+        f"{prefix}6": {"class_type": "LookDevTest_Capture", "inputs": {"value": [f"{prefix}5", 0], "label": label}},
+    }
+
+
+def base_render(comfy, arch, label):
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
+    prompt.update(render_nodes(["1", 0], ["1", 1], ["1", 2], label))
+    comfy.run(prompt, fresh=True)
+    return comfy.captured[label]
+
+
+@pytest.fixture(scope="module")
+def sd15_run(comfy, dataset_dir):
+    before = base_render(comfy, "sd15", "base_before")
+    prompt = train_prompt("sd15", dataset_dir, "noir_sd15", save_every=4, validation_prompts=f"{TRIGGER}, a pier",
+                          validation_steps=2, validation_size=64)
+    result = comfy.run(prompt)
+    after = base_render(comfy, "sd15", "base_after")
+    return result, before, after
+
+
+def test_base_model_is_untouched(sd15_run):
+    _, before, after = sd15_run
+    assert torch.equal(before, after)
+
+
+def test_outputs_and_kohya_file(comfy, sd15_run):
+    result, _, _ = sd15_run
+    path = comfy.captured["noir_sd15_path"]
+    assert path.endswith("noir_sd15.safetensors") and path.startswith(str(comfy.models_dir("loras")))
+    lora = comfy.captured["noir_sd15_lora"]
+    keys = set(lora.tensors)
+    modules = {k.split(".")[0] for k in keys}
+    assert modules and all(m.startswith("lora_unet_") for m in modules)
+    assert any("_attn1_to_q" in m and m.startswith("lora_unet_down_blocks_0_attentions_0") for m in modules)
+    for m in modules:
+        assert {f"{m}.lora_up.weight", f"{m}.lora_down.weight", f"{m}.alpha"} <= keys
+    with safetensors.safe_open(path, framework="pt") as handle:
+        meta = handle.metadata()
+        assert set(handle.keys()) == keys
+    assert meta["ss_network_dim"] == "4" and meta["ss_network_module"] == "networks.lora"
+    assert meta["modelspec.architecture"].startswith("stable-diffusion-v1")
+    assert json.loads(meta["lookdev.trigger_words"]) == [TRIGGER]
+    config = json.loads(meta["lookdev.config"])
+    assert config["steps"] == 8 and config["targets"] == "attention"
+    curve = comfy.captured["noir_sd15_curve"]
+    assert curve.ndim == 4 and curve.shape[-1] == 3
+    assert result.ui["3"]["images"], "the final validation render is shown on the node"
+
+
+def test_progress_events_and_checkpoints(comfy, sd15_run):
+    result, _, _ = sd15_run
+    steps = [e["step"] for e in result.events_named("lookdev.train.progress")]
+    assert steps == list(range(1, 9))
+    event = result.events_named("lookdev.train.progress")[-1]
+    assert {"loss", "loss_smooth", "lr", "eta_s", "total", "node"} <= set(event)
+    assert [p[:2] for p in result.progress if p[1] == 8][-1] == (8, 8)
+    assert result.events_named("lookdev.train.done")
+    work = comfy.output_dir / "lookdev" / "noir_sd15"
+    assert (work / "noir_sd15-step000004.safetensors").exists()
+    path, header = latest_checkpoint(work / "checkpoints")
+    assert header["step"] == 8
+
+
+def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sd15"}},
+              "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
+                                                          "lora_name": "noir_sd15.safetensors",
+                                                          "strength_model": 1.0, "strength_clip": 1.0}}}
+    prompt.update(render_nodes(["2", 0], ["1", 1], ["1", 2], "from_file"))
+    with caplog.at_level(logging.WARNING):
+        comfy.run(prompt, fresh=True)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    trained = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sd15"}}}
+    trained.update(train_prompt("sd15", "noir_set", "noir_sd15", save_every=4,
+                                validation_prompts=f"{TRIGGER}, a pier", validation_steps=2, validation_size=64))
+    trained.update(render_nodes(["3", 0], ["1", 1], ["1", 2], "in_memory"))
+    comfy.run(trained)  # cached training result from the fixture's run
+    assert torch.equal(comfy.captured["from_file"], comfy.captured["in_memory"])
+    assert not torch.equal(comfy.captured["from_file"], comfy.captured["base_before"])
+
+
+def _eval_loss(comfy, model, clip, vae, dataset_samples):
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.data import Example
+    from lookdev.trainer.training.loop import evaluation_loss
+
+    with torch.inference_mode():
+        latents = [bridge.encode_images(vae, s.image[None]) for s in dataset_samples]
+    with bridge.training_session(model, clip, torch.float32) as den:
+        examples = [Example(latent=den.to_model_space(l.clone())[0], captions=(s.caption,), dropped_caption="")
+                    for l, s in zip(latents, dataset_samples)]
+        return evaluation_loss(den, examples)
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sd15_v", "sdxl", "sd3"])
+def test_evaluation_loss_falls(comfy, dataset_dir, arch):
+    name = f"fall_{arch}"
+    prompt = train_prompt(arch, dataset_dir, name, steps=30, learning_rate=3e-3,
+                          targets="attention + feed-forward", rank=8, alpha=8.0)
+    prompt["8"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": f"{name}_data"}}
+    comfy.run(prompt)
+    base = comfy.tiny_bundle(arch)
+    samples = comfy.captured[f"{name}_data"].samples
+    before = _eval_loss(comfy, base.model, base.clip, base.vae, samples)
+    after = _eval_loss(comfy, comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
+    assert after < 0.85 * before, (before, after)
+
+
+def test_sdxl_file_has_no_unloaded_keys(comfy, dataset_dir, caplog):
+    comfy.run(train_prompt("sdxl", dataset_dir, "noir_sdxl", steps=2, targets="all linear and conv"))
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sdxl"}},
+              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "noir_sdxl.safetensors",
+                                                                   "strength_model": 1.0}},
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "sdxl_file_model"}}}
+    with caplog.at_level(logging.WARNING):
+        comfy.run(prompt, fresh=True)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    assert len(comfy.captured["sdxl_file_model"].patches) > 0
+
+
+def test_cancel_then_resume_is_bit_identical(comfy, dataset_dir):
+    settings = dict(steps=10, save_every=3, shuffle_captions=True, caption_dropout=0.2, noise_offset=0.05)
+    comfy.run(train_prompt("sd15", dataset_dir, "straight", **settings), fresh=True)
+    straight = comfy.captured["straight_lora"].tensors
+
+    def cancel_at_step_6(event, data):
+        if event == "lookdev.train.progress" and data["step"] == 6:
+            comfy.nodes.interrupt_processing(True)
+
+    comfy.listeners.append(cancel_at_step_6)
+    try:
+        result = comfy.run(train_prompt("sd15", dataset_dir, "resumed", **settings), fresh=True, expect_error=True)
+    finally:
+        comfy.listeners.remove(cancel_at_step_6)
+    assert result.interrupted
+    _, header = latest_checkpoint(comfy.output_dir / "lookdev" / "resumed" / "checkpoints")
+    assert header["step"] == 6  # Cancel stops at the next step boundary and leaves a checkpoint
+
+    result = comfy.run(train_prompt("sd15", dataset_dir, "resumed", **settings), fresh=True)
+    assert result.events_named("lookdev.train.progress")[0]["resumed_from"] == 6
+    resumed = comfy.captured["resumed_lora"].tensors
+    assert straight.keys() == resumed.keys()
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+def test_divergence_is_a_clear_error_and_keeps_last_checkpoint(comfy, dataset_dir):
+    # Lion moves every weight by the full learning rate each step: at 0.5 the adapters grow until
+    # fp16 activations overflow, the classic way a too-high learning rate ends a run.
+    prompt = train_prompt("sd15", dataset_dir, "diverge", steps=60, learning_rate=0.5, optimizer="Lion",
+                          save_every=1, dtype="fp16", targets="all linear and conv")
+    result = comfy.run(prompt, fresh=True, expect_error=True)
+    message = result.error["exception_message"]
+    assert "at step" in message and "Lower the learning rate" in message
+    found = latest_checkpoint(comfy.output_dir / "lookdev" / "diverge" / "checkpoints")
+    assert found is not None and found[1]["step"] >= 1
+
+
+def test_second_run_uses_the_latent_cache(comfy):
+    folder = comfy.input_dir / "cache_set"
+    folder.mkdir()
+    for i in range(3):
+        _scene(100 + i).save(folder / f"frame_{i}.png")
+    bundle = comfy.tiny_bundle("sd15")
+    encoded = []
+    original = bundle.vae.encode
+
+    def counting_encode(pixels):
+        encoded.append(pixels.shape[0])
+        return original(pixels)
+
+    bundle.vae.encode = counting_encode  # instance attribute: the VAE object itself is unchanged
+    try:
+        comfy.run(train_prompt("sd15", "cache_set", "cache_a", steps=1), fresh=True)
+        first = sum(encoded)
+        comfy.run(train_prompt("sd15", "cache_set", "cache_b", steps=1, seed=8), fresh=True)
+    finally:
+        del bundle.vae.encode
+    assert first == 3
+    assert sum(encoded) == first  # the second run encoded nothing
