@@ -278,3 +278,55 @@ def test_second_run_uses_the_latent_cache(comfy):
         del bundle.vae.encode
     assert first == 3
     assert sum(encoded) == first  # the second run encoded nothing
+
+
+@pytest.mark.parametrize("algorithm,exact", [("lora", True), ("loha", True), ("lokr", True), ("dora", False)])
+def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorithm, exact):
+    """ComfyUI applying the saved file gives the same denoiser as the peft adapters that trained.
+
+    DoRA is the exception: ComfyUI 0.3.75 normalises DoRA by the base weight's norm where peft
+    (and LyCORIS) use the adapted weight's, so the two agree only approximately.
+    """
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.adapters import AdapterSet
+    from lookdev.trainer.training.config import TrainConfig
+    from lookdev.trainer.training.state import load_checkpoint
+    from lookdev.trainer.lora.keys import UNetLayout, kohya_names
+    from lookdev.trainer.training.targets import select_targets
+
+    name = f"algo_{algorithm}"
+    comfy.run(train_prompt("sd15", dataset_dir, name, steps=6, learning_rate=1e-2, algorithm=algorithm,
+                           save_dtype="fp32", targets="attention + feed-forward"), fresh=True)
+    base = comfy.tiny_bundle("sd15")
+    path, _ = latest_checkpoint(comfy.output_dir / "lookdev" / name / "checkpoints")
+    snapshot = load_checkpoint(path)
+    config = TrainConfig(**{**snapshot.config, "validation_prompts": tuple(snapshot.config["validation_prompts"])})
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 16, 16, generator=gen)
+    sigma = torch.tensor([2.0])
+    outputs = {}
+    for label, model in (("peft", base.model), ("file", comfy.captured[f"{name}_model"])):
+        with bridge.training_session(model, base.clip, torch.float32) as den:
+            cond = den.encode_captions(["a figure in an alley"])["a figure in an alley"]
+            if label == "peft":
+                paths = select_targets(bridge.named_layers(model), "sd1", config.targets)
+                names = kohya_names(paths, "sd1", UNetLayout.from_unet_config(bridge.unet_config(model)))
+                modules = dict(bridge.named_layers(model))
+                adapters = AdapterSet({n: modules[p] for p, n in names.items()}, config.adapter_spec())
+                adapters.load_adapter_state(snapshot.adapter_state)
+                adapters.eval()
+                with adapters.attach(), torch.no_grad():
+                    outputs[label] = den.denoise(x, sigma, [cond])
+            else:
+                with torch.no_grad():
+                    outputs[label] = den.denoise(x, sigma, [cond])
+    with torch.no_grad(), bridge.training_session(base.model, base.clip, torch.float32) as den:
+        untrained = den.denoise(x, sigma, [den.encode_captions(["a figure in an alley"])["a figure in an alley"]])
+    change = (outputs["peft"] - untrained).abs().max().item()
+    error = (outputs["peft"] - outputs["file"]).abs().max().item()
+    assert change > 1e-3, "training changed nothing to compare"
+    if exact:
+        assert error < 1e-4 * max(1.0, change) + 1e-5, (error, change)
+    else:
+        assert error < 0.02 * change, (error, change)  # measured: 0.35% of the change
