@@ -108,11 +108,14 @@ def base_render(comfy, arch, label):
     return comfy.captured[label]
 
 
+SD15_RUN = dict(save_every=4, validate_every=4, validation_prompts=f"{TRIGGER}, a pier", validation_steps=2,
+                validation_size=64)
+
+
 @pytest.fixture(scope="module")
 def sd15_run(comfy, dataset_dir):
     before = base_render(comfy, "sd15", "base_before")
-    prompt = train_prompt("sd15", dataset_dir, "noir_sd15", save_every=4, validation_prompts=f"{TRIGGER}, a pier",
-                          validation_steps=2, validation_size=64)
+    prompt = train_prompt("sd15", dataset_dir, "noir_sd15", **SD15_RUN)
     result = comfy.run(prompt)
     after = base_render(comfy, "sd15", "base_after")
     return result, before, after
@@ -155,6 +158,10 @@ def test_progress_events_and_checkpoints(comfy, sd15_run):
     assert {"loss", "loss_smooth", "lr", "eta_s", "total", "node"} <= set(event)
     assert [p[:2] for p in result.progress if p[1] == 8][-1] == (8, 8)
     assert result.events_named("lookdev.train.done")
+    previews = result.events_named("lookdev.train.preview")
+    assert [p["step"] for p in previews] == [4]  # step 8 is the end: its render is the node's output
+    ref = previews[0]["images"][0]
+    assert (comfy.base / "temp" / ref["subfolder"] / ref["filename"]).exists()
     work = comfy.output_dir / "lookdev" / "noir_sd15"
     assert (work / "noir_sd15-step000004.safetensors").exists()
     path, header = latest_checkpoint(work / "checkpoints")
@@ -171,8 +178,7 @@ def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
         comfy.run(prompt, fresh=True)
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
     trained = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sd15"}}}
-    trained.update(train_prompt("sd15", "noir_set", "noir_sd15", save_every=4,
-                                validation_prompts=f"{TRIGGER}, a pier", validation_steps=2, validation_size=64))
+    trained.update(train_prompt("sd15", "noir_set", "noir_sd15", **SD15_RUN))
     trained.update(render_nodes(["3", 0], ["1", 1], ["1", 2], "in_memory"))
     comfy.run(trained)  # cached training result from the fixture's run
     assert torch.equal(comfy.captured["from_file"], comfy.captured["in_memory"])

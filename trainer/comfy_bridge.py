@@ -381,6 +381,14 @@ def progress_bar(total):
     return comfy.utils.ProgressBar(total)
 
 
+def preview(image, max_size=512):
+    """A ProgressBar preview (shown on the running node) of an IMAGE [1, H, W, 3]."""
+    from PIL import Image
+
+    pil = Image.fromarray((image[0].float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8"))
+    return ("PNG", pil, max_size)
+
+
 def send_event(event, data):
     """Send a websocket message to the browser that queued the prompt (no-op without a server)."""
     try:

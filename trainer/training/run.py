@@ -113,6 +113,9 @@ class _NodeHooks(TrainHooks):
     def on_validate(self, step):
         images = self.run.render_validation()
         refs = [self.run.save_preview(image, step, i) for i, image in enumerate(images)]
+        if images:
+            # ComfyUI's own node preview, shown even without LookDev's web extension.
+            self.bar.update_absolute(step, self.run.config.steps, bridge.preview(images[0]))
         if refs:
             bridge.send_event("lookdev.train.preview", {
                 "node": self.node_id, "prompt_id": self.prompt_id, "step": step, "images": refs,
