@@ -5,12 +5,12 @@ worktree, custom_nodes/LookDev), without running its __init__.py, so that librar
 ComfyUI. Tests that need ComfyUI use the fixtures in comfy_host.py.
 """
 
-import importlib.machinery
-import importlib.util
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from _pack import alias_pack  # noqa: E402  (scripts/ holds the one alias helper)
 
 
 class _PackRootIsNotATestPackage:
@@ -32,17 +32,7 @@ def pytest_configure(config):
     config.pluginmanager.register(_PackRootIsNotATestPackage(), "lookdev-pack-root")
 
 
-def _alias_pack(name="lookdev"):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-    module = importlib.util.module_from_spec(spec)
-    module.__path__ = [str(ROOT)]
-    sys.modules[name] = module
-    return module
-
-
-_alias_pack()
+alias_pack()
 
 
 # --- ComfyUI fixtures (imported lazily so library tests run without ComfyUI) ---------------
