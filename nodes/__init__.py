@@ -3,9 +3,9 @@
 Node ids are part of saved workflows: once shipped they never change.
 """
 
-from . import common
+from . import caption, common, dataset
 
-_FAMILIES = []  # node-family modules, in menu order
+_FAMILIES = [dataset, caption]  # node-family modules, in menu order
 
 
 def _collect():
