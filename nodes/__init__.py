@@ -3,11 +3,9 @@
 Node ids are part of saved workflows: once shipped they never change.
 """
 
-from . import common
+from . import caption, common, dataset, train
 
-from . import train
-
-_FAMILIES = [train]  # node-family modules, in menu order
+_FAMILIES = [dataset, caption, train]  # node-family modules, in menu order
 
 
 def _collect():

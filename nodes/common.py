@@ -1,5 +1,15 @@
 """Names and small helpers shared by every LookDev node."""
 
+import hashlib
+import io
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..trainer import comfy_bridge
+from ..trainer.fileio import write_bytes
+
 NODE_PREFIX = "LookDev"
 CATEGORY = "LookDev"
 
@@ -29,6 +39,33 @@ def from_config(config_cls, field_name, kind=None, **options):
         return (list(choices), {"tooltip": spec.metadata["help"], "default": default, **options})
     kind = kind or {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}[type(default)]
     return (kind, {"tooltip": spec.metadata["help"], "default": default, **options})
+
+
+def progress_reporter():
+    """A callable(done, total) driving a ComfyUI progress bar on the running node; the bar is made
+    on the first call, when the total is known."""
+    bar = None
+
+    def report(done, total):
+        nonlocal bar
+        if bar is None:
+            bar = comfy_bridge.progress_bar(total)
+        bar.update_absolute(done, total)
+
+    return report
+
+
+def save_preview(image, prefix):
+    """Save the first picture of an IMAGE [B, H, W, 3] as a PNG in ComfyUI's temp folder and
+    return the entry a node lists in {"ui": {"images": [...]}}, as PreviewImage does. The name
+    follows the pixels: an unchanged result rewrites the same file instead of adding one."""
+    pixels = (image[0, ..., :3].detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.cpu().numpy()).save(buffer, format="PNG", compress_level=1)
+    data = buffer.getvalue()
+    name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
+    write_bytes(Path(comfy_bridge.folder("temp")) / name, data)
+    return {"filename": name, "subfolder": "", "type": "temp"}
 
 
 # Websocket events the pack sends (web/lookdev_names.js mirrors these names).

@@ -375,6 +375,28 @@ def register_model_folder(kind, extensions):
         folder_paths.folder_names_and_paths[kind] = ([os.path.join(folder_paths.models_dir, kind)], set(extensions))
 
 
+CAPTIONERS = "captioners"
+
+
+def captioner_roots():
+    """The folders that hold captioning models, one sub-folder per model: models/captioners
+    (registered on first use, never at import) and any 'captioners' entries of
+    extra_model_paths.yaml."""
+    register_model_folder(CAPTIONERS, {".json", ".safetensors"})
+    return model_folders(CAPTIONERS)
+
+
+def captioning_device():
+    """(device, dtype) to run a captioning model with: ComfyUI's device, half precision where
+    ComfyUI would use it for its own models (respects --cpu, --force-fp32, ...)."""
+    import comfy.model_management as mm
+
+    device = mm.get_torch_device()
+    if device.type == "cuda" and mm.should_use_fp16(device):
+        return device, torch.float16
+    return device, torch.float32
+
+
 def progress_bar(total):
     import comfy.utils
 

@@ -10,6 +10,7 @@ from .captioner import (
     CaptionerFamily,
     caption_images,
     check_model_folder,
+    find_captioner_folder,
     list_captioner_folders,
     load_captioner,
 )
@@ -19,5 +20,5 @@ from .common import CaptionerModelError, CaptionOptions, ModelFolder
 __all__ = [
     "CAPTIONER_FAMILIES", "LEADING_FILLERS", "CaptionOptions", "Captioner", "CaptionerFamily",
     "CaptionerModelError", "ModelFolder", "caption_images", "check_model_folder", "clean_model_caption",
-    "list_captioner_folders", "load_captioner",
+    "find_captioner_folder", "list_captioner_folders", "load_captioner",
 ]

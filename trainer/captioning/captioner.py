@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import blip, florence2
 from .cleaning import clean_model_caption
-from .common import CaptionOptions, ModelFolder
+from .common import CaptionerModelError, CaptionOptions, ModelFolder
 
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -60,6 +60,23 @@ def list_captioner_folders(root) -> list[str]:
     names = [p.name for p in root.iterdir()
              if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()]
     return sorted(names, key=str.lower)
+
+
+def find_captioner_folder(name: str, roots) -> Path:
+    """The folder of the captioning model `name` (a folder name, as list_captioner_folders gives)
+    in the first of `roots` that has it; otherwise where it belongs (the first root), so that
+    load_captioner's error says where to put it. A name that is not a plain folder name raises."""
+    roots = [Path(root) for root in roots]
+    if not roots:
+        raise ValueError("no folder for captioning models is configured")
+    if not isinstance(name, str) or not name.strip() or Path(name).name != name \
+            or name in (".", "..") or "\\" in name:
+        raise CaptionerModelError(f"captioner {name!r} is not the name of a model folder; put the "
+                                  f"model's folder into {roots[0]} and pick its name")
+    for root in roots:
+        if (root / name).is_dir():
+            return root / name
+    return roots[0] / name
 
 
 def load_captioner(folder, *, name: str = "", models_root_hint: str = "", device="cpu",

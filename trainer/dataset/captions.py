@@ -110,6 +110,35 @@ def strip_style_words(caption, words):
     return tidy(re.sub(r"\s+([.;:!?])", r"\1", caption))
 
 
+def style_caption(content, trigger, style_words="", keep_marker=False):
+    """A caption for style training: the trigger tag(s) first, then `content` with any keep
+    marker, trigger tags and style words (see strip_style_words) removed; with `keep_marker`,
+    kohya's "|||" after the trigger (see with_keep_marker)."""
+    trigger_tags = split_tags(trigger)
+    wanted = {tag.casefold() for tag in trigger_tags}
+    content = strip_style_words(plain_caption(content), style_words)
+    caption = join_tags(trigger_tags + [tag for tag in split_tags(content)
+                                        if tag.casefold() not in wanted])
+    return with_keep_marker(caption, trigger) if keep_marker else caption
+
+
+def with_keep_marker(caption, trigger):
+    """`caption` with kohya's keep marker "|||" after the tag that holds the trigger (the last
+    one, for several trigger words), so shuffling and caption dropout never move or drop it.
+    Unchanged when no tag holds the trigger as whole words, or nothing follows it."""
+    fixed, free = split_keep(caption)
+    tags = fixed + free
+    last = -1
+    for trigger_tag in split_tags(trigger):
+        pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, trigger_tag.split())) + r"(?!\w)"
+        holders = [i for i, tag in enumerate(tags) if re.search(pattern, tag, re.IGNORECASE)]
+        if holders:
+            last = max(last, holders[0])
+    if last < 0 or last == len(tags) - 1:
+        return caption
+    return f"{join_tags(tags[:last + 1])} {KEEP_SEPARATOR} {join_tags(tags[last + 1:])}"
+
+
 def split_keep(caption, keep_tokens=0, keep_separator=KEEP_SEPARATOR, separator=","):
     """Split a caption into (fixed tags, free tags).
 

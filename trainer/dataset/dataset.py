@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageOps
 
 from .buckets import check_resolution, choose_bucket, fit_to_bucket, make_buckets
-from .captions import (filename_words, join_tags, render_template, split_tags,
-                       strip_style_words, with_trigger)
+from .captions import (KEEP_SEPARATOR, filename_words, join_tags, render_template,
+                       split_tags, strip_style_words, with_trigger)
 from .images import MIN_SIDE, ImageSkip, load_image
 from .scan import (DatasetError, Issue, folder_label, no_usable_images,
                    normalize_extension, scan_folder)
@@ -99,6 +99,7 @@ class StyleDataset:
     root: Path | None = None
     skipped: list = field(default_factory=list)  # Issue per file or frame left out
     notes: list = field(default_factory=list)  # Issue per remark (bad caption, animation, ...)
+    caption_extension: str = "txt"  # of the sidecar captions beside the files under root
 
     def __len__(self):
         return len(self.samples)
@@ -144,7 +145,8 @@ def build_dataset(config, progress=None):
     if not samples:
         raise no_usable_images(scan, skipped)
     return StyleDataset(samples, config.trigger, config.resolution, str(scan.root), scan.root,
-                        list(scan.skipped) + skipped, notes)
+                        list(scan.skipped) + skipped, notes,
+                        normalize_extension(config.caption_extension))
 
 
 def dataset_from_images(images, captions, config):
@@ -174,7 +176,8 @@ def dataset_from_images(images, captions, config):
     if not samples:
         raise DatasetError(f"none of the {source} is usable: {len(skipped)} too small "
                            f"(each side needs at least {MIN_SIDE} px)")
-    return StyleDataset(samples, config.trigger, config.resolution, source, None, skipped, notes)
+    return StyleDataset(samples, config.trigger, config.resolution, source, None, skipped, notes,
+                        normalize_extension(config.caption_extension))
 
 
 def preview_grid(dataset, columns=4, cell=256):
@@ -219,7 +222,7 @@ def format_report(dataset):
 def _caption(config, caption, filename, folder):
     # Captions written for an earlier run often hold the trigger already; the template places it.
     triggers = {tag.casefold() for tag in split_tags(config.trigger)}
-    caption = join_tags(tag for tag in split_tags(caption) if tag.casefold() not in triggers)
+    caption = _without_tags(caption, triggers)
     caption = strip_style_words(caption, config.strip_words)
     filename = strip_style_words(filename, config.strip_words)
     text = render_template(config.caption_template, trigger=config.trigger, filename=filename,
@@ -228,6 +231,16 @@ def _caption(config, caption, filename, folder):
     if "{trigger}" in config.caption_template or not split_tags(config.trigger):
         return text
     return with_trigger(text, config.trigger)
+
+
+def _without_tags(caption, unwanted):
+    """`caption` minus the tags in `unwanted` (casefolded). A keep marker stays where it was, even
+    with nothing left before it: "lkdv ||| rain" -> "||| rain", which the template turns back
+    into "lkdv, ||| rain" (the trigger still before the marker)."""
+    parts = caption.split(KEEP_SEPARATOR, 1)
+    kept = [join_tags(tag for tag in split_tags(part) if tag.casefold() not in unwanted)
+            for part in parts]
+    return f"{kept[0]} {KEEP_SEPARATOR} {kept[1]}".strip() if len(kept) == 2 else kept[0]
 
 
 def _sample(img, caption, buckets, no_upscale, source, repeats, remarks):

@@ -2,13 +2,15 @@
 
 kohya conventions: a subfolder named `N_name` (e.g. `10_noir`) repeats its images N times per
 epoch; `image.txt` beside `image.png` is its caption. Hidden files and folders and LookDev's
-cache folder are skipped silently; anything else that is not used is listed with a reason.
+cache folder are skipped silently, and so are caption backups (`image.txt.bak`, left by LookDev's
+caption node when it overwrites a caption); anything else that is not used is listed with a reason.
 Symlinks never lead out of the folder and symlinked folders are not entered, so loops cannot
 hang a scan. Order is deterministic (sorted by path).
 
 Only names are checked here; whether an image decodes is found out when it is loaded.
 """
 
+import hashlib
 import os
 import re
 from collections import Counter
@@ -20,6 +22,9 @@ from .captions import join_tags, split_tags
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif")
 CACHE_DIRNAME = "lookdev_cache"
 """A latent cache kept inside a dataset folder under this name is never scanned as images."""
+
+BACKUP_SUFFIX = ".bak"
+"""A caption file overwritten by LookDev is kept beside it with this suffix: photo.txt.bak."""
 
 _REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
 
@@ -89,6 +94,53 @@ def scan_folder(folder, recursive=True, extensions=IMAGE_EXTENSIONS, caption_ext
     if not items:
         raise no_usable_images(result)
     return result
+
+
+def resolve_folder(folder, base, name="folder"):
+    """The dataset folder a person typed: absolute (or ~/...) as given, or relative to `base`
+    (ComfyUI's input folder). Surrounding spaces and quotes (as "copy as path" adds) are ignored.
+    A relative path may not climb out of `base` with "..": DatasetError naming `name`. The check
+    is on the path as written, as ComfyUI checks its own paths; symlinks are the scan's business.
+    """
+    text = str(folder).strip() if isinstance(folder, (str, os.PathLike)) else ""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    if not text:
+        raise DatasetError(f"{name} is empty: give the folder that holds the reference images, "
+                           f"as an absolute path or relative to {base}")
+    path = Path(text).expanduser()
+    if path.is_absolute():
+        return path
+    base = Path(os.path.abspath(base))
+    joined = Path(os.path.normpath(base / path))
+    if not joined.is_relative_to(base):
+        raise DatasetError(f"{name} {text!r} leads out of ComfyUI's input folder {base} (with "
+                           "'..'); use a folder inside it, or give the absolute path")
+    return joined
+
+
+def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
+    """A short digest of the name, size and modification time of every file a scan of `folder`
+    looks at: it changes when a file is added, removed, replaced or edited, and only then.
+    Hidden files, the latent cache and caption backups do not count. A missing or unreadable
+    folder gives the digest of what could be read; loading it then says what is wrong."""
+    root = Path(folder)
+    backup = f".{normalize_extension(caption_extension)}{BACKUP_SUFFIX}"
+    digest = hashlib.sha256()
+    for here, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(name for name in dirnames if recursive and not _hidden(name)
+                             and name != CACHE_DIRNAME)
+        for name in sorted(filenames):
+            if _hidden(name) or name.lower().endswith(backup):
+                continue
+            path = Path(here) / name
+            try:
+                stat = path.stat()  # follows links inside the folder: editing their target counts
+                state = f"{stat.st_size}:{stat.st_mtime_ns}"
+            except OSError as exc:
+                state = f"unreadable:{exc.errno}"
+            digest.update(f"{path.relative_to(root).as_posix()}\0{state}\n".encode())
+    return digest.hexdigest()[:32]
 
 
 def folder_label(subfolder):
@@ -171,7 +223,9 @@ class _Walk:
 
     def add_files(self, here, filenames):
         images, captions = [], {}
-        for name in sorted(n for n in filenames if not _hidden(n)):
+        backup = f".{self.caption_extension}{BACKUP_SUFFIX}"
+        visible = (n for n in filenames if not _hidden(n) and not n.lower().endswith(backup))
+        for name in sorted(visible):
             self.files_seen += 1
             path = here / name
             reason = self._link_problem(path)

@@ -1,0 +1,130 @@
+"""Dataset nodes: a folder of reference images, or IMAGE batches from any node, in; the
+LOOKDEV_DATASET the trainer reads, a preview grid (also shown on the node), the image count and
+a report of everything skipped out."""
+
+from ..trainer import comfy_bridge
+from ..trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
+                                       format_report, preview_grid)
+from ..trainer.dataset.scan import folder_fingerprint, resolve_folder
+from .common import CATEGORY, DATASET, from_config, progress_reporter, save_preview, tip
+
+RESOLUTIONS = {"512": 512, "768": 768, "1024": 1024, "custom": None}
+
+
+def training_resolution(choice, custom):
+    """The resolution a node's inputs pick: a preset, or `custom` when the choice is 'custom'."""
+    if choice not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {choice!r}")
+    return RESOLUTIONS[choice] or custom
+
+
+def caption_lines(captions):
+    """The captions input of Dataset From Images (a list, as INPUT_IS_LIST delivers it) as one
+    caption per image: several texts (a STRING list from another node) are one caption each;
+    a single text holds one caption per line, blank lines ignored (a single line is for all)."""
+    if len(captions) > 1:
+        return list(captions)
+    text = captions[0] if captions else ""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _common_inputs():
+    return {
+        "trigger": from_config(DatasetConfig, "trigger"),
+        "resolution": tip(list(RESOLUTIONS), "Training resolution: 512 for SD1.5, 1024 for SDXL "
+                          "and newer; images are fitted to aspect-ratio buckets of about this "
+                          "many pixels squared and center-cropped to their bucket.",
+                          default="1024"),
+        "custom_resolution": tip("INT", "Resolution used when 'resolution' is custom: a multiple "
+                                 "of 64.", default=1024, min=128, max=4096, step=64),
+        "no_upscale": from_config(DatasetConfig, "no_upscale"),
+        "repeats": from_config(DatasetConfig, "default_repeats", min=1, max=1000),
+    }
+
+
+def _outputs(dataset):
+    preview = preview_grid(dataset)
+    ui_image = save_preview(preview, "lookdev_dataset")
+    return {"ui": {"images": [ui_image]},
+            "result": (dataset, preview, len(dataset), format_report(dataset))}
+
+
+class _DatasetNode:
+    CATEGORY = f"{CATEGORY}/dataset"
+    FUNCTION = "execute"
+    OUTPUT_NODE = True  # queue it alone to check a dataset: the preview and report show
+    RETURN_TYPES = (DATASET, "IMAGE", "INT", "STRING")
+    RETURN_NAMES = ("dataset", "preview", "count", "report")
+    OUTPUT_TOOLTIPS = (
+        "The style dataset: cropped, bucketed, captioned images for LookDev's trainer.",
+        "Contact sheet of the images as they will be trained (also shown on the node).",
+        "Number of images used (repeats not counted).",
+        "What was loaded: buckets, repeats, and every skipped file or remark with its reason.",
+    )
+
+
+class LoadDataset(_DatasetNode):
+    DISPLAY_NAME = "LookDev Load Dataset"
+    DESCRIPTION = ("Loads a folder of 10-30 style reference images with their caption files, "
+                   "fitted to aspect-ratio buckets. Bad files are skipped and listed in the "
+                   "report.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "folder": tip("STRING", "Folder of reference images: an absolute path, or a path "
+                          "relative to ComfyUI's input folder. Subfolders named like 10_name "
+                          "repeat their images 10 times; photo.txt beside photo.png is its "
+                          "caption.", default=""),
+            **_common_inputs(),
+            "recursive": from_config(DatasetConfig, "recursive"),
+            "caption_extension": from_config(DatasetConfig, "caption_extension"),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, folder=None, recursive=True, caption_extension="txt", **_):
+        if not isinstance(folder, str):
+            return float("nan")  # linked from another node: the folder is known at run time only
+        try:
+            root = resolve_folder(folder, comfy_bridge.folder("input"))
+            return folder_fingerprint(root, recursive, caption_extension)
+        except ValueError as exc:
+            return f"unusable: {exc}"  # execute raises this same error for the user
+
+    def execute(self, folder, trigger, resolution, custom_resolution, no_upscale, repeats,
+                recursive, caption_extension):
+        root = resolve_folder(folder, comfy_bridge.folder("input"))
+        config = DatasetConfig(folder=str(root), recursive=recursive,
+                               resolution=training_resolution(resolution, custom_resolution),
+                               no_upscale=no_upscale, caption_extension=caption_extension,
+                               trigger=trigger, default_repeats=repeats)
+        return _outputs(build_dataset(config, progress=progress_reporter()))
+
+
+class DatasetFromImages(_DatasetNode):
+    DISPLAY_NAME = "LookDev Dataset From Images"
+    DESCRIPTION = ("Makes a style dataset from images of any node (batches of any sizes) and "
+                   "their captions, fitted to aspect-ratio buckets like a loaded folder.")
+    INPUT_IS_LIST = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": tip("IMAGE", "Reference images from any node: a batch, or several "
+                          "batches of different sizes (each image gets its own bucket)."),
+            "captions": tip("STRING", "One caption per line, in image order, or a single line "
+                            "for every image; empty for none. A list of texts from another node "
+                            "gives one caption each.", multiline=True, default=""),
+            **_common_inputs(),
+        }}
+
+    def execute(self, images, captions, trigger, resolution, custom_resolution, no_upscale,
+                repeats):
+        # INPUT_IS_LIST: every input arrives as a list; the settings are its first value.
+        config = DatasetConfig(resolution=training_resolution(resolution[0], custom_resolution[0]),
+                               no_upscale=no_upscale[0], trigger=trigger[0],
+                               default_repeats=repeats[0])
+        return _outputs(dataset_from_images(images, caption_lines(captions), config))
+
+
+NODES = {"LookDevLoadDataset": LoadDataset, "LookDevDatasetFromImages": DatasetFromImages}
