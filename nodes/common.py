@@ -1,14 +1,6 @@
 """Names and small helpers shared by every LookDev node."""
 
-import hashlib
-import io
-from pathlib import Path
-
-import torch
-from PIL import Image
-
 from ..trainer import comfy_bridge
-from ..trainer.fileio import write_bytes
 
 NODE_PREFIX = "LookDev"
 CATEGORY = "LookDev"
@@ -53,19 +45,6 @@ def progress_reporter():
         bar.update_absolute(done, total)
 
     return report
-
-
-def save_preview(image, prefix):
-    """Save the first picture of an IMAGE [B, H, W, 3] as a PNG in ComfyUI's temp folder and
-    return the entry a node lists in {"ui": {"images": [...]}}, as PreviewImage does. The name
-    follows the pixels: an unchanged result rewrites the same file instead of adding one."""
-    pixels = (image[0, ..., :3].detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.cpu().numpy()).save(buffer, format="PNG", compress_level=1)
-    data = buffer.getvalue()
-    name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
-    write_bytes(Path(comfy_bridge.folder("temp")) / name, data)
-    return {"filename": name, "subfolder": "", "type": "temp"}
 
 
 # Websocket events the pack sends (web/lookdev_names.js mirrors these names).

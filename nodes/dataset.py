@@ -6,7 +6,7 @@ from ..trainer import comfy_bridge
 from ..trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
                                        format_report, preview_grid)
 from ..trainer.dataset.scan import folder_fingerprint, resolve_folder
-from .common import CATEGORY, DATASET, from_config, progress_reporter, save_preview, tip
+from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 RESOLUTIONS = {"512": 512, "768": 768, "1024": 1024, "custom": None}
 
@@ -44,7 +44,7 @@ def _common_inputs():
 
 def _outputs(dataset):
     preview = preview_grid(dataset)
-    ui_image = save_preview(preview, "lookdev_dataset")
+    ui_image = comfy_bridge.save_temp_image(preview, "lookdev_dataset")
     return {"ui": {"images": [ui_image]},
             "result": (dataset, preview, len(dataset), format_report(dataset))}
 

@@ -9,6 +9,7 @@ loaded by ComfyUI's own `nodes.load_custom_node`.
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import json
 import os
@@ -129,6 +130,8 @@ class ComfyHost:
         Unless expect_error, a validation or execution error fails the calling test with
         ComfyUI's own message.
         """
+        # The executor writes IS_CHANGED answers into the prompt dict: never reuse a caller's.
+        prompt = copy.deepcopy(prompt)
         valid, error, node_errors = self.validate(prompt)
         if not valid:
             if expect_error:

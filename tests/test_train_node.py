@@ -23,36 +23,6 @@ def _scene(index, size=96):
     return img
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _interim_dataset_node(comfy):
-    # INTERIM until LookDevLoadDataset lands: the same library call behind a test node.
-    if "LookDevLoadDataset" in comfy.nodes.NODE_CLASS_MAPPINGS:
-        yield
-        return
-    from lookdev.trainer.dataset.dataset import DatasetConfig, build_dataset
-
-    class Interim:
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {k: ("*", {}) for k in ("folder", "recursive", "resolution", "custom_resolution",
-                                                         "no_upscale", "caption_extension", "trigger")}}
-
-        @classmethod
-        def VALIDATE_INPUTS(cls, input_types):
-            return True
-
-        RETURN_TYPES = ("LOOKDEV_DATASET",)
-        FUNCTION = "load"
-
-        def load(self, folder, recursive, resolution, custom_resolution, no_upscale, caption_extension, trigger):
-            return (build_dataset(DatasetConfig(folder=str(comfy.input_dir / folder), resolution=custom_resolution,
-                                                trigger=trigger)),)
-
-    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevLoadDataset"] = Interim
-    yield
-    del comfy.nodes.NODE_CLASS_MAPPINGS["LookDevLoadDataset"]
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(comfy):
     folder = comfy.input_dir / "noir_set"
@@ -67,8 +37,8 @@ def dataset_dir(comfy):
 
 def dataset_node(folder):
     return {"class_type": "LookDevLoadDataset", "inputs": {
-        "folder": folder, "recursive": True, "resolution": "custom", "custom_resolution": 128,
-        "no_upscale": False, "caption_extension": "txt", "trigger": TRIGGER}}
+        "folder": folder, "trigger": TRIGGER, "resolution": "custom", "custom_resolution": 128,
+        "no_upscale": False, "repeats": 1, "recursive": True, "caption_extension": "txt"}}
 
 
 def train_prompt(arch, folder, name, **settings):

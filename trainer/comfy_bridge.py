@@ -439,9 +439,10 @@ def current_prompt_id():
     return getattr(getattr(PromptServer, "instance", None), "last_prompt_id", None)
 
 
-def save_temp_image(image, stem):
-    """Save an IMAGE [1, H, W, 3] as a PNG in ComfyUI's temp folder; returns the UI reference
-    ({filename, subfolder, type}) the frontend shows on a node."""
+def save_temp_image(image, prefix):
+    """Save the first picture of an IMAGE [B, H, W, 3] as a PNG in ComfyUI's temp folder and
+    return the entry a node lists in {"ui": {"images": [...]}}, as PreviewImage does. The name
+    follows the pixels: an unchanged result rewrites the same file instead of adding one."""
     import io
     from pathlib import Path
 
@@ -449,8 +450,10 @@ def save_temp_image(image, stem):
 
     from .fileio import write_bytes
 
-    name = f"{stem}.png"
+    pixels = (image[0, ..., :3].detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     buffer = io.BytesIO()
-    Image.fromarray((image[0].float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8")).save(buffer, format="PNG")
-    write_bytes(Path(folder("temp")) / name, buffer.getvalue())
+    Image.fromarray(pixels.cpu().numpy()).save(buffer, format="PNG", compress_level=1)
+    data = buffer.getvalue()
+    name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
+    write_bytes(Path(folder("temp")) / name, data)
     return {"filename": name, "subfolder": "", "type": "temp"}

@@ -112,7 +112,7 @@ class _NodeHooks(TrainHooks):
 
     def on_validate(self, step):
         images = self.run.render_validation()
-        refs = [self.run.save_preview(image, step, i) for i, image in enumerate(images)]
+        refs = [bridge.save_temp_image(image, f"lookdev_{self.run.config.name}_step{step:06d}") for image in images]
         if images:
             # ComfyUI's own node preview, shown even without LookDev's web extension.
             self.bar.update_absolute(step, self.run.config.steps, bridge.preview(images[0]))
@@ -267,9 +267,6 @@ class TrainingRun:
                 images.append(bridge.render(self.denoiser.patcher, positive, negative, self.vae, size, size,
                                             config.validation_seed, config.validation_steps, 5.0, "euler", "normal"))
         return images
-
-    def save_preview(self, image, step, index):
-        return bridge.save_temp_image(image, f"lookdev_{self.config.name}_step{step:06d}_{index}")
 
     def report(self, result, examples):
         stats = getattr(self, "cache_stats", None)
