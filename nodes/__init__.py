@@ -3,9 +3,9 @@
 Node ids are part of saved workflows: once shipped they never change.
 """
 
-from . import common
+from . import common, lora
 
-_FAMILIES = []  # node-family modules, in menu order
+_FAMILIES = [lora]  # node-family modules, in menu order
 
 
 def _collect():

@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 
 # Every node the pack ships. Node ids are part of saved workflows and never change.
-SHIPPED_NODES = set()
+SHIPPED_NODES = {"LookDevApplyLoRA", "LookDevLoRAStack", "LookDevApplyLoRAStack"}
 
 
 def pack_node_ids(mapping):
