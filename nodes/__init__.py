@@ -3,9 +3,9 @@
 Node ids are part of saved workflows: once shipped they never change.
 """
 
-from . import caption, common, dataset, train
+from . import caption, common, dataset, lora, train
 
-_FAMILIES = [dataset, caption, train]  # node-family modules, in menu order
+_FAMILIES = [dataset, caption, train, lora]  # node-family modules, in menu order
 
 
 def _collect():

@@ -10,7 +10,10 @@ import torch
 from conftest import ROOT
 
 # Every node the pack ships. Node ids are part of saved workflows and never change.
-SHIPPED_NODES = {"LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevCaptionDataset", "LookDevTrainStyleLoRA"}
+SHIPPED_NODES = {
+    "LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevCaptionDataset", "LookDevTrainStyleLoRA",
+    "LookDevApplyLoRA", "LookDevLoRAStack", "LookDevApplyLoRAStack",
+}
 
 
 def pack_node_ids(mapping):

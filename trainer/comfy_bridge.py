@@ -12,6 +12,8 @@ import contextlib
 import functools
 import hashlib
 import logging
+import math
+from typing import NamedTuple
 
 import torch
 
@@ -276,16 +278,65 @@ class _ReadTracker(dict):
         return default
 
 
+class LoraMatch(NamedTuple):
+    """What ComfyUI's loader made of a LoRA state dict."""
+
+    patches: dict  # {model or CLIP weight key: adapter}
+    used: set  # tensor names the loader read
+    names: list  # every tensor name, as the loader saw them (after ComfyUI's format conversion)
+
+
 def lora_patches(lora_tensors, key_map):
-    """ComfyUI patches {model key: adapter} for a LoRA state dict, and the tensor names used."""
+    """ComfyUI's patches for a LoRA state dict, as comfy.sd.load_lora_for_models makes them."""
     import inspect
 
     import comfy.lora
+    import comfy.lora_convert
 
-    tracked = _ReadTracker(lora_tensors)
+    tracked = _ReadTracker(comfy.lora_convert.convert_lora(dict(lora_tensors)))
     kwargs = {"log_missing": False} if "log_missing" in inspect.signature(comfy.lora.load_lora).parameters else {}
     patches = comfy.lora.load_lora(tracked, key_map, **kwargs)
-    return patches, tracked.used
+    return LoraMatch(patches, tracked.used, list(tracked))
+
+
+def _target_shape(key, shapes):
+    """The shape a patch key writes: the whole weight, or the slice a (key, offset) tuple names."""
+    if isinstance(key, str):
+        return shapes.get(key)
+    shape = shapes.get(key[0])
+    if shape is None or key[1] is None:
+        return shape
+    dim, _, length = key[1]
+    return shape[:dim] + (length,) + shape[dim + 1:]
+
+
+def _lora_shape(patch):
+    """(out, in) of a plain LoRA's up @ down, or None for adapters whose shape is not checked here."""
+    import comfy.weight_adapter as adapters
+
+    if isinstance(patch, adapters.LoRAAdapter):
+        up, down, _, mid, _, reshape = patch.weights
+        if mid is None and reshape is None:
+            return (up.shape[0], up.shape[1:].numel(), down.shape[0], down.shape[1:].numel())
+    return None
+
+
+def misfit_patches(model, clip, patches):
+    """{key: (LoRA shape, weight shape)} for plain-LoRA patches whose up @ down cannot become the
+    weight: ComfyUI would log an error for each and leave the weight as it is."""
+    shapes = {}
+    for module in ([model.model] if model is not None else []) + ([clip.cond_stage_model] if clip is not None else []):
+        shapes.update((k, tuple(v.shape)) for k, v in module.state_dict().items())
+    misfits = {}
+    for key, patch in patches.items():
+        lora = _lora_shape(patch)
+        target = _target_shape(key, shapes)
+        if lora is None or target is None:
+            continue
+        out_dim, up_rank, rank, in_dim = lora
+        if up_rank != rank or out_dim != target[0] or in_dim != math.prod(target[1:]):
+            misfits[key] = ((out_dim, in_dim), target)
+    return misfits
 
 
 def add_patches(model, clip, patches, strength_model, strength_clip, scale_of=None):
