@@ -15,6 +15,7 @@ import torch
 from .. import comfy_bridge as bridge
 from ..dataset.cache import LatentCache
 from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_tags
+from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFile, read_lora, save_lora
 from ..lora.keys import UNetLayout, kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
@@ -177,7 +178,8 @@ class TrainingRun:
                 previews = self.render_validation()
         self.save_checkpoint(result.snapshot, intermediate=False)
         lora = self.save_lora(result)
-        model, _ = bridge.add_patches(self.model, None, self.patches(lora), 1.0, 0.0)
+        # The same path as LookDev Apply LoRA, so the output MODEL equals applying the file.
+        model = apply_lora(self.model, None, lora, ApplyOptions(strength_model=1.0, strength_clip=0.0)).model
         bridge.send_event("lookdev.train.done", {
             "node": node_id, "prompt_id": prompt_id, "name": config.name, "path": str(lora.path),
             "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
@@ -245,13 +247,6 @@ class TrainingRun:
                 found.append((header["saved_at"], path))
         for _, path in sorted(found)[:-KEEP_STATES]:
             path.unlink(missing_ok=True)
-
-    def patches(self, lora):
-        patches, used = bridge.lora_patches(lora.tensors, bridge.lora_key_map(self.model))
-        unused = sorted(set(lora.tensors) - used)
-        if unused:
-            raise RuntimeError(f"internal error: ComfyUI did not accept LoRA tensors {unused[:5]}")
-        return patches
 
     def render_validation(self):
         prompts = [p for p in self.config.validation_prompts if p.strip()]
