@@ -375,6 +375,13 @@ def register_model_folder(kind, extensions):
         folder_paths.folder_names_and_paths[kind] = ([os.path.join(folder_paths.models_dir, kind)], set(extensions))
 
 
+def metadata_enabled():
+    """False when ComfyUI runs with --disable-metadata (then no prompt or workflow goes into files)."""
+    from comfy.cli_args import args
+
+    return not args.disable_metadata
+
+
 def progress_bar(total):
     import comfy.utils
 
