@@ -5,9 +5,9 @@ Node ids are part of saved workflows: once shipped they never change.
 
 from . import common
 
-from . import train
+from . import storyboard, train
 
-_FAMILIES = [train]  # node-family modules, in menu order
+_FAMILIES = [train, storyboard]  # node-family modules, in menu order
 
 
 def _collect():

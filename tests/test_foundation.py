@@ -10,7 +10,7 @@ import torch
 from conftest import ROOT
 
 # Every node the pack ships. Node ids are part of saved workflows and never change.
-SHIPPED_NODES = {"LookDevTrainStyleLoRA"}
+SHIPPED_NODES = {"LookDevTrainStyleLoRA", "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet"}
 
 
 def pack_node_ids(mapping):
