@@ -62,8 +62,19 @@ def kill_while_rendering(srv, finished_there, killed):
         time.sleep(0.02)
 
 
+def warm_up(servers, workflow):
+    """Load the checkpoint on every server first, so both take shots at the same pace (a cold
+    server could otherwise finish its first shot only after the other took all the rest)."""
+    job = json.loads(json.dumps(workflow))
+    job["9"]["inputs"]["folder"] = "warm_up"
+    for srv, prompt_id in [(srv, srv.queue(job)) for srv in servers]:
+        assert srv.wait(prompt_id)["status"]["status_str"] == "success"
+
+
 def test_batch_survives_a_server_killed_mid_shot(server, doomed, tiny_checkpoint, tmp_path):
-    (tmp_path / "wf.json").write_text(json.dumps(api_workflow(tiny_checkpoint)))
+    workflow = api_workflow(tiny_checkpoint)
+    warm_up([server, doomed], workflow)
+    (tmp_path / "wf.json").write_text(json.dumps(workflow))
     (tmp_path / "shots.csv").write_text("shot_id,description,aspect\n" + "".join(
         f"{shot},shot {n} of the harbor,{'2.0' if n == 3 else ''}\n" for n, shot in enumerate(SHOT_IDS, start=1)))
     out = tmp_path / "out"
