@@ -124,11 +124,11 @@ class ComfyHost:
         result = _call_maybe_async(validate, *args)
         return result[0], result[1], result[3]
 
-    def run(self, prompt, expect_error=False, fresh=False, client_id="tests"):
+    def run(self, prompt, expect_error=False, fresh=False, client_id="tests", extra_pnginfo=None):
         """Validate and execute an API-format prompt; returns RunResult.
 
         Unless expect_error, a validation or execution error fails the calling test with
-        ComfyUI's own message.
+        ComfyUI's own message. `extra_pnginfo` is what the browser sends along (e.g. the workflow).
         """
         # The executor writes IS_CHANGED answers into the prompt dict: never reuse a caller's.
         prompt = copy.deepcopy(prompt)
@@ -145,7 +145,10 @@ class ComfyHost:
         prompt_id = str(uuid.uuid4())
         outputs = [node_id for node_id, node in prompt.items()
                    if getattr(self.node_class(node["class_type"]), "OUTPUT_NODE", False)]
-        executor.execute(prompt, prompt_id, {"client_id": client_id}, outputs)
+        extra_data = {"client_id": client_id}
+        if extra_pnginfo is not None:
+            extra_data["extra_pnginfo"] = extra_pnginfo
+        executor.execute(prompt, prompt_id, extra_data, outputs)
         result = RunResult(prompt_id, executor.success, dict(executor.history_result.get("outputs", {})),
                            list(executor.status_messages), list(self._events), list(self._progress))
         if not expect_error and not result.success:

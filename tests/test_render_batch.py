@@ -227,7 +227,7 @@ def test_a_workflow_without_save_image_fails_at_once(servers, setup):
     fake = servers("preview only", behaviour={"*": "no_images"})
     result = run_batch(setup(fake.url), setup.report)
     assert len(result.failed) == 6
-    assert all(shot["attempts"] == 1 and "needs a Save Image node" in shot["error"]
+    assert all(shot["attempts"] == 1 and "needs LookDev Storyboard Render or a Save Image node" in shot["error"]
                for shot in summary(setup.out).values())
 
 
@@ -297,6 +297,7 @@ def test_unreadable_workflow_files(tmp_path, content, error):
     ({"seed_policy": "per-shot seeds", "base_seed": 100}, Shot("A", "x"), 4, "A | x | 104 | ", "per-shot seeds"),
     ({"seed_policy": "same seed for all shots", "base_seed": 7}, Shot("A", "x", 9), 4, "A | x | 7 | ", "per-shot seeds"),
     ({"seed_policy": "base + index", "base_seed": ["3", 0]}, Shot("A", "x"), 4, "A | x |  | ", "base + index"),
+    ({"shots_file": "seq01.csv"}, Shot("A", "x"), 0, "A | x |  | ", None),
 ])
 def test_shot_workflow_keeps_each_shot_on_its_full_list_seed(inputs, shot, index, line, policy):
     workflow = {"1": {"class_type": "LookDevShotList", "inputs": {"shots": "old", "other": 1, **inputs}}}
@@ -304,6 +305,7 @@ def test_shot_workflow_keeps_each_shot_on_its_full_list_seed(inputs, shot, index
     assert job["1"]["inputs"]["shots"] == line
     assert job["1"]["inputs"]["other"] == 1
     assert job["1"]["inputs"].get("seed_policy") == policy
+    assert job["1"]["inputs"].get("shots_file", "") == ""  # the shot comes as text, never from the file
     assert workflow["1"]["inputs"]["shots"] == "old"  # the original is untouched
 
 

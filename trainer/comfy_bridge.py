@@ -448,6 +448,13 @@ def captioning_device():
     return device, torch.float32
 
 
+def metadata_enabled():
+    """False when ComfyUI runs with --disable-metadata (then no prompt or workflow goes into files)."""
+    from comfy.cli_args import args
+
+    return not args.disable_metadata
+
+
 def progress_bar(total):
     import comfy.utils
 

@@ -1,7 +1,8 @@
 """Headless batch rendering: one shot list, one workflow, any number of ComfyUI servers.
 
 Each shot is rendered by queueing a copy of the workflow whose LookDev Shot List node holds just
-that shot. Frames land in the output folder as `<shot_id>.png`, written only once a complete image
+that shot. The images the workflow saves to the server's output folder are collected: those of
+LookDev Storyboard Render (which saves its frames itself) or of a Save Image node. Frames land in the output folder as `<shot_id>.png`, written only once a complete image
 is downloaded, and shots whose frame already exists are skipped, so re-running the same command
 resumes a stopped batch. Files of the batch itself start with "_" (shot ids can't), so they never
 collide with a frame: `_contact_sheet.png`, `_batch_summary.json`, `_extras/` for additional
@@ -36,6 +37,7 @@ from .shots import format_shot_line, load_shot_file
 
 SHOT_NODE_CLASS = "LookDevShotList"
 SHOTS_INPUT = "shots"
+SHOTS_FILE_INPUT = "shots_file"
 SHEET_NAME = "_contact_sheet.png"
 SUMMARY_NAME = "_batch_summary.json"
 EXTRAS_FOLDER = "_extras"
@@ -151,10 +153,13 @@ def shot_workflow(workflow, node_id, shot, index):
 
     If the node has literal `seed_policy` and `base_seed` inputs, the seed the shot would get in
     the full list is written into its line and the policy set to "per-shot seeds", so a batch
-    renders the same frames as the whole list rendered at once.
+    renders the same frames as the whole list rendered at once. A `shots_file` the node names is
+    cleared: the shot now comes as text, and the node takes one or the other.
     """
     job = copy.deepcopy(workflow)
     inputs = job[node_id]["inputs"]
+    if SHOTS_FILE_INPUT in inputs:
+        inputs[SHOTS_FILE_INPUT] = ""
     policy, base_seed = inputs.get("seed_policy"), inputs.get("base_seed")
     if policy in SEED_POLICIES and isinstance(base_seed, int):
         shot = replace(shot, seed=seed_for(policy, base_seed, index, shot))
@@ -203,8 +208,8 @@ def render_on(client, job, client_id, shot_timeout, poll_interval, stop):
         raise ShotError(f"{client.url}: {problem}")
     images = output_images(entry)
     if not images:
-        raise ShotError("the workflow saved no image; it needs a Save Image node (Preview Image files are "
-                        "temporary and not collected)", retry=False)
+        raise ShotError("the workflow saved no image; it needs LookDev Storyboard Render or a Save Image node "
+                        "(Preview Image files are temporary and not collected)", retry=False)
     downloads = []
     for filename, subfolder in images:
         data = client.view(filename, subfolder)

@@ -127,13 +127,18 @@ def frame_path(output_dir, prefix, shot_id):
     not be absolute or contain "..". `shot_id` must be a safe shot id (see shots.validate_shot_id).
     """
     validate_shot_id(shot_id)
+    return output_path(output_dir, prefix, f"{shot_id}.png")
+
+
+def output_path(output_dir, prefix, filename):
+    """`<output_dir>/<prefix>/<filename>` for a file the caller names; `prefix` checked as in frame_path."""
     prefix = prefix or ""
     parts = PurePosixPath(prefix.replace("\\", "/")).parts
     if prefix.startswith(("/", "\\")) or (len(prefix) > 1 and prefix[1] == ":") or ".." in parts:
         raise ValueError(f"folder prefix {prefix!r} must stay inside the output folder: no leading '/', "
                          "drive letter or '..'")
     root = Path(output_dir).resolve()
-    target = root.joinpath(*parts, f"{shot_id}.png")
+    target = root.joinpath(*parts, filename)
     if not target.resolve().is_relative_to(root):  # e.g. a prefix folder that is a symlink elsewhere
         raise ValueError(f"folder prefix {prefix!r} leads outside the output folder {root}")
     return target

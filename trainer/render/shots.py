@@ -249,6 +249,24 @@ def _read_text(path):
         raise ValueError(f"shot list {path} is not UTF-8 text; save it as UTF-8 (CSV UTF-8 in Excel)") from exc
 
 
+def shot_file_path(input_dir, name):
+    """Where the shot list file `name` is: an absolute path as given, else inside `input_dir`
+    (ComfyUI's input folder). A relative name may not lead out of it ("..", a symlink elsewhere)."""
+    text = (name or "").strip()
+    if not text:
+        raise ValueError("shots_file is empty; give a file name in ComfyUI's input folder or an absolute path")
+    target = Path(text)
+    if not target.is_absolute():
+        root = Path(input_dir).resolve()
+        target = (root / target).resolve()
+        if not target.is_relative_to(root):
+            raise ValueError(f"shots_file {text!r} leads outside ComfyUI's input folder {root}; move the file "
+                             "into the input folder or give its absolute path")
+    if target.is_dir():
+        raise ValueError(f"shots_file {text!r} is a folder; name the .csv or text file in it")
+    return target
+
+
 def load_shot_file(path):
     """Read a shot list file: .csv as CSV, anything else as the "|" text format."""
     path = Path(path)

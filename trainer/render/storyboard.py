@@ -1,0 +1,321 @@
+"""Storyboards inside ComfyUI: a shot list planned into prompts and seeds, rendered frame by frame
+with ComfyUI's own sampling, each frame saved as `<output>/<folder>/<shot_id>.png` with its
+metadata, and a contact sheet of the frames.
+
+The storyboard nodes wrap this module; ComfyUI is reached only through comfy_bridge.
+"""
+
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import comfy_bridge as bridge
+from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
+from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png, to_pil
+from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
+from .shots import build_prompt, load_shot_file, parse_shot_text, shot_file_path
+
+CUSTOM_SIZE = "custom"
+SHEET_STEM = "_contact_sheet"  # shot ids can't start with "_", so the sheet never replaces a frame
+EVENT_RENDER_PROGRESS = "lookdev.render.progress"  # named in nodes/common.py for the web side
+_LATENT_MULTIPLE = 8  # SD-family VAEs downscale by 8
+
+
+def _f(default, help_text, **extra):
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+def help_of(config_cls, name):
+    return next(f.metadata["help"] for f in fields(config_cls) if f.name == name)
+
+
+# --- shot list --------------------------------------------------------------------------------
+
+@dataclass
+class ShotListConfig:
+    shots: str = _f("", "One shot per line: 'ID | description | seed | aspect | negative'; only the description "
+                        "is required ('a wide shot of the harbor' is a whole line). Lines starting with # are "
+                        "skipped. Leave empty to read shots_file instead.")
+    shots_file: str = _f("", "Instead of the text: a .csv (header with shot_id, description, seed, aspect, "
+                             "negative) or a text file of shot lines, in ComfyUI's input folder or an absolute path.")
+    style_prefix: str = _f("", "Put before every shot's description, e.g. 'cinematic film still, 35mm'.")
+    style_suffix: str = _f("", "Put after every shot's description, e.g. 'muted palette, soft window light'.")
+    trigger_words: str = _f("", "Trigger word(s) of your style LoRA, comma-separated; each goes first in every "
+                                "prompt, once.")
+    seed_policy: str = _f("per-shot seeds", "same seed for all shots: only the description changes; per-shot "
+                                            "seeds: a shot's own seed, else base_seed + its index; base + index: "
+                                            "ignore the shots' seeds.", choices=tuple(SEED_POLICIES))
+    base_seed: int = _f(0, "Seed the policy starts from.")
+
+    def check(self):
+        if self.seed_policy not in SEED_POLICIES:
+            raise ValueError(f"seed_policy {self.seed_policy!r} is not one of {list(SEED_POLICIES)}")
+        seed = self.base_seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"base_seed must be a whole number from 0 to {MAX_SEED}, got {self.base_seed!r}")
+        if self.shots.strip() and self.shots_file.strip():
+            raise ValueError("give the shots either as text in 'shots' or as a file in 'shots_file', not both; "
+                             "clear one of them")
+        if not self.shots.strip() and not self.shots_file.strip():
+            raise ValueError("there are no shots: write one per line in 'shots' or name a file in 'shots_file'")
+        return self
+
+
+@dataclass(frozen=True)
+class PlannedShot:
+    shot: object  # shots.Shot
+    prompt: str  # the full positive prompt
+    seed: int  # the seed after the seed policy
+
+
+@dataclass(frozen=True)
+class Storyboard:
+    """What flows through a LOOKDEV_SHOTS socket: every shot with its prompt and seed."""
+
+    shots: tuple
+    source: str  # "shots" (the text input) or the file's path, for messages
+    seed_policy: str
+    warnings: tuple = ()
+    name: str = ""  # the shot list file's stem; empty for typed shots
+
+    def description_of(self, shot_id):
+        return next((planned.shot.description for planned in self.shots if planned.shot.shot_id == shot_id), "")
+
+
+def plan_storyboard(config, input_dir):
+    """Parse the shots (text or file), raise one ValueError listing every bad line, build prompts and seeds."""
+    config.check()
+    if config.shots.strip():
+        shot_list, name = parse_shot_text(config.shots, source="shots"), ""
+    else:
+        path = shot_file_path(input_dir, config.shots_file)
+        shot_list, name = load_shot_file(path), path.stem
+    shot_list.raise_if_problems()
+    planned = tuple(
+        PlannedShot(shot, build_prompt(shot, config.style_prefix, config.style_suffix, config.trigger_words),
+                    seed_for(config.seed_policy, config.base_seed, index, shot))
+        for index, shot in enumerate(shot_list.shots))
+    return Storyboard(planned, shot_list.source, config.seed_policy, tuple(str(w) for w in shot_list.warnings), name)
+
+
+def storyboard_report(storyboard):
+    """A readable summary: count, source, seed policy, then warnings and one line per shot."""
+    count = len(storyboard.shots)
+    lines = [f"{count} shot{'s' if count != 1 else ''} from {storyboard.source}, seeds: {storyboard.seed_policy}"]
+    lines += [f"note: {warning}" for warning in storyboard.warnings]
+    lines += [f"{p.shot.shot_id}  seed {p.seed}  {p.shot.aspect or 'default aspect'}  {p.prompt}"
+              for p in storyboard.shots]
+    return "\n".join(lines)
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+@dataclass
+class RenderConfig:
+    negative: str = _f("", "Negative prompt for every shot; a shot's own negative is added to it.")
+    sampler: str = _f("euler", "ComfyUI sampler, as in KSampler.")
+    scheduler: str = _f("normal", "ComfyUI scheduler, as in KSampler.")
+    steps: int = _f(20, "Sampling steps per shot.")
+    cfg: float = _f(7.0, "Classifier-free guidance scale, as in KSampler.")
+    aspect: str = _f("1.78", "Frame shape for shots that name none; 'custom' uses width and height.",
+                     choices=(CUSTOM_SIZE, *ASPECTS))
+    base_resolution: int = _f(1024, "Aspect presets get about this many pixels squared, sides multiples of 64 "
+                                    "(512 for SD1.5, 1024 for SDXL, SD3 and Flux).")
+    width: int = _f(1024, "Frame width when aspect is 'custom' (multiple of 8).")
+    height: int = _f(576, "Frame height when aspect is 'custom' (multiple of 8).")
+    folder: str = _f("storyboard", "Subfolder of ComfyUI's output folder; each frame is saved there as "
+                                   "<shot_id>.png and replaced when rendered again.")
+
+    def check(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, got {self.steps!r}")
+        if not math.isfinite(self.cfg):
+            raise ValueError(f"cfg must be a number, got {self.cfg!r}")
+        if self.aspect not in (CUSTOM_SIZE, *ASPECTS):
+            raise ValueError(f"aspect {self.aspect!r} is not one of {[CUSTOM_SIZE, *ASPECTS]}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if self.aspect == CUSTOM_SIZE and (value < 64 or value % _LATENT_MULTIPLE):
+                raise ValueError(f"{name} {value} must be a multiple of {_LATENT_MULTIPLE}, at least 64")
+        if self.base_resolution < 64:
+            raise ValueError(f"base_resolution must be at least 64, got {self.base_resolution}")
+        return self
+
+
+@dataclass(frozen=True)
+class FrameJob:
+    shot_id: str
+    description: str
+    prompt: str
+    negative: str
+    seed: int
+    width: int
+    height: int
+
+
+def combine_negative(common, own):
+    """The storyboard's negative prompt followed by the shot's own, comma-joined."""
+    parts = [(text or "").strip(" ,\n") for text in (common, own)]
+    return ", ".join(part for part in parts if part)
+
+
+def shot_size(aspect, config):
+    """(width, height) of a shot: its own aspect, else the config's preset or custom size."""
+    aspect = aspect or config.aspect
+    if aspect == CUSTOM_SIZE:
+        return config.width, config.height
+    return frame_size(aspect, config.base_resolution)
+
+
+def plan_frames(storyboard, config):
+    """One FrameJob per shot, in order."""
+    config.check()
+    return [FrameJob(p.shot.shot_id, p.shot.description, p.prompt, combine_negative(config.negative, p.shot.negative),
+                     p.seed, *shot_size(p.shot.aspect, config))
+            for p in storyboard.shots]
+
+
+def loras_from_stack(stack):
+    """LoraUse per entry of a LORA_STACK [(lora_name, strength_model, strength_clip), ...]; "None" rows skipped."""
+    if stack is None:
+        return ()
+    if not isinstance(stack, (list, tuple)):
+        raise ValueError(f"lora_stack must be a LORA_STACK list of (lora_name, strength_model, strength_clip), "
+                         f"got {type(stack).__name__}")
+    uses = []
+    for number, entry in enumerate(stack, start=1):
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3 or not isinstance(entry[0], str) or not all(
+                isinstance(value, (int, float)) and not isinstance(value, bool) for value in entry[1:]):
+            raise ValueError(f"lora_stack entry {number} is {entry!r}; expected "
+                             "(lora_name, strength_model, strength_clip)")
+        if entry[0].strip() and entry[0] != "None":
+            uses.append(LoraUse(entry[0], float(entry[1]), float(entry[2])))
+    return tuple(uses)
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    job: FrameJob
+    image: object  # IMAGE tensor [1, H, W, 3]
+    path: Path
+
+
+class _Progress:
+    """ComfyUI's progress bar over shots x steps, the websocket event, and Cancel between steps."""
+
+    def __init__(self, shots, steps, node_id):
+        self.shots, self.steps, self.node_id = shots, steps, node_id
+        self.prompt_id = bridge.current_prompt_id()
+        self.bar = bridge.progress_bar(shots * steps)
+
+    def step_callback(self, index, shot_id):
+        def on_step(step, _total):
+            step = min(step, self.steps)
+            self.bar.update_absolute(index * self.steps + step)
+            bridge.send_event(EVENT_RENDER_PROGRESS, {
+                "node": self.node_id, "prompt_id": self.prompt_id, "shot": shot_id, "index": index,
+                "total": self.shots, "step": step, "steps": self.steps})
+            bridge.check_cancel()
+        return on_step
+
+
+def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_prompt=None, extra_pnginfo=None,
+                      node_id=None):
+    """Render each FrameJob with ComfyUI's sampler and VAE, saving every frame as soon as it is done.
+
+    Each distinct prompt is encoded once, all before sampling starts, so the text encoder and the
+    diffusion model are not swapped in and out between shots; the model itself stays loaded and
+    patched across shots (ComfyUI reloads it only if its patches change).
+
+    Shots are sampled one at a time, never batched: even with each shot's own noise, a batch is
+    computed by other kernels than a single image and rounds differently (measured on CPU: two
+    64 px shots in one batch differ from the same shots alone by up to 1e-3 in the latents), so
+    a frame would depend on the shots it shared a batch with. One by one, it depends only on its shot.
+    """
+    paths = [frame_path(output_dir, config.folder, job.shot_id) for job in jobs]  # bad names fail before rendering
+    conditioning = {text: bridge.conditioning(bridge.encode_text(clip, text))
+                    for text in dict.fromkeys(text for job in jobs for text in (job.prompt, job.negative))}
+    progress = _Progress(len(jobs), config.steps, node_id)
+    keep_prompt = bridge.metadata_enabled()
+    frames = []
+    for index, (job, path) in enumerate(zip(jobs, paths)):
+        bridge.check_cancel()
+        image = bridge.render(model, conditioning[job.prompt], conditioning[job.negative], vae, job.width, job.height,
+                              job.seed, config.steps, config.cfg, config.sampler, config.scheduler,
+                              on_step=progress.step_callback(index, job.shot_id))
+        meta = FrameMeta(job.shot_id, job.prompt, job.negative, job.seed, config.sampler, config.scheduler,
+                         config.steps, config.cfg, (job.width, job.height), tuple(loras))
+        save_frame_png(path, image, meta, png_prompt if keep_prompt else None, extra_pnginfo if keep_prompt else None)
+        frames.append(RenderedFrame(job, image, path))
+    return frames
+
+
+def ui_image(path, output_dir):
+    """The {filename, subfolder, type} entry ComfyUI's frontend shows for a file in the output folder."""
+    relative = Path(path).resolve().relative_to(Path(output_dir).resolve())
+    subfolder = relative.parent.as_posix()
+    return {"filename": relative.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}
+
+
+# --- contact sheet ----------------------------------------------------------------------------
+
+@dataclass
+class SheetConfig:
+    columns: int = _f(4, "Frames per row.")
+    title: str = _f("", "Title line at the top; empty: 'Storyboard' and the shot list file's name.")
+    folder: str = _f("storyboard", "Subfolder of ComfyUI's output folder; the sheet is saved there as "
+                                   f"{SHEET_STEM}.png (replaced each run).")
+    pdf: bool = _f(False, f"Also save the sheet as {SHEET_STEM}.pdf, e.g. to send or print.")
+    cell_width: int = _f(384, "Width of each frame on the sheet in pixels; text scales with it.")
+    description_lines: int = _f(3, "Lines of shot description under each frame (0: shot ids only).")
+
+
+def frames_from_images(images):
+    """PIL frames from IMAGE tensors: a list of single images, batches, or both."""
+    frames = []
+    for image in images:
+        batch = image if image.ndim == 4 else image.unsqueeze(0)
+        frames += [to_pil(single) for single in batch]
+    return frames
+
+
+def sheet_labels(count, labels, storyboard):
+    """(labels, descriptions) for `count` frames; labels default to the storyboard's shot ids, else 1..count."""
+    if labels is not None:
+        labels = [str(label) for label in labels]
+        if len(labels) != count:
+            raise ValueError(f"labels has {len(labels)} entries for {count} frames; connect the labels output "
+                             "of the same LookDev Storyboard Render node as the images")
+    elif storyboard is not None and len(storyboard.shots) == count:
+        labels = [planned.shot.shot_id for planned in storyboard.shots]
+    else:
+        labels = [str(number) for number in range(1, count + 1)]
+    descriptions = [storyboard.description_of(label) if storyboard is not None else "" for label in labels]
+    return labels, descriptions
+
+
+def make_contact_sheet(images, labels, storyboard, config, output_dir):
+    """Draw the sheet for IMAGE tensors and save it (PNG, optionally PDF); returns (sheet, [paths])."""
+    frames = frames_from_images(images)
+    if not frames:
+        raise ValueError("images is empty; connect the images output of LookDev Storyboard Render")
+    labels, descriptions = sheet_labels(len(frames), labels, storyboard)
+    title = config.title.strip() or " - ".join(filter(None, ["Storyboard", storyboard and storyboard.name]))
+    sheet = contact_sheet(frames, labels, descriptions, config.columns, title, config.cell_width,
+                          config.description_lines)
+    png = output_path(output_dir, config.folder, f"{SHEET_STEM}.png")
+    save_sheet_png(png, sheet)
+    paths = [png]
+    if config.pdf:
+        save_sheet_pdf(png.with_suffix(".pdf"), sheet)
+        paths.append(png.with_suffix(".pdf"))
+    return sheet, paths
+
+
+def image_tensor(picture):
+    """A PIL image as a ComfyUI IMAGE [1, H, W, 3], floats 0..1."""
+    array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).unsqueeze(0)
