@@ -64,7 +64,9 @@ def test_plain_lora_hook_matches_peft_under_autocast(kind, input_dtype):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         plain, reference = _both(layer, wrapper, _input(kind, input_dtype))
     assert plain.dtype == reference.dtype == torch.bfloat16
-    torch.testing.assert_close(plain.float(), reference.float(), rtol=2e-2, atol=2e-2)
+    # The plain hook computes the update in fp32 on CPU, peft in bf16: they agree to bf16 rounding.
+    tolerance = 2 ** -7 * reference.abs().max().item()
+    torch.testing.assert_close(plain.float(), reference.float(), rtol=0, atol=tolerance)
 
 
 def test_plain_lora_hook_casts_a_low_precision_input_like_peft():

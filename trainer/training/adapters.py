@@ -105,9 +105,12 @@ def _autocast_enabled(device_type):
 def _plain_lora_hook(wrapper):
     """A forward hook adding plain LoRA's update, scale * B(A(dropout(x))), straight from the
     peft wrapper's own modules: peft's arithmetic without its per-call bookkeeping, which on a
-    small model is a large share of the step. Under autocast the input is not first cast to the
-    adapters' fp32 (autocast casts it to the compute dtype anyway). None for every other
-    algorithm (DoRA, LoHa, LoKr), which run through peft's forward."""
+    small model is a large share of the step. Under CUDA autocast the branch runs in the compute
+    dtype, as peft's does, without peft's fp32 round trip of the input. Under CPU autocast it
+    runs in fp32: at rank 8-32 a bf16 matmul or convolution there costs several times its fp32
+    twin (casts and oneDNN reorders around very little arithmetic), and the base layer's
+    output stays bf16. None for every other algorithm (DoRA, LoHa, LoKr), which run through
+    peft's forward."""
     import peft
 
     if not isinstance(wrapper, peft.tuners.lora.LoraLayer) or wrapper.lora_variant or list(wrapper.lora_A) != ["default"]:
@@ -117,13 +120,22 @@ def _plain_lora_hook(wrapper):
     dropout = None if isinstance(dropout, nn.Identity) else dropout
     scale = wrapper.scaling["default"]
 
-    def add_lora(module, args, output):
-        x = args[0]
-        if x.dtype != down.weight.dtype and not _autocast_enabled(x.device.type):
-            x = x.to(down.weight.dtype)
+    def update(x):
         if dropout is not None:
             x = dropout(x)
-        result = torch.add(output, up.forward(down.forward(x)), alpha=scale)
+        return up.forward(down.forward(x))
+
+    def add_lora(module, args, output):
+        x = args[0]
+        device = x.device.type
+        if not _autocast_enabled(device):
+            delta = update(x if x.dtype == down.weight.dtype else x.to(down.weight.dtype))
+        elif device == "cpu":
+            with torch.autocast(device, enabled=False):
+                delta = update(x.to(down.weight.dtype)).to(output.dtype)
+        else:
+            delta = update(x)
+        result = torch.add(output, delta, alpha=scale)
         return result if result.dtype == output.dtype else result.to(output.dtype)
 
     return add_lora
