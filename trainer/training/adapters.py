@@ -3,9 +3,10 @@
 peft wraps modules in place. To keep the user's model object untouched, peft wraps *proxies*
 instead: one flat ModuleDict (the "shadow"), one proxy per target layer, sharing the real layer's
 weight tensors (no copy). A forward hook on each real layer hands its output to the proxy and
-runs the peft wrapper, which returns output + adapter delta. The real layer computes once; the
-model's modules, state dict and ComfyUI's weight patching stay exactly as they were, and removing
-the hooks restores the untouched model.
+runs the peft wrapper, which returns output + adapter delta; for plain LoRA the hook adds the
+delta from the wrapper's own weights itself, skipping peft's per-call bookkeeping. The real layer
+computes once; the model's modules, state dict and ComfyUI's weight patching stay exactly as
+they were, and removing the hooks restores the untouched model.
 """
 
 import contextlib
