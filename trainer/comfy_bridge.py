@@ -215,30 +215,46 @@ def _thaw_inference_tensors(module):
 
 @contextlib.contextmanager
 def _checkpointing(diffusion_model, enabled):
-    """Recompute each top-level block (the children of the model's ModuleLists) in backward."""
+    """Recompute each of the model's blocks (see _checkpoint_units) in backward."""
     if not enabled:
         yield
         return
     import torch.utils.checkpoint
 
     patched = []
-    for module in diffusion_model.modules():
-        if isinstance(module, torch.nn.ModuleList):
-            for block in module:
-                inner = block.forward
+    for block in _checkpoint_units(diffusion_model):
+        inner = block.forward
 
-                def forward(*args, _inner=inner, **kwargs):
-                    if not torch.is_grad_enabled():
-                        return _inner(*args, **kwargs)
-                    return torch.utils.checkpoint.checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+        def forward(*args, _inner=inner, **kwargs):
+            if not torch.is_grad_enabled():
+                return _inner(*args, **kwargs)
+            return torch.utils.checkpoint.checkpoint(_inner, *args, use_reentrant=False, **kwargs)
 
-                block.forward = forward
-                patched.append(block)
+        block.forward = forward
+        patched.append(block)
     try:
         yield
     finally:
         for block in patched:
             del block.forward
+
+
+def _checkpoint_units(module):
+    """The blocks a diffusion model runs one after another: the children of its outermost
+    ModuleLists (DiT blocks), each checkpointed once, never also the blocks nested in them.
+    ldm UNets (SD1.x, SD2.x, SDXL) call the layers of their TimestepEmbedSequential containers
+    one by one (forward_timestep_embed), never the container's forward, so those layers are
+    the units there: ResBlocks, SpatialTransformers, down- and upsamplers."""
+    from comfy.ldm.modules.diffusionmodules.openaimodel import TimestepEmbedSequential
+
+    for child in module.children():
+        if isinstance(child, TimestepEmbedSequential):
+            yield from child
+        elif isinstance(child, torch.nn.ModuleList):
+            for block in child:
+                yield from (block if isinstance(block, TimestepEmbedSequential) else (block,))
+        else:
+            yield from _checkpoint_units(child)
 
 
 def named_layers(model):
