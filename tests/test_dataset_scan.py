@@ -152,6 +152,11 @@ def test_unsupported_types_are_skipped_with_reason(tmp_path):
     assert "(none)" in skipped(result)["README"].message
 
 
+def test_gifs_are_scanned_like_the_loader_reads_them(tmp_path):
+    write_image(tmp_path / "loop.gif", fmt="GIF")
+    assert names(scan_folder(tmp_path)) == ["loop.gif"]
+
+
 def test_not_recursive_leaves_subfolders_out_with_a_note(tmp_path):
     write_image(tmp_path / "a.png")
     write_image(tmp_path / "sub" / "b.png")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .captions import join_tags, split_tags
 
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif")
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif")
 CACHE_DIRNAME = "lookdev_cache"
 """A latent cache kept inside a dataset folder under this name is never scanned as images."""
 
