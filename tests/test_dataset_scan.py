@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from dataset_files import write_image
-from lookdev.trainer.dataset.scan import (CACHE_DIRNAME, DatasetError, folder_label,
+from lookdev.trainer.dataset.scan import (CACHE_DIRNAME, LONG_CAPTION_WORDS, DatasetError, folder_label,
                                           normalize_extension, scan_folder)
 
 
@@ -89,6 +89,17 @@ def test_non_utf8_caption_is_replaced_and_noted(tmp_path):
     assert result.items[0].caption == "caf\ufffd noir"
     assert "not UTF-8" in notes(result)["a.txt"]
     assert result.skipped == ()
+
+
+def test_very_long_caption_is_used_with_a_note(tmp_path):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png")
+    (tmp_path / "a.txt").write_text("rain " * 10_000, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("rain " * LONG_CAPTION_WORDS, encoding="utf-8")
+    result = scan_folder(tmp_path)
+    assert len(result.items[0].caption.split()) == 10_000
+    assert notes(result)["a.txt"].startswith("caption is 10000 words long")
+    assert "b.txt" not in notes(result)
 
 
 def test_utf8_bom_is_not_part_of_the_caption(tmp_path):

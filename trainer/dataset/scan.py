@@ -26,6 +26,9 @@ CACHE_DIRNAME = "lookdev_cache"
 BACKUP_SUFFIX = ".bak"
 """A caption file overwritten by LookDev is kept beside it with this suffix: photo.txt.bak."""
 
+LONG_CAPTION_WORDS = 300
+"""Captions longer than this get a note: a pasted script or prompt dump, not a description."""
+
 _REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
 
 
@@ -301,6 +304,11 @@ class _Walk:
             self.notes.append(Issue(path, "caption file is empty; the image is captioned by the "
                                     "template alone"))
             return None
+        words = len(caption.split())
+        if words > LONG_CAPTION_WORDS:
+            self.notes.append(Issue(path, f"caption is {words} words long; text encoders read about 75 "
+                                    "tokens at a time, so every training step carries all of it: keep "
+                                    "it to what describes the image"))
         return caption
 
 
