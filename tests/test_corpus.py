@@ -10,7 +10,6 @@ each reader in detail; this file is the one place that feeds the whole corpus to
 """
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -32,19 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class Case:
-    """One corpus row. `make(folder)` builds the input inside an empty folder and returns what
-    the node is given (a folder path, a file name, a text); `expect` is "error" (the run stops,
-    the message holds every fragment of `words`) or "ok" (the run succeeds and the node's report
-    holds every fragment); `report` lists fragments that must not appear."""
+    """One corpus row: `expect` is "error" (the run stops; its message holds every fragment of
+    `words`) or "ok" (the run succeeds; the node's report holds every fragment of `words` and
+    none of `absent`). `make` builds the input; what it takes depends on the table."""
 
     name: str
     make: object
     expect: str
     words: tuple
     absent: tuple = field(default=())
-
-    def __str__(self):
-        return self.name
 
 
 def ids(cases):
@@ -101,13 +96,11 @@ def with_good(maker):
     return make
 
 
-def files(**contents):
-    """Writes {name: bytes} (name's "__" is a "/", "_DOT_" a ".")."""
+def files(contents):
+    """A folder maker writing {relative name: bytes}."""
     def maker(folder):
         for name, data in contents.items():
-            path = folder / name.replace("__", "/").replace("_DOT_", ".")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            (folder / name).write_bytes(data)
     return maker
 
 
@@ -120,19 +113,18 @@ HUGE = (12000, 8000)
 IMAGE_CASES = [
     Case("corrupt bytes", with_good(call(corrupt_png, "corrupt.png")), "ok",
          ("Skipped (1):", "  corrupt.png: corrupt or truncated image data")),
-    Case("random bytes", with_good(files(noise_DOT_jpg=bytes(range(256)) * 8)), "ok",
+    Case("random bytes", with_good(files({"noise.jpg": bytes(range(256)) * 8})), "ok",
          ("  noise.jpg: not a recognised image format",)),
-    Case("zero-byte file", with_good(files(empty_DOT_jpg=b"")), "ok",
+    Case("zero-byte file", with_good(files({"empty.jpg": b""})), "ok",
          ("  empty.jpg: empty file (0 bytes)",)),
-    Case("truncated JPEG", with_good(files(cut_DOT_jpg=jpeg_bytes()[:1500])), "ok",
+    Case("truncated JPEG", with_good(files({"cut.jpg": jpeg_bytes()[:1500]})), "ok",
          ("  cut.jpg: corrupt or truncated image data",)),
     Case("1x1 image", with_good(lambda f: Image.new("RGB", (1, 1)).save(f / "dot.png")), "ok",
          ("  dot.png: too small: 1x1 px; LookDev needs at least 64 px on each side",)),
+    # Memory: see test_huge_images_load_in_bounded_memory (16-bit grey and RGBA, the converted kinds).
     Case("12000x8000 16-bit grey PNG", with_good(call(flat_png, "scan.png", *HUGE, 16, 0)), "ok",
          ("2 images",), ("Skipped",)),
-    Case("12000x8000 RGBA PNG", with_good(call(flat_png, "matte.png", *HUGE, 8, 6)), "ok",
-         ("2 images",), ("Skipped",)),
-    Case("CMYK JPEG", with_good(files(print_DOT_jpg=jpeg_bytes(seed=2, mode="CMYK"))), "ok",
+    Case("CMYK JPEG", with_good(files({"print.jpg": jpeg_bytes(seed=2, mode="CMYK")})), "ok",
          ("2 images",), ("Skipped",)),
     Case("16-bit RGB PNG", with_good(call(rgb16_png, "deep.png", 96, 96, (65535, 32768, 0))), "ok",
          ("2 images",), ("Skipped",)),
@@ -142,34 +134,41 @@ IMAGE_CASES = [
          ("2 images", "  anim.gif: animated (2 frames): only the first frame is used"), ("Skipped",)),
     Case("animated WebP", with_good(call(animation, "anim.webp", "WEBP")), "ok",
          ("2 images", "  anim.webp: animated (2 frames): only the first frame is used"), ("Skipped",)),
-    Case("text file named .png", with_good(files(notes_DOT_png=b"INT. HARBOR - DAWN\nFog.\n")), "ok",
+    Case("text file named .png", with_good(files({"notes.png": b"INT. HARBOR - DAWN\nFog.\n"})), "ok",
          ("  notes.png: a text file, not an image (whatever the extension says)",)),
-    Case("JPEG bytes named .png", with_good(files(photo_DOT_png=jpeg_bytes(seed=3))), "ok",
+    Case("JPEG bytes named .png", with_good(files({"photo.png": jpeg_bytes(seed=3)})), "ok",
          ("2 images",), ("Skipped",)),
 ]
 
 CAPTION_CASES = [
-    Case("caption not UTF-8", with_good(files(good_DOT_txt="café, nuit".encode("cp1252"))), "ok",
+    Case("caption not UTF-8", with_good(files({"good.txt": "café, nuit".encode("cp1252")})), "ok",
          ("  good.txt: caption is not UTF-8 text: unreadable characters were replaced with \ufffd; "
           "re-save the file as UTF-8",)),
-    Case("empty caption", with_good(files(good_DOT_txt=b"  \n")), "ok",
+    Case("empty caption", with_good(files({"good.txt": b"  \n"})), "ok",
          ("  good.txt: caption file is empty; the image is captioned by the template alone",)),
-    Case("10,000-word caption", with_good(files(good_DOT_txt=b"rain " * 10_000)), "ok",
+    Case("10,000-word caption", with_good(files({"good.txt": b"rain " * 10_000})), "ok",
          ("  good.txt: caption is 10000 words long; text encoders read about 75 tokens at a time",)),
 ]
 
 
-def unreadable(folder_name):
-    """A folder (or subfolder) that cannot be listed. Root reads any folder whatever its mode,
-    so there a refusing os.scandir stands in for chmod 000 (see `permission_denied`)."""
-    def make(folder):
-        target = folder / folder_name if folder_name else folder
-        write_image(target / "locked.png", (96, 96), seed=2)
-        if folder_name:
-            write_image(folder / "good.png", (96, 96), seed=1)
-        target.chmod(0)
+def in_folder(maker):
+    """A folder-table maker (folder, input folder) -> the folder typed, from a folder maker."""
+    def make(folder, input_dir):
+        maker(folder)
         return str(folder)
     return make
+
+
+def unreadable(subfolder):
+    """A folder, or a subfolder beside a good image, that cannot be listed. Root reads any folder
+    whatever its mode: there `permission_denied` makes os.scandir refuse it as it would anyone."""
+    def make(folder):
+        target = folder / subfolder if subfolder else folder
+        write_image(target / "locked.png", (96, 96), seed=2)
+        if subfolder:
+            write_image(folder / "good.png", (96, 96), seed=1)
+        target.chmod(0)
+    return in_folder(make)
 
 
 def symlink_loop(folder):
@@ -177,7 +176,6 @@ def symlink_loop(folder):
     (folder / "loop").symlink_to(folder, target_is_directory=True)
     (folder / "a.png").symlink_to(folder / "b.png")
     (folder / "b.png").symlink_to(folder / "a.png")
-    return str(folder)
 
 
 def symlink_outside(folder):
@@ -188,46 +186,40 @@ def symlink_outside(folder):
     (folder / "secret.png").symlink_to(outside / "secret.png")
     (folder / "good.txt").symlink_to(outside / "secret.txt")
     (folder / "elsewhere").symlink_to(outside, target_is_directory=True)
-    return str(folder)
 
 
-def dotdot_in_input(comfy, escape):
-    def make(folder):
-        inside = comfy.input_dir / f"corpus_{folder.name}"
+def dotdot(escape):
+    """A folder typed relative to ComfyUI's input folder with '..' in it."""
+    def make(folder, input_dir):
+        inside = input_dir / f"corpus_{folder.parent.name}"
         write_image(inside / "good.png", (96, 96), seed=1)
         return f"{inside.name}/../../{folder.name}" if escape else f"{inside.name}/sub/../"
     return make
 
 
-def folder_cases(comfy):
-    return [
-        Case("missing folder", lambda f: str(f / "nowhere"), "error",
-             ("dataset folder ", "nowhere does not exist; check the path")),
-        Case("empty folder", lambda f: str(f), "error", ("holds no files; add 10-30 reference images",)),
-        Case("only unsupported files", lambda f: files(a_DOT_psd=b"8BPS", b_DOT_mov=b"\0\0\0\x14ftyp",
-                                                       c_DOT_heic=b"\0\0\0\x18ftypheic")(f) or str(f),
-             "error", ("3 files, none usable: 3 unsupported type. See the dataset report",)),
-        Case("unreadable folder", unreadable(""), "error",
-             ("cannot read dataset folder ", "Permission denied; check its permissions")),
-        Case("unreadable subfolder", unreadable("locked"), "ok",
-             ("  locked: cannot read this folder (Permission denied); its images are left out",)),
-        Case("symlink loop", symlink_loop, "ok",
-             ("  loop: symlinked folder (pointing inside the dataset folder) is not followed",
-              "  a.png: broken or looping symlink", "  b.png: broken or looping symlink")),
-        Case("symlinks pointing outside", symlink_outside, "ok",
-             ("  secret.png: symlink points outside the dataset folder (to ",
-              "  good.txt: symlink points outside the dataset folder",
-              "  elsewhere: symlinked folder (pointing outside the dataset folder) is not followed"),
-             ("private words",)),
-        Case("'..' leading out of the input folder", dotdot_in_input(comfy, True), "error",
-             ("leads out of ComfyUI's input folder", "(with '..'); use a folder inside it")),
-        Case("'..' staying inside the input folder", dotdot_in_input(comfy, False), "ok", ("1 images",)),
-    ]
-
-
-FOLDER_CASE_NAMES = ["missing folder", "empty folder", "only unsupported files", "unreadable folder",
-                     "unreadable subfolder", "symlink loop", "symlinks pointing outside",
-                     "'..' leading out of the input folder", "'..' staying inside the input folder"]
+FOLDER_CASES = [
+    Case("missing folder", lambda folder, input_dir: str(folder / "nowhere"), "error",
+         ("dataset folder ", "nowhere does not exist; check the path")),
+    Case("empty folder", in_folder(lambda folder: None), "error", ("holds no files; add 10-30 reference images",)),
+    Case("only unsupported files",
+         in_folder(files({"a.psd": b"8BPS", "b.mov": b"\0\0\0\x14ftyp", "c.heic": b"\0\0\0\x18ftypheic"})),
+         "error", ("3 files, none usable: 3 unsupported type. See the dataset report",)),
+    Case("unreadable folder", unreadable(""), "error",
+         ("cannot read dataset folder ", "Permission denied; check its permissions")),
+    Case("unreadable subfolder", unreadable("locked"), "ok",
+         ("  locked: cannot read this folder (Permission denied); its images are left out",)),
+    Case("symlink loop", in_folder(symlink_loop), "ok",
+         ("  loop: symlinked folder (pointing inside the dataset folder) is not followed",
+          "  a.png: broken or looping symlink", "  b.png: broken or looping symlink")),
+    Case("symlinks pointing outside", in_folder(symlink_outside), "ok",
+         ("  secret.png: symlink points outside the dataset folder (to ",
+          "  good.txt: symlink points outside the dataset folder",
+          "  elsewhere: symlinked folder (pointing outside the dataset folder) is not followed"),
+         ("private words",)),
+    Case("'..' leading out of the input folder", dotdot(escape=True), "error",
+         ("leads out of ComfyUI's input folder", "(with '..'); use a folder inside it")),
+    Case("'..' staying inside the input folder", dotdot(escape=False), "ok", ("1 images",)),
+]
 
 
 # --- the executor sweep -------------------------------------------------------------------------
@@ -256,8 +248,8 @@ def still_works(comfy, good_folder):
 
 
 def permission_denied(monkeypatch, folder):
-    """Root reads folders whatever their mode: make os.scandir refuse them as it would anyone
-    else, for the folders this case made unreadable."""
+    """As root, whom a folder's mode does not stop: make os.scandir refuse the folders this case
+    made unreadable (mode 000), with the error anyone else would get."""
     if os.geteuid() != 0:
         return
     real_scandir = os.scandir
@@ -273,30 +265,31 @@ def permission_denied(monkeypatch, folder):
     monkeypatch.setattr(os, "scandir", scandir)
 
 
-def run_dataset_case(comfy, case, folder, monkeypatch):
-    typed = case.make(folder)
+def run_dataset_case(comfy, case, folder, typed, monkeypatch):
     permission_denied(monkeypatch, folder)
     label = f"corpus-{case.name}"
     result = comfy.run(dataset_prompt(typed, label), expect_error=case.expect == "error")
     monkeypatch.undo()
-    for path in (folder, *folder.rglob("*")):
-        if not path.is_symlink() and not path.stat().st_mode & 0o777:
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        if not path.is_symlink() and path.is_dir():
             path.chmod(0o755)
-    return assert_outcome(case, result, comfy.captured.get(label))
+    assert_outcome(case, result, comfy.captured.get(label))
 
 
 @pytest.mark.parametrize("case", IMAGE_CASES + CAPTION_CASES, ids=ids(IMAGE_CASES + CAPTION_CASES))
 def test_dataset_files(comfy, tmp_path, monkeypatch, still_works, case):
-    run_dataset_case(comfy, case, tmp_path / "refs", monkeypatch)
+    folder = tmp_path / "refs"
+    folder.mkdir()
+    run_dataset_case(comfy, case, folder, case.make(folder), monkeypatch)
     still_works()
 
 
-@pytest.mark.parametrize("name", FOLDER_CASE_NAMES)
-def test_dataset_folders(comfy, tmp_path, monkeypatch, still_works, name):
-    case = next(case for case in folder_cases(comfy) if case.name == name)
+@pytest.mark.parametrize("case", FOLDER_CASES, ids=ids(FOLDER_CASES))
+def test_dataset_folders(comfy, tmp_path, monkeypatch, still_works, case):
     folder = tmp_path / "refs"
     folder.mkdir()
-    run_dataset_case(comfy, case, folder, monkeypatch)
+    run_dataset_case(comfy, case, folder, case.make(folder, comfy.input_dir), monkeypatch)
     still_works()
 
 
@@ -329,50 +322,52 @@ def test_huge_images_load_in_bounded_memory(tmp_path, bit_depth, color_type):
 # --- LoRA files ---------------------------------------------------------------------------------
 
 
+GOOD_LORA = "corpus_good.safetensors"
+
+
 @pytest.fixture(scope="module")
 def corpus_loras(comfy):
-    """The good and bad LoRA files of the corpus in ComfyUI's loras folder: case -> file name."""
+    """Writes the corpus' LoRA files (each case's `make` is a file name) and a good one into
+    ComfyUI's loras folder."""
     folder = comfy.models_dir("loras")
     sd15 = comfy.tiny_bundle("sd15")
-    good = write_lora(folder, "corpus_good.safetensors", sd15, "sd15", seed=21, trigger_words=("inky",))
-    data = good.read_bytes()
-    names = {"good": good.name}
-
-    def put(case, name, content):
-        (folder / name).write_bytes(content)
-        names[case] = name
-
-    put("truncated", "corpus_truncated.safetensors", data[: len(data) * 2 // 3])
-    put("header cut", "corpus_header_cut.safetensors", data[:100])
-    buffer = io.BytesIO()
-    torch.save(lora_tensors(sd15, "sd15", seed=22), buffer)
-    put("pickle renamed", "corpus_pickle.safetensors", buffer.getvalue())
-    put("pickle", "corpus_pickle.pt", buffer.getvalue())
-    header_len = int.from_bytes(data[:8], "little")
-    put("header not JSON", "corpus_header_not_json.safetensors",
-        data[:8] + data[8:8 + header_len].replace(b'"', b"'", 4) + data[8 + header_len:])
+    data = write_lora(folder, GOOD_LORA, sd15, "sd15", seed=21, trigger_words=("inky",)).read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    pickled = io.BytesIO()
+    torch.save(lora_tensors(sd15, "sd15", seed=22), pickled)
     flux = {f"lora_unet_double_blocks_{i}_img_attn_qkv.{part}": torch.zeros(shape)
             for i in range(2) for part, shape in (("lora_down.weight", (4, 32)), ("lora_up.weight", (96, 4)))}
-    names["wrong architecture"] = save_lora(folder / "corpus_flux.safetensors", flux, {}).name
-    broken_words = save_lora(folder / "corpus_meta_not_json.safetensors", lora_tensors(sd15, "sd15", seed=25),
-                             {"lookdev.trigger_words": "[inky, 'film grain'", "ss_tag_frequency": "{oops"})
-    names["metadata values not JSON"] = broken_words.name
-    return names
+    contents = {
+        "corpus_truncated.safetensors": data[: len(data) * 2 // 3],
+        "corpus_header_cut.safetensors": data[:100],
+        "corpus_pickle.safetensors": pickled.getvalue(),
+        "corpus_pickle.pt": pickled.getvalue(),
+        "corpus_header_not_json.safetensors": data[:8] + data[8:header_end].replace(b'"', b"'", 4) + data[header_end:],
+    }
+    for name, content in contents.items():
+        (folder / name).write_bytes(content)
+    save_lora(folder / "corpus_flux.safetensors", flux, {})
+    save_lora(folder / "corpus_meta_not_json.safetensors", lora_tensors(sd15, "sd15", seed=25),
+              {"lookdev.trigger_words": "[inky, 'film grain'", "ss_tag_frequency": "{oops"})
 
 
 LORA_CASES = [
-    Case("truncated", None, "error", ("corpus_truncated.safetensors: is truncated: its header describes",
-                                      "the download or copy did not finish, get the file again")),
-    Case("header cut", None, "error", ("corpus_header_cut.safetensors: is truncated: its header alone should be",)),
-    Case("pickle renamed", None, "error", ("corpus_pickle.safetensors: is a PyTorch pickle checkpoint (.pt/.ckpt) "
-                                           "with a .safetensors name. Pickle files are never loaded",)),
-    Case("pickle", None, "error", ("corpus_pickle.pt: is not a .safetensors file. LookDev never loads pickle",)),
-    Case("header not JSON", None, "error", ("corpus_header_not_json.safetensors: has a corrupt header (",
-                                            "); get the file again")),
-    Case("wrong architecture", None, "error", ("LoRA corpus_flux.safetensors: none of its 4 keys match this SD1.x "
-                                               "model. The LoRA looks made for Flux (double_blocks keys",
-                                               "use it with Flux models")),
-    Case("metadata values not JSON", None, "ok",
+    Case("truncated", "corpus_truncated.safetensors", "error",
+         ("corpus_truncated.safetensors: is truncated: its header describes",
+          "the download or copy did not finish, get the file again")),
+    Case("header cut", "corpus_header_cut.safetensors", "error",
+         ("corpus_header_cut.safetensors: is truncated: its header alone should be",)),
+    Case("pickle renamed .safetensors", "corpus_pickle.safetensors", "error",
+         ("corpus_pickle.safetensors: is a PyTorch pickle checkpoint (.pt/.ckpt) with a .safetensors name. "
+          "Pickle files are never loaded",)),
+    Case("pickle .pt", "corpus_pickle.pt", "error",
+         ("corpus_pickle.pt: is not a .safetensors file. LookDev never loads pickle",)),
+    Case("header not JSON", "corpus_header_not_json.safetensors", "error",
+         ("corpus_header_not_json.safetensors: has a corrupt header (", "); get the file again")),
+    Case("wrong architecture", "corpus_flux.safetensors", "error",
+         ("LoRA corpus_flux.safetensors: none of its 4 keys match this SD1.x model. The LoRA looks made for Flux "
+          "(double_blocks keys", "use it with Flux models")),
+    Case("metadata values not JSON", "corpus_meta_not_json.safetensors", "ok",
          ("corpus_meta_not_json.safetensors: ", "keys matched",
           "warning: metadata lookdev.trigger_words is not a JSON list of words; no trigger words read from it",
           "warning: metadata ss_tag_frequency is not a JSON object of tag counts; no trigger words read from it")),
@@ -401,15 +396,14 @@ def lora_prompt(name, label, via):
 @pytest.mark.parametrize("via", ["apply", "stack"])
 @pytest.mark.parametrize("case", LORA_CASES, ids=ids(LORA_CASES))
 def test_lora_files(comfy, corpus_loras, still_works, case, via):
-    name = corpus_loras[case.name]
     label = f"corpus-lora-{case.name}-{via}"
-    result = comfy.run(lora_prompt(name, label, via), expect_error=case.expect == "error")
+    result = comfy.run(lora_prompt(case.make, label, via), expect_error=case.expect == "error")
     text = assert_outcome(case, result, comfy.captured.get(label))
     if case.expect == "error" and via == "stack":
-        assert f"lora_stack entry 1 ({name}): " in text
-    if case.name == "metadata values not JSON":
+        assert text.startswith(f"lora_stack entry 1 ({case.make}): ")
+    if case.expect == "ok":
         assert comfy.captured[f"{label}.words"] == ""
-    comfy.run(lora_prompt(corpus_loras["good"], f"{label}.good", via))
+    comfy.run(lora_prompt(GOOD_LORA, f"{label}.good", via))
     assert comfy.captured[f"{label}.good.words"] == "inky"
     still_works()
 
@@ -536,7 +530,7 @@ def server_shots(text):
 
 
 def bad_files_only(folder):
-    files(a_DOT_png=b"", b_DOT_jpg=jpeg_bytes()[:1500], c_DOT_png=b"INT. HARBOR - DAWN\n")(folder)
+    files({"a.png": b"", "b.jpg": jpeg_bytes()[:1500], "c.png": b"INT. HARBOR - DAWN\n"})(folder)
     return str(folder)
 
 
