@@ -168,6 +168,16 @@ def test_gifs_are_scanned_like_the_loader_reads_them(tmp_path):
     assert names(scan_folder(tmp_path)) == ["loop.gif"]
 
 
+def test_named_pipes_are_skipped_unread(tmp_path):
+    write_image(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "a.txt")  # reading it would wait for a writer forever
+    os.mkfifo(tmp_path / "b.png")
+    result = scan_folder(tmp_path)
+    assert names(result) == ["a.png"] and result.items[0].caption is None
+    assert skipped(result)["a.txt"].message.startswith("not a regular file (a named pipe")
+    assert skipped(result)["b.png"].kind == "unsupported type"
+
+
 def test_not_recursive_leaves_subfolders_out_with_a_note(tmp_path):
     write_image(tmp_path / "a.png")
     write_image(tmp_path / "sub" / "b.png")

@@ -235,6 +235,9 @@ class _Walk:
             ext = path.suffix.lower().lstrip(".")
             if reason:
                 self.skipped.append(Issue(path, reason, "symlink"))
+            elif not path.is_file():  # reading a named pipe would wait forever
+                self.skipped.append(Issue(path, "not a regular file (a named pipe, socket or device); "
+                                          "left out", "unsupported type"))
             elif ext == self.caption_extension:
                 captions[path.stem] = path
             elif ext in self.extensions:
