@@ -188,6 +188,12 @@ def symlink_outside(folder):
     (folder / "elsewhere").symlink_to(outside, target_is_directory=True)
 
 
+def named_pipes(folder):
+    write_image(folder / "good.png", (96, 96), seed=1)
+    os.mkfifo(folder / "good.txt")  # read, it would wait for a writer forever
+    os.mkfifo(folder / "still.png")
+
+
 def dotdot(escape):
     """A folder typed relative to ComfyUI's input folder with '..' in it."""
     def make(folder, input_dir):
@@ -216,6 +222,9 @@ FOLDER_CASES = [
           "  good.txt: symlink points outside the dataset folder",
           "  elsewhere: symlinked folder (pointing outside the dataset folder) is not followed"),
          ("private words",)),
+    Case("named pipes named like an image and a caption", in_folder(named_pipes), "ok",
+         ("  good.txt: not a regular file (a named pipe, socket or device); left out",
+          "  still.png: not a regular file")),
     Case("'..' leading out of the input folder", dotdot(escape=True), "error",
          ("leads out of ComfyUI's input folder", "(with '..'); use a folder inside it")),
     Case("'..' staying inside the input folder", dotdot(escape=False), "ok", ("1 images",)),
@@ -476,31 +485,42 @@ def test_diverging_training_stops_and_keeps_the_good_lora(comfy, one_image, good
 # --- shot lists ---------------------------------------------------------------------------------
 
 
-SHOT_CASES = [
-    Case("empty shot list", "   \n# only a comment\n", "error",
+def named_pipe(input_dir):
+    pipe = input_dir / "corpus_shots_pipe.csv"
+    if not pipe.exists():
+        os.mkfifo(pipe)
+    return {"shots_file": pipe.name}
+
+
+SHOT_CASES = [  # `make(input folder)` gives the Shot List's inputs
+    Case("empty shot list", lambda input_dir: {"shots": "   \n# only a comment\n"}, "error",
          ("shots has 1 problem", "there are no shots; write one shot per line: ID | description | seed | aspect",)),
-    Case("malformed lines", "A | fine\nB | x | soon\nC | a | 1 | 1:1 | neg | extra\nD |  | 4\n", "error",
+    Case("malformed lines", lambda input_dir: {"shots": "A | fine\nB | x | soon\nC | a | 1 | 1:1 | neg | extra\n"
+                                                        "D |  | 4\n"}, "error",
          ("shots has 3 problems", "line 2: seed 'soon' is not a whole number from 0 to",
           "line 3: too many fields (6); write at most ID | description | seed | aspect | negative",
           "line 4: the description is empty")),
-    Case("duplicate shot ids", "SH010 | dawn\nSH020 | noon\nsh010 | dusk\n", "error",
+    Case("duplicate shot ids", lambda input_dir: {"shots": "SH010 | dawn\nSH020 | noon\nsh010 | dusk\n"}, "error",
          ("line 3: shot id 'sh010' is already used on line 1; frames are saved by shot id",)),
-    Case("unknown aspect", "SH010 | dawn | 1 | 2.35\n", "error", ("line 1: unknown aspect '2.35'",)),
-    Case("shot id that is no file name", "../SH010 | dawn\n", "error",
+    Case("unknown aspect", lambda input_dir: {"shots": "SH010 | dawn | 1 | 2.35\n"}, "error",
+         ("line 1: unknown aspect '2.35'; use one of 1:1,",)),
+    Case("shot id that is no file name", lambda input_dir: {"shots": "../SH010 | dawn\n"}, "error",
          ("line 1: shot id '../SH010' can't be a file name",)),
+    Case("shots_file that is a named pipe", named_pipe, "error",
+         ("shots_file 'corpus_shots_pipe.csv' is not a regular file (a named pipe, socket or device)",)),
 ]
 
 
-def shots_prompt(text, label):
+def shots_prompt(label, **inputs):
     return {"s": {"class_type": "LookDevShotList", "inputs": {
-                "shots": text, "style_prefix": "", "style_suffix": "", "trigger_words": "",
-                "seed_policy": "per-shot seeds", "base_seed": 0}},
+                "shots": "", "style_prefix": "", "style_suffix": "", "trigger_words": "",
+                "seed_policy": "per-shot seeds", "base_seed": 0, **inputs}},
             "c": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s", 1], "label": label}}}
 
 
 @pytest.mark.parametrize("case", SHOT_CASES, ids=ids(SHOT_CASES))
 def test_shot_lists(comfy, still_works, case):
-    result = comfy.run(shots_prompt(case.make, "corpus-shots"), expect_error=True)
+    result = comfy.run(shots_prompt("corpus-shots", **case.make(comfy.input_dir)), expect_error=True)
     assert result.error["node_type"] == "LookDevShotList"
     assert_outcome(case, result)
     still_works()
@@ -526,7 +546,7 @@ def server_lora(checkpoint, lora_name):
 
 
 def server_shots(text):
-    return {"1": shots_prompt(text, "")["s"], "2": preview(["1", 1])}
+    return {"1": shots_prompt("", shots=text)["s"], "2": preview(["1", 1])}
 
 
 def bad_files_only(folder):
