@@ -41,3 +41,17 @@ def rgb16_png(path, width, height, rgb16):
     row = struct.pack(">HHH", *rgb16) * width
     Path(path).write_bytes(png_bytes(width, height, 16, 2, [row] * height))
     return Path(path)
+
+
+def flat_png(path, width, height, bit_depth=8, color_type=2, level=1):
+    """A large one-colour PNG written a row at a time, so making a 12000x8000 file costs neither
+    memory nor much time (the image data compresses to almost nothing). color_type as in the PNG
+    spec: 0 grey, 2 RGB, 6 RGBA."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    row = b"\x00" + b"\x40" * (width * channels * bit_depth // 8)
+    compressor = zlib.compressobj(level)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data)
+                           + _chunk(b"IEND", b""))
+    return Path(path)

@@ -187,6 +187,29 @@ def test_large_png_is_reduced_by_whole_factors(tmp_path):
     assert load_image(path).size == (1024, 512)
 
 
+def test_reduced_16bit_grey_keeps_its_scale(tmp_path):
+    # Dark 16-bit data (all values under 256 * 257) must not be taken for 8-bit once widened.
+    data = np.full((512, 1024), 100 * 257, np.uint16)
+    data[:, 512:] = 200 * 257
+    Image.fromarray(data).save(tmp_path / "dark.png")
+    img = load_image(tmp_path / "dark.png", shrink_to=128)
+    assert img.size == (256, 128)
+    assert pixel(img) == (100, 100, 100) and pixel(img, (255, 0)) == (200, 200, 200)
+
+
+def test_reduced_alpha_is_composited_without_colour_bleed(tmp_path):
+    rgba = np.zeros((512, 1024, 4), np.uint8)
+    rgba[:, :, 0] = 255  # red everywhere, but fully transparent on the left
+    rgba[:, 512:, 3] = 255
+    rgba[:, 510:514, :] = (0, 0, 255, 128)  # a half-transparent blue seam
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "matte.png")
+    img = load_image(tmp_path / "matte.png", shrink_to=128)
+    assert img.size == (256, 128)
+    assert pixel(img) == (255, 255, 255) and pixel(img, (255, 0)) == (255, 0, 0)
+    r, g, b = pixel(img, (127, 0))  # the seam: blue at half opacity over white, and white
+    assert r == g and 180 < r < 255 and b == 255
+
+
 @pytest.mark.parametrize("side, words", [
     (13000, "too large (13000x13000): LookDev reads images up to 150 megapixels"),
     (20000, "too large: PIL refuses it as a possible decompression bomb"),  # PIL's own limit

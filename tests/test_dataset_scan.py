@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from dataset_files import write_image
-from lookdev.trainer.dataset.scan import (CACHE_DIRNAME, DatasetError, folder_label,
+from lookdev.trainer.dataset.scan import (CACHE_DIRNAME, LONG_CAPTION_WORDS, DatasetError, folder_label,
                                           normalize_extension, scan_folder)
 
 
@@ -91,6 +91,17 @@ def test_non_utf8_caption_is_replaced_and_noted(tmp_path):
     assert result.skipped == ()
 
 
+def test_very_long_caption_is_used_with_a_note(tmp_path):
+    write_image(tmp_path / "a.png")
+    write_image(tmp_path / "b.png")
+    (tmp_path / "a.txt").write_text("rain " * 10_000, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("rain " * LONG_CAPTION_WORDS, encoding="utf-8")
+    result = scan_folder(tmp_path)
+    assert len(result.items[0].caption.split()) == 10_000
+    assert notes(result)["a.txt"].startswith("caption is 10000 words long")
+    assert "b.txt" not in notes(result)
+
+
 def test_utf8_bom_is_not_part_of_the_caption(tmp_path):
     write_image(tmp_path / "a.png")
     (tmp_path / "a.txt").write_bytes("\ufeffnoir".encode("utf-8"))
@@ -150,6 +161,21 @@ def test_unsupported_types_are_skipped_with_reason(tmp_path):
     result = scan_folder(tmp_path)
     assert skipped(result)["layers.psd"].message.startswith("unsupported type .psd")
     assert "(none)" in skipped(result)["README"].message
+
+
+def test_gifs_are_scanned_like_the_loader_reads_them(tmp_path):
+    write_image(tmp_path / "loop.gif", fmt="GIF")
+    assert names(scan_folder(tmp_path)) == ["loop.gif"]
+
+
+def test_named_pipes_are_skipped_unread(tmp_path):
+    write_image(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "a.txt")  # reading it would wait for a writer forever
+    os.mkfifo(tmp_path / "b.png")
+    result = scan_folder(tmp_path)
+    assert names(result) == ["a.png"] and result.items[0].caption is None
+    assert skipped(result)["a.txt"].message.startswith("not a regular file (a named pipe")
+    assert skipped(result)["b.png"].kind == "unsupported type"
 
 
 def test_not_recursive_leaves_subfolders_out_with_a_note(tmp_path):

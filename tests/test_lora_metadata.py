@@ -7,6 +7,7 @@ from lookdev.trainer.lora.io import read_metadata, save_lora
 from lookdev.trainer.lora.metadata import (
     TrainingFacts,
     build_metadata,
+    trigger_word_warnings,
     trigger_words,
     training_config,
 )
@@ -165,6 +166,22 @@ def test_trigger_words(metadata, expected):
 def test_trigger_words_limit():
     md = {"ss_tag_frequency": _tags(a={"d": 2, "c": 2, "b": 2, "a": 2})}
     assert trigger_words(md, limit=2) == ["a", "b"]
+
+
+@pytest.mark.parametrize("metadata, warned", [
+    ({"lookdev.trigger_words": '["inkwash"]', "ss_tag_frequency": _tags(a={"ink": 2})}, []),
+    ({}, []),
+    ({"lookdev.trigger_words": "[inkwash, 'sumi'"}, ["lookdev.trigger_words is not a JSON list of words"]),
+    ({"lookdev.trigger_words": "[1, 2]"}, ["lookdev.trigger_words is not a JSON list of words"]),
+    ({"ss_tag_frequency": "{broken"}, ["ss_tag_frequency is not a JSON object of tag counts"]),
+    ({"lookdev.trigger_words": "", "ss_tag_frequency": "[]"},
+     ["lookdev.trigger_words is not", "ss_tag_frequency is not"]),
+])
+def test_trigger_word_warnings_name_the_unreadable_field(metadata, warned):
+    warnings = trigger_word_warnings(metadata)
+    assert len(warnings) == len(warned)
+    for warning, words in zip(warnings, warned):
+        assert warning.startswith(f"metadata {words}") and warning.endswith("no trigger words read from it")
 
 
 @pytest.mark.parametrize("metadata, config, note", [

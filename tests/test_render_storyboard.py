@@ -81,9 +81,11 @@ def test_plan_storyboard_lists_every_bad_line(tmp_path):
     ("../x.csv", "leads outside ComfyUI's input folder"),
     ("sub/../../x.csv", "leads outside ComfyUI's input folder"),
     ("sub", "is a folder"),
+    ("pipe.csv", "is not a regular file"),
 ])
 def test_shot_file_path_errors(tmp_path, name, message):
     (tmp_path / "in" / "sub").mkdir(parents=True)
+    os.mkfifo(tmp_path / "in" / "pipe.csv")
     with pytest.raises(ValueError, match=message):
         shot_file_path(tmp_path / "in", name)
 

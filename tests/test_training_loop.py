@@ -155,6 +155,40 @@ def test_divergence_stops_with_a_clear_error():
         train(cfg, den, adapters, examples())
 
 
+class NaNGradients(ToyDenoiser):
+    """A finite prediction whose gradient is NaN, as an fp16 backward pass that overflows gives:
+    the loss alone cannot tell that the step is about to ruin the weights."""
+
+    def denoise(self, x, sigma, conds):
+        out = super().denoise(x, sigma, conds)
+        return out + 0 * torch.sqrt((out - out.detach()) ** 2)  # sqrt'(0) is inf; inf * 0 is NaN
+
+
+class Checkpoints(TrainHooks):
+    def __init__(self):
+        self.saved = []
+
+    def on_checkpoint(self, snapshot):
+        self.saved.append(snapshot)
+
+
+@pytest.mark.parametrize("max_grad_norm, steps, words", [
+    (1.0, 5, "the gradients became nan at step 1"),
+    (0.0, 1, "the adapter weights became inf or NaN at step 1"),  # the last step: no later loss to see it
+    (0.0, 5, "the adapter weights became inf or NaN at step 1"),  # before its checkpoint is written
+])
+def test_non_finite_gradients_stop_before_weights_are_returned_or_saved(max_grad_norm, steps, words):
+    cfg = config(max_grad_norm=max_grad_norm, steps=steps, save_every=1)
+    net = ToyNet()
+    adapters = AdapterSet({"conv_in": net.conv_in, "mix": net.mix, "conv_out": net.conv_out}, cfg.adapter_spec(),
+                          seed=cfg.seed)
+    hooks = Checkpoints()
+    with adapters.attach(), pytest.raises(NonFiniteLoss, match="Lower the learning rate") as caught:
+        train(cfg, NaNGradients("eps", net), adapters, examples(), hooks=hooks)
+    assert words in str(caught.value) and "no checkpoint was written yet" in str(caught.value)
+    assert hooks.saved == []
+
+
 @pytest.mark.parametrize("kind,sigma", [("eps", 0.5), ("v", 2.0), ("flow", 0.3)])
 def test_perfect_denoising_has_zero_loss(kind, sigma):
     x0, noise = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)

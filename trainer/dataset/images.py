@@ -27,6 +27,7 @@ memory. PIL warns above ~89 MP; LookDev loads up to this cap anyway, reducing as
 
 _BACKGROUND = (255, 255, 255)
 _REDUCE_EARLY = ("RGB", "L", "CMYK", "I", "F")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"),
                (b"BM", "BMP"), (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
 # Errors PIL raises for files it cannot parse or decode (it uses SyntaxError for broken chunks).
@@ -91,11 +92,19 @@ def _decode(img, notes, shrink_to):
         img.draft(img.mode, _draft_size(img.size, shrink_to))
     img.load()
     _upright(img, notes)
-    # Reduce before converting when the mode allows it: fewer full-size copies of a huge image.
-    # Alpha modes wait until composited, so transparent pixels' colours cannot bleed in.
+    # Reduce before converting: a huge image then has one full-size copy (the decoded one), not
+    # one per conversion step. PIL cannot reduce 16-bit grey, so it is widened to 32-bit first
+    # (its scale remembered); alpha is reduced premultiplied, so transparent pixels' colours
+    # cannot bleed in.
+    sixteen_bit = img.mode.startswith("I;16")
+    if sixteen_bit:
+        img = img.convert("I")
+    if _has_alpha(img) and _reduce_factor(img, shrink_to) >= 2:
+        premultiplied = img.convert("RGBa") if img.mode == "RGBA" else img.convert("RGBA").convert("RGBa")
+        img = _reduce(premultiplied, shrink_to).convert("RGBA")
     if img.mode in _REDUCE_EARLY:
         img = _reduce(img, shrink_to)
-    return _reduce(_to_rgb(img, notes), shrink_to)
+    return _reduce(_to_rgb(img, notes, sixteen_bit), shrink_to)
 
 
 def _unidentified(path):
@@ -139,12 +148,12 @@ def _upright(img, notes):
         notes.append(f"EXIF orientation unreadable ({exc}); used the image as stored")
 
 
-def _to_rgb(img, notes):
+def _to_rgb(img, notes, sixteen_bit=False):
     mode = img.mode
     if mode.startswith("I") or mode == "F":
-        img = _high_depth_to_l(img, notes)
+        img = _high_depth_to_l(img, notes, sixteen_bit)
         mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+    if _has_alpha(img):
         return _over_white(img.convert("RGBA"))
     if mode == "RGB":
         return img
@@ -160,11 +169,12 @@ def _over_white(rgba):
     return background
 
 
-def _high_depth_to_l(img, notes):
-    """16/32-bit integer and float grey images: scale to 0..255 instead of letting PIL clip."""
+def _high_depth_to_l(img, notes, sixteen_bit=False):
+    """16/32-bit integer and float grey images: scale to 0..255 instead of letting PIL clip.
+    `sixteen_bit`: the image was 16-bit before being widened to mode I."""
     values = np.asarray(img).astype(np.float64)
     low, high = float(values.min()), float(values.max())
-    if img.mode.startswith("I;16"):
+    if sixteen_bit or img.mode.startswith("I;16"):
         scaled = values / 257.0
     elif img.mode == "F" and low >= 0.0 and high <= 1.0:
         scaled = values * 255.0
@@ -178,8 +188,14 @@ def _high_depth_to_l(img, notes):
     return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
 
 
+def _has_alpha(img):
+    return img.mode in _ALPHA_MODES or "transparency" in img.info
+
+
+def _reduce_factor(img, shrink_to):
+    return min(img.size) // shrink_to if shrink_to else 1
+
+
 def _reduce(img, shrink_to):
-    if not shrink_to:
-        return img
-    factor = min(img.size) // shrink_to
+    factor = _reduce_factor(img, shrink_to)
     return img.reduce(factor) if factor >= 2 else img

@@ -19,12 +19,15 @@ from pathlib import Path
 
 from .captions import join_tags, split_tags
 
-IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif")
+IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif")
 CACHE_DIRNAME = "lookdev_cache"
 """A latent cache kept inside a dataset folder under this name is never scanned as images."""
 
 BACKUP_SUFFIX = ".bak"
 """A caption file overwritten by LookDev is kept beside it with this suffix: photo.txt.bak."""
+
+LONG_CAPTION_WORDS = 300
+"""Captions longer than this get a note: a pasted script or prompt dump, not a description."""
 
 _REPEAT_FOLDER = re.compile(r"^(\d+)_(.+)$")
 
@@ -232,6 +235,9 @@ class _Walk:
             ext = path.suffix.lower().lstrip(".")
             if reason:
                 self.skipped.append(Issue(path, reason, "symlink"))
+            elif not path.is_file():  # reading a named pipe would wait forever
+                self.skipped.append(Issue(path, "not a regular file (a named pipe, socket or device); "
+                                          "left out", "unsupported type"))
             elif ext == self.caption_extension:
                 captions[path.stem] = path
             elif ext in self.extensions:
@@ -301,6 +307,11 @@ class _Walk:
             self.notes.append(Issue(path, "caption file is empty; the image is captioned by the "
                                     "template alone"))
             return None
+        words = len(caption.split())
+        if words > LONG_CAPTION_WORDS:
+            self.notes.append(Issue(path, f"caption is {words} words long; text encoders read about 75 "
+                                    "tokens at a time, so every training step carries all of it: keep "
+                                    "it to what describes the image"))
         return caption
 
 

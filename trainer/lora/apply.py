@@ -18,7 +18,7 @@ from .. import comfy_bridge as bridge
 from .blocks import PRESETS, block_of, weights_by_key
 from .detect import ARCH_NAMES, ArchGuess, guess_architecture, is_text_encoder_key
 from .io import LoraFileError
-from .metadata import trigger_words
+from .metadata import trigger_word_warnings, trigger_words
 from .stack import StackEntry, is_empty_name
 
 log = logging.getLogger("LookDev")
@@ -244,7 +244,8 @@ def apply_lora(model, clip, lora, options: ApplyOptions) -> Applied:
     weights = weights_by_key(match.patches, arch, block_text) if block_text else {}
     new_model, new_clip = bridge.add_patches(model, clip, match.patches, options.strength_model,
                                              options.strength_clip, weights.__getitem__ if weights else None)
-    report = _report(name, match, arch, weights, _warnings(match, arch, guess, clip is not None))
+    warnings = _warnings(match, arch, guess, clip is not None) + tuple(trigger_word_warnings(lora.metadata))
+    report = _report(name, match, arch, weights, warnings)
     if report.warnings:
         log.warning("LookDev LoRA %s", report.text())  # also in the console, where ComfyUI logs its own
     return Applied(new_model, new_clip, trigger_words(lora.metadata), report.text())

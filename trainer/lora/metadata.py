@@ -263,6 +263,20 @@ def trigger_words(metadata: Mapping, limit: int = 3) -> list:
     return _top_tags(metadata.get("ss_tag_frequency"), limit)
 
 
+def trigger_word_warnings(metadata: Mapping) -> list:
+    """One sentence per trigger-word source (see trigger_words) that is present but unreadable,
+    so a report can say why no trigger words came from it."""
+    warnings = []
+    listed = metadata.get("lookdev.trigger_words")
+    words = _json_or_none(listed)
+    if listed is not None and not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+        warnings.append("metadata lookdev.trigger_words is not a JSON list of words; no trigger words read from it")
+    frequency = metadata.get("ss_tag_frequency")
+    if frequency is not None and not isinstance(_json_or_none(frequency), dict):
+        warnings.append("metadata ss_tag_frequency is not a JSON object of tag counts; no trigger words read from it")
+    return warnings
+
+
 class ConfigReading(NamedTuple):
     """A stored training config, or None and a note saying why there is none."""
 

@@ -264,6 +264,9 @@ def shot_file_path(input_dir, name):
                              "into the input folder or give its absolute path")
     if target.is_dir():
         raise ValueError(f"shots_file {text!r} is a folder; name the .csv or text file in it")
+    if target.exists() and not target.is_file():  # reading a named pipe would wait forever
+        raise ValueError(f"shots_file {text!r} is not a regular file (a named pipe, socket or device); "
+                         "name the .csv or text file")
     return target
 
 

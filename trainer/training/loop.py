@@ -115,7 +115,7 @@ def train(config, denoiser, adapters, examples, hooks=None, resume=None, network
             hooks.check_cancel()
         except BaseException:
             # Cancelled between steps: leave a checkpoint the next run resumes from.
-            if step > start:
+            if step > start and _finite(params):
                 hooks.on_checkpoint(snapshot(step))
             raise
         step_began = time.perf_counter()
@@ -128,18 +128,21 @@ def train(config, denoiser, adapters, examples, hooks=None, resume=None, network
             micro_step = step * config.grad_accum + micro
             loss = _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_step)
             if not math.isfinite(loss.item()):
-                kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written yet"
-                raise NonFiniteLoss(
-                    f"training diverged: the loss became {loss.item()} at step {step + 1} "
-                    f"(learning rate {lr:.3g}). Lower the learning rate (e.g. to {config.learning_rate / 4:.2g}), "
-                    f"or train in fp32; {kept}.")
+                raise _diverged(f"the loss became {loss.item()}", step + 1, lr, config, last_saved)
             (loss / config.grad_accum).backward()
             step_loss += loss.item() / config.grad_accum
 
         if config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
+            if not math.isfinite(norm):  # clipping would turn every weight into NaN
+                raise _diverged(f"the gradients became {norm}", step + 1, lr, config, last_saved)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        # A finite loss can still leave inf/NaN weights (overflowing gradients, no clipping): never
+        # checkpoint or return them, so no NaN LoRA is saved over a good one.
+        if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == config.steps:
+            if not _finite(params):
+                raise _diverged("the adapter weights became inf or NaN", step + 1, lr, config, last_saved)
 
         losses.append(step_loss)
         lrs.append(lr)
@@ -156,6 +159,17 @@ def train(config, denoiser, adapters, examples, hooks=None, resume=None, network
             hooks.on_validate(done)
 
     return TrainResult(snapshot=snapshot(max(start, config.steps)), resumed_from=start, seconds=time.perf_counter() - began)
+
+
+def _finite(params):
+    return all(bool(torch.isfinite(p).all()) for p in params)
+
+
+def _diverged(what, step, lr, config, last_saved):
+    kept = f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written yet"
+    return NonFiniteLoss(
+        f"training diverged: {what} at step {step} (learning rate {lr:.3g}). Lower the learning rate "
+        f"(e.g. to {config.learning_rate / 4:.2g}), or train in fp32; {kept}.")
 
 
 def _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_step):

@@ -275,6 +275,10 @@ class TrainingRun:
         ]
         if stats is not None:
             lines.append(f"latent cache: {stats.hits} hits, {stats.misses} encoded")
+        per_epoch = self.dataset.effective_size()
+        if self.config.batch_size > per_epoch:
+            lines.append(f"note: batch_size {self.config.batch_size} is more than the dataset's {per_epoch} "
+                         f"image{'s' * (per_epoch != 1)} per epoch, so each batch holds at most {per_epoch}")
         lines.append(f"saved {self.paths.lora}")
         return "\n".join(lines)
 
