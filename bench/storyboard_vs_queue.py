@@ -18,8 +18,10 @@ ComfyUI's cache serves CheckpointLoaderSimple in every timed prompt). Afterwards
 are compared pixel for pixel: each LookDev frame against the core SaveImage file of the same
 shot (same prompt, negative, seed, size, sampler).
 
-    python bench/storyboard_vs_queue.py                    # 8 shots, 20 steps, 128 and 256 px, ~8 minutes
-    python bench/storyboard_vs_queue.py --sizes 128 --rounds 1 --no-record   # a quick look
+    python bench/storyboard_vs_queue.py --sizes 64,128 --steps 3   # the run in RESULTS.md: 29 minutes
+                                                     # on 2 cores at load average 7-11
+    python bench/storyboard_vs_queue.py                # 8 shots, 20 steps, 128 and 256 px: hours on such a machine
+    python bench/storyboard_vs_queue.py --sizes 64 --steps 2 --rounds 1 --no-record   # a quick look
 """
 
 import argparse
@@ -537,6 +539,11 @@ def report(args, runs, cold, comparisons, bench_seconds):
                      f"{med([r.parts['save'] for r in core]) / args.shots * 1000:.0f} ms, outside the nodes "
                      f"{med([r.parts['overhead'] for r in core]) / args.shots * 1000:.0f} ms; all rounds (s): "
                      + ", ".join(f"{m} " + "/".join(f"{r.wall:.2f}" for r in by_mode[m]) for m in MODES) + ".")
+        extra = med([r.parts["overhead"] for r in core]) - med([r.parts["overhead"] for r in by_mode["storyboard"]])
+        notes.append(f"{size}px: outside the nodes, one by one takes {extra:.2f} s more than the storyboard "
+                     f"({extra / args.shots:.2f} s per shot); with the same compute on both sides the ratio would "
+                     f"be {(story + extra) / story:.2f}x. The rest of any difference is the same work taking longer "
+                     "(compare the text encode, sampling and decode + save columns: other load on the machine).")
         c = comparisons[size]
         for mode in ("one by one", "all queued"):
             identical, differing, worst = c[mode]
