@@ -193,7 +193,7 @@ def test_frames_are_saved_by_shot_id_and_shown_on_the_node(comfy, board):
                                         for shot in "ABC"]
     for frame, shot in zip(comfy.captured["frames"], "ABC"):
         with Image.open(folder / f"{shot}.png") as saved:
-            assert np.array_equal(np.asarray(saved), np.rint(frame[0].numpy() * 255).astype(np.uint8))
+            assert np.array_equal(np.asarray(saved), np.clip(255.0 * frame[0].numpy(), 0, 255).astype(np.uint8))
 
 
 def test_frame_png_metadata(board):
