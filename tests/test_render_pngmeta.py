@@ -60,9 +60,9 @@ def test_to_pil_accepts_comfy_images(make, shape):
     assert np.asarray(to_pil(make())).shape == shape
 
 
-def test_to_pil_maps_0_1_to_0_255():
+def test_to_pil_maps_0_1_to_0_255_as_save_image_does():
     image = torch.tensor([[[0.0, 0.5, 1.0], [1.2, -0.1, 0.25]]])
-    assert np.asarray(to_pil(image)).tolist() == [[[0, 128, 255], [255, 0, 64]]]
+    assert np.asarray(to_pil(image)).tolist() == [[[0, 127, 255], [255, 0, 63]]]
 
 
 @pytest.mark.parametrize("value, error", [

@@ -193,7 +193,7 @@ def test_frames_are_saved_by_shot_id_and_shown_on_the_node(comfy, board):
                                         for shot in "ABC"]
     for frame, shot in zip(comfy.captured["frames"], "ABC"):
         with Image.open(folder / f"{shot}.png") as saved:
-            assert np.array_equal(np.asarray(saved), np.rint(frame[0].numpy() * 255).astype(np.uint8))
+            assert np.array_equal(np.asarray(saved), np.clip(255.0 * frame[0].numpy(), 0, 255).astype(np.uint8))
 
 
 def test_frame_png_metadata(board):
@@ -261,9 +261,16 @@ def test_frames_equal_core_ksampler_and_vae_decode(comfy, board, index, text, ne
             "steps": 2, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}},
         "d": {"class_type": "VAEDecode", "inputs": {"samples": ["ks", 0], "vae": ["m", 2]}},
         "k": capture(["d", 0], "core"),
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["d", 0], "filename_prefix": f"core/shot{index}"}},
     }
-    comfy.run(prompt, fresh=True)
+    result = comfy.run(prompt, fresh=True)
     assert torch.equal(comfy.captured["core"], comfy.captured["frames"][index])
+    # The saved files too: the same 8-bit pixels as core Save Image writes.
+    saved = result.ui["save"]["images"][0]
+    core_png = comfy.output_dir / saved["subfolder"] / saved["filename"]
+    _, _, folder = board
+    ours = folder / f"{'AB'[index]}.png"
+    assert np.array_equal(np.asarray(Image.open(ours).convert("RGB")), np.asarray(Image.open(core_png).convert("RGB")))
 
 
 def test_each_distinct_prompt_is_encoded_once(comfy, monkeypatch):

@@ -75,7 +75,9 @@ def to_pil(image):
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
         raise ValueError(f"expected an image shaped [height, width, channels], got {list(array.shape)}")
     if array.dtype != np.uint8:
-        array = np.clip(np.rint(array.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+        # Truncated, not rounded: ComfyUI's SaveImage converts so, and a frame's pixels then equal the
+        # core KSampler + VAE Decode + Save Image file of the same shot.
+        array = np.clip(255.0 * array, 0, 255).astype(np.uint8)
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
