@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_path
+from ..fileio import write_safetensors
 
 FORMAT = "lookdev.checkpoint.v1"
 SUFFIX = ".state.safetensors"
@@ -49,11 +49,7 @@ def save_checkpoint(path, snap):
     tensors["history/lr"] = torch.tensor(snap.lrs, dtype=torch.float64)
     header = {"format": FORMAT, "step": snap.step, "saved_at": snap.saved_at, "config": snap.config,
               "network": snap.network, "optimizer": optim_json}
-    import safetensors.torch
-
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata={"lookdev.checkpoint": json.dumps(header)})
-    return Path(path)
+    return write_safetensors(path, tensors, metadata={"lookdev.checkpoint": json.dumps(header)})
 
 
 def read_header(path):
