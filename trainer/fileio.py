@@ -55,7 +55,8 @@ def write_bytes(path, data):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(**_temp_name(path))
-        with os.fdopen(fd, "wb") as fh:
+        os.close(fd)
+        with open(tmp, "wb") as fh:  # by name, so fh.name tells _write_all's stand-ins the target
             _write_all(fh, data)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
@@ -110,17 +111,16 @@ def atomic_folder(path):
         raise
 
 
-def remove_stale_temps(folder):
-    """Remove the temp files and folders that killed processes left in `folder`; returns their paths.
-
-    A temp whose writer is still running (or whose pid this machine cannot check) is kept."""
+def remove_stale_temps(folder, name=None):
+    """Remove the temp files and folders that killed processes left in `folder` (only those for
+    target `name`, if given); returns their paths. A temp whose writer still runs is kept."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
-        if match is None or not _writer_gone(int(match.group(1))):
+        if match is None or (name and not entry.name.startswith(f".{name}.")) or not _writer_gone(int(match.group(1))):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():
