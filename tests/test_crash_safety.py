@@ -279,11 +279,30 @@ def test_the_pack_adds_no_server_routes(comfy):
                                                           "workflows", "subgraphs")]  # ComfyUI would serve these
 
 
-HANG_HOOK = '''"""Test-only custom node: the server stops half-way through writing one file (named by
-$LOOKDEV_TEST_HANG_ON) and says so in $LOOKDEV_TEST_HANG_MARKER, so a test can kill -9 it there."""
+TEST_NODES = '''"""Test-only custom nodes. LookDevTest_TinyModels: the tests' tiny SD1.5 MODEL/CLIP/VAE.
+LookDevTest_HangDuringSave: passes a MODEL through and makes the server stop half-way through
+writing the file named by $LOOKDEV_TEST_HANG_ON, saying so in $LOOKDEV_TEST_HANG_MARKER, so a test
+can kill -9 it there."""
 import os
 import sys
 import time
+
+sys.path.insert(0, SCRIPTS)
+import tiny_models
+
+
+class TinyModels:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = "testing"
+
+    def load(self):
+        bundle = tiny_models.build("sd15", seed=0)
+        return bundle.model, bundle.clip, bundle.vae
 
 
 class HangDuringSave:
@@ -316,16 +335,16 @@ def _hang_on(original, target, marker):
     return write
 
 
-NODE_CLASS_MAPPINGS = {"LookDevTest_HangDuringSave": HangDuringSave}
+NODE_CLASS_MAPPINGS = {"LookDevTest_TinyModels": TinyModels, "LookDevTest_HangDuringSave": HangDuringSave}
 '''
 
 
 def _server_training(name, hang=False, **settings):
     inputs = {"model": ["h", 0] if hang else ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "dataset": ["2", 0],
-              "name": name, "steps": 6, "save_every": 2, "learning_rate": 2e-3, "rank": 4, "alpha": 4.0,
+              "name": name, "steps": 3, "save_every": 1, "learning_rate": 2e-3, "rank": 4, "alpha": 4.0,
               "batch_size": 2, "targets": "attention", "seed": 7, "timestep_sampling": "uniform",
               "noise_offset": 0.05, "caption_dropout": 0.2, **settings}
-    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "lookdev_tiny_sd15.safetensors"}},
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {}},
               "2": {"class_type": "LookDevLoadDataset", "inputs": {
                   "folder": "kill_set", "trigger": "lkdv noir", "resolution": "custom", "custom_resolution": 128,
                   "no_upscale": False, "repeats": 1, "recursive": True, "caption_extension": "txt"}},
@@ -337,18 +356,17 @@ def _server_training(name, hang=False, **settings):
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_kill_9_during_a_checkpoint_save_then_resume_bit_identical(comfy, tiny_checkpoint, tmp_path, monkeypatch):
+def test_kill_9_during_a_checkpoint_save_then_resume_bit_identical(tmp_path, monkeypatch):
     base = tmp_path / "base"
-    (base / "models" / "checkpoints").mkdir(parents=True)
-    (base / "models" / "checkpoints" / tiny_checkpoint).symlink_to(comfy.models_dir("checkpoints") / tiny_checkpoint)
     (base / "input" / "kill_set").mkdir(parents=True)
     for i in range(3):
         _scene(40 + i).save(base / "input" / "kill_set" / f"frame_{i}.png")
-    (base / "custom_nodes" / "lookdev_test_hang").mkdir(parents=True)
-    (base / "custom_nodes" / "lookdev_test_hang" / "__init__.py").write_text(HANG_HOOK)
+    (base / "custom_nodes" / "lookdev_test_nodes").mkdir(parents=True)
+    (base / "custom_nodes" / "lookdev_test_nodes" / "__init__.py").write_text(
+        TEST_NODES.replace("sys.path.insert(0, SCRIPTS)", f"sys.path.insert(0, {str(ROOT / 'scripts')!r})"))
     work, loras = base / "output" / "lookdev" / "kill", base / "models" / "loras"
     marker = tmp_path / "hanging"
-    monkeypatch.setenv("LOOKDEV_TEST_HANG_ON", "kill-step000004.state.safetensors")
+    monkeypatch.setenv("LOOKDEV_TEST_HANG_ON", "kill-step000002.state.safetensors")
     monkeypatch.setenv("LOOKDEV_TEST_HANG_MARKER", str(marker))
 
     server = start_server(base)
@@ -359,7 +377,7 @@ def test_kill_9_during_a_checkpoint_save_then_resume_bit_identical(comfy, tiny_c
             assert server.process.poll() is None, server.log()[-4000:]
             assert time.monotonic() < deadline, "the save never started:\n" + server.log()[-4000:]
             time.sleep(0.1)
-        server.process.kill()  # SIGKILL, half-way through writing the step-4 checkpoint
+        server.process.kill()  # SIGKILL, half-way through writing the step-2 checkpoint
         server.process.wait()
     finally:
         server.stop()
@@ -367,10 +385,10 @@ def test_kill_9_during_a_checkpoint_save_then_resume_bit_identical(comfy, tiny_c
     partial = Path(marker.read_text())
     assert partial.parent == work / "checkpoints" and partial.stat().st_size > 0  # the kill landed mid-write
     assert sorted(p.name for p in (work / "checkpoints").iterdir()) == sorted(
-        ["kill-step000002.state.safetensors", partial.name])
-    assert load_checkpoint(work / "checkpoints" / "kill-step000002.state.safetensors").step == 2
-    assert sorted(p.name for p in work.glob("*.safetensors")) == ["kill-step000002.safetensors"]
-    assert read_lora(work / "kill-step000002.safetensors").tensors
+        ["kill-step000001.state.safetensors", partial.name])
+    assert load_checkpoint(work / "checkpoints" / "kill-step000001.state.safetensors").step == 1
+    assert sorted(p.name for p in work.glob("*.safetensors")) == ["kill-step000001.safetensors"]
+    assert read_lora(work / "kill-step000001.safetensors").tensors
     assert not (loras / "kill.safetensors").exists()
 
     monkeypatch.delenv("LOOKDEV_TEST_HANG_ON")
@@ -382,7 +400,7 @@ def test_kill_9_during_a_checkpoint_save_then_resume_bit_identical(comfy, tiny_c
         server.stop()
     assert straight["status"]["status_str"] == resumed["status"]["status_str"] == "success", server.log()[-4000:]
     report = resumed["outputs"]["3"]["text"][0]
-    assert "steps 2 -> 6" in report and f"removed {partial.name}, a partial file of an interrupted run" in report
+    assert "steps 1 -> 3" in report and f"removed {partial.name}, a partial file of an interrupted run" in report
     assert not temps(base / "output", loras)
     expected = safetensors.torch.load_file(loras / "straight.safetensors")
     got = safetensors.torch.load_file(loras / "kill.safetensors")

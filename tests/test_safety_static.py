@@ -221,3 +221,20 @@ def test_the_pickle_check_sees(snippet):
 ])
 def test_the_pickle_check_allows(snippet):
     assert not scan(snippet).pickles, snippet
+
+
+SERVER_NAMES = {"routes", "add_routes", "router", "middlewares", "add_subapp", "add_static", "on_startup"}
+
+
+def test_no_server_routes_are_added():
+    """The pack only sends websocket events (PromptServer.send_sync); tests/test_crash_safety.py
+    compares the live server's routes with and without the pack."""
+    found = []
+    for path in pack_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in SERVER_NAMES:
+                found.append((path, node.lineno, node.attr))
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                found += [(path, node.lineno, name) for name in names if name.split(".")[0] == "aiohttp"]
+    assert not found, "server routes in the pack:\n" + _report(found)
