@@ -1,5 +1,5 @@
 """Source checks over the pack (trainer/, nodes/, scripts/, __init__.py): every file write goes
-through trainer/fileio.py's atomic helpers, and nothing can load a pickle.
+through trainer/fileio.py's atomic writes, and nothing can load a pickle.
 
 The checks read the syntax tree, so they see calls however they are spelled (`torch.save`,
 `from torch import save`, `np.save`, `Path.write_text`...). Each rule is also run on small bad
@@ -42,7 +42,7 @@ def pack_files():
 
 
 class _Scanner(ast.NodeVisitor):
-    """Collects (line, text) of write calls outside the atomic helpers and of pickle loading."""
+    """Collects (line, text) of write calls that bypass trainer/fileio.py and of pickle loading."""
 
     def __init__(self, source):
         self.source = source
@@ -167,7 +167,7 @@ def _report(found):
     return "\n".join(f"{path.relative_to(ROOT)}:{line}: {text}" for path, line, text in found)
 
 
-def test_every_write_goes_through_the_atomic_helpers():
+def test_every_write_goes_through_fileio():
     found = [(path, line, text) for path in pack_files() if path != FILEIO
              for line, text in scan(path.read_text()).writes]
     assert not found, ("write these through trainer/fileio.py (write_bytes, write_text, write_json, "
