@@ -9,6 +9,10 @@ import json
 from pathlib import Path
 
 import torch
+from _pack import alias_pack
+
+alias_pack()
+from lookdev.trainer.fileio import atomic_folder, write_text  # noqa: E402  (needs the alias above)
 
 IMAGE_SIZE = 32
 WIDE_INIT = 1.0  # initializer std; the usual 0.02 makes every image produce the same caption
@@ -18,13 +22,15 @@ BLIP_WORDS = ("a an the man woman dog cat car tree house street room table windo
 
 def build_blip(folder, seed=0) -> Path:
     """BLIP captioning model with a WordPiece tokenizer over a few dozen words."""
+    return _build(folder, seed, _blip)
+
+
+def _blip(folder, seed):
     from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
                               BlipProcessor)
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    (folder / "vocab.txt").write_text("\n".join([*special, *BLIP_WORDS]) + "\n")
+    write_text(folder / "vocab.txt", "\n".join([*special, *BLIP_WORDS]) + "\n")
     tokenizer = BertTokenizer.from_pretrained(folder, bos_token="[DEC]")
     image_processor = BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     tiny = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -35,20 +41,22 @@ def build_blip(folder, seed=0) -> Path:
                      "eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id},
         vision_config={**tiny, "image_size": IMAGE_SIZE, "patch_size": 8, "initializer_factor": WIDE_INIT},
         projection_dim=32, initializer_range=WIDE_INIT, initializer_factor=WIDE_INIT)
-    return _save(folder, seed, BlipForConditionalGeneration, config, BlipProcessor(image_processor, tokenizer))
+    return _model(seed, BlipForConditionalGeneration, config), BlipProcessor(image_processor, tokenizer)
 
 
 def build_florence2(folder, seed=0) -> Path:
     """Native Florence-2 model with a byte-level BPE tokenizer over printable ASCII, no merges."""
+    return _build(folder, seed, _florence2)
+
+
+def _florence2(folder, seed):
     from transformers import (BartTokenizer, CLIPImageProcessor, Florence2Config,
                               Florence2ForConditionalGeneration, Florence2Processor)
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     # Byte-level BPE spells a space "Ġ"; the other printable ASCII characters are themselves.
     symbols = ["<s>", "<pad>", "</s>", "<unk>", "Ġ", *(chr(code) for code in range(33, 127))]
-    (folder / "vocab.json").write_text(json.dumps({symbol: i for i, symbol in enumerate(symbols)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    write_text(folder / "vocab.json", json.dumps({symbol: i for i, symbol in enumerate(symbols)}))
+    write_text(folder / "merges.txt", "#version: 0.2\n")
     tokenizer = BartTokenizer.from_pretrained(folder, extra_special_tokens={"image_token": "<image>"})
     image_processor = CLIPImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_center_crop=False,
                                          crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
@@ -67,16 +75,23 @@ def build_florence2(folder, seed=0) -> Path:
                        "patch_prenorm": [False], "embed_dim": [32], "num_heads": [2], "num_groups": [2],
                        "window_size": 4, "projection_dim": 32, "initializer_range": WIDE_INIT},
         image_token_id=tokenizer.image_token_id, initializer_range=WIDE_INIT)
-    return _save(folder, seed, Florence2ForConditionalGeneration, config, processor)
+    return _model(seed, Florence2ForConditionalGeneration, config), processor
 
 
 BUILDERS = {"blip": build_blip, "florence2": build_florence2}
 
 
-def _save(folder, seed, model_class, config, processor):
+def _build(folder, seed, make):
+    """The folder `make(temp folder, seed)` fills with its tokenizer files, then the model and
+    processor it returns; renamed into place only once complete."""
+    with atomic_folder(folder) as tmp:
+        model, processor = make(tmp, seed)
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return Path(folder)
+
+
+def _model(seed, model_class, config):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_class(config).eval()
-    model.save_pretrained(folder, safe_serialization=True)
-    processor.save_pretrained(folder)
-    return folder
+        return model_class(config).eval()

@@ -164,7 +164,10 @@ def save_sd15_checkpoint(path, seed=0):
     Detection needs SD1.5's real widths (320 UNet channels, the full CLIP-L, the standard VAE);
     depth stays tiny so it trains and samples on a CPU. Stored in fp16 to keep the file small.
     """
-    import safetensors.torch
+    from _pack import alias_pack
+
+    alias_pack()
+    from lookdev.trainer.fileio import write_safetensors
 
     model = build_model("sd15", seed, unet_config=SD15_CHECKPOINT_UNET)
     clip = build_clip("sd15", seed, model_options={})
@@ -172,5 +175,4 @@ def save_sd15_checkpoint(path, seed=0):
     # The same key layout comfy.sd.save_checkpoint writes (what the CheckpointSave node does).
     state = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
-    safetensors.torch.save_file(state, str(path), metadata={"lookdev.note": "tiny random-weight SD1.5 checkpoint"})
-    return path
+    return write_safetensors(path, state, metadata={"lookdev.note": "tiny random-weight SD1.5 checkpoint"})

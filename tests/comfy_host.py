@@ -87,6 +87,7 @@ class ComfyHost:
     server: object = None
     captured: dict = field(default_factory=dict)
     listeners: list = field(default_factory=list)  # callables(event, data) run on each send_sync
+    surface_before_pack: dict = None  # server_surface() just before the pack was loaded
     _events: list = field(default_factory=list)
     _progress: list = field(default_factory=list)
     _executor: object = None
@@ -204,9 +205,24 @@ def start_in_process(base_dir):
     link = base / "custom_nodes" / "LookDev"
     if not link.exists():
         link.symlink_to(ROOT, target_is_directory=True)
+    host.surface_before_pack = server_surface(prompt_server, nodes)
     if not _call_maybe_async(nodes.load_custom_node, str(link)):
         raise RuntimeError("ComfyUI could not load the LookDev pack (see the log above)")
     return host
+
+
+def server_surface(prompt_server, nodes):
+    """What a custom node pack can add to ComfyUI's HTTP server: routes (on the route table or the
+    app itself), middlewares, app hooks, and folders served under /extensions/."""
+    app = prompt_server.app
+    return {
+        "routes": sorted(repr(route) for route in prompt_server.routes),
+        "app routes": sorted(f"{route.method} {route.resource.canonical}" for route in app.router.routes()),
+        "middlewares": [repr(item) for item in app.middlewares],
+        "hooks": {name: len(getattr(app, name)) for name in ("on_startup", "on_shutdown", "on_cleanup",
+                                                             "on_response_prepare", "cleanup_ctx")},
+        "web folders": dict(nodes.EXTENSION_WEB_DIRS),
+    }
 
 
 def _point_folder_paths(folder_paths, base):

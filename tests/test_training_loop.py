@@ -201,3 +201,42 @@ def test_perfect_denoising_has_zero_loss(kind, sigma):
         assert torch.allclose(target, noise, atol=1e-5)
     if kind == "flow":
         assert torch.allclose(target, noise - x0, atol=1e-5)
+
+
+def test_unreadable_checkpoints_are_listed_with_the_reason(tmp_path):
+    import json
+
+    import safetensors.torch
+    from safetensors import safe_open
+
+    from lookdev.trainer.training.state import FORMAT, Snapshot, scan_checkpoints
+
+    snap = Snapshot(step=3, adapter_state={"mix": {"lora_A.default.weight": torch.ones(2, 2)}},
+                    optimizer_state={"param_groups": [{"lr": 0.1, "params": [0]}], "state": {}},
+                    losses=[1.0, 0.5, 0.25], lrs=[0.1] * 3, config={}, network={}, saved_at=1.0)
+    good = save_checkpoint(tmp_path / "good.state.safetensors", snap)
+    header = json.loads(safe_open(str(good), "pt").metadata()["lookdev.checkpoint"])
+    tensors = safetensors.torch.load_file(good)
+
+    def write(name, meta, data=tensors):
+        safetensors.torch.save_file(data, str(tmp_path / f"{name}.state.safetensors"),
+                                    metadata=None if meta is None else {"lookdev.checkpoint": meta})
+
+    write("edited", json.dumps({**header, "step": "7", "saved_at": 9.0}))
+    write("no_optimizer", json.dumps({**header, "optimizer": {"state": {}}, "saved_at": 9.0}))
+    write("not_json", "{step: 7")
+    write("other_format", json.dumps({**header, "format": "something.else"}))
+    write("kohya", None)
+    write("no_history", json.dumps({**header, "saved_at": 9.0}), {"adapter/mix/lora_A.default.weight": torch.ones(2, 2)})
+    found, skipped = scan_checkpoints(tmp_path)
+    assert [path.name for path, _ in found] == ["no_history.state.safetensors", "good.state.safetensors"]
+    assert {path.name.split(".")[0]: why for path, why in skipped} == {
+        "edited": "its checkpoint data lacks or garbles step",
+        "no_optimizer": "its checkpoint data lacks or garbles optimizer",
+        "not_json": "its checkpoint data is not valid JSON",
+        "other_format": f"not a {FORMAT} checkpoint",
+        "kohya": "a safetensors file without LookDev checkpoint data"}
+    with pytest.raises(ValueError, match=r"no_history.state.safetensors is not a readable LookDev checkpoint: "
+                                         r"it lacks history/loss, history/lr"):
+        load_checkpoint(found[0][0])
+    assert load_checkpoint(good).losses == [1.0, 0.5, 0.25]

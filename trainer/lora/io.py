@@ -23,7 +23,7 @@ import safetensors.torch
 import torch
 from safetensors import SafetensorError
 
-from ..fileio import atomic_path
+from ..fileio import write_safetensors
 
 SAVE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 # Header dtype names LoRA readers handle (ComfyUI, A1111, kohya).
@@ -91,8 +91,7 @@ def save_lora(path, tensors: dict, metadata: dict, dtype: str = "fp16") -> Path:
     # The data section does not depend on the metadata, so hash a metadata-free serialization.
     digest = _data_sha256(safetensors.torch.save(prepared))
     full = {**metadata, "sshs_model_hash": digest, "modelspec.hash_sha256": "0x" + digest}
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(prepared, str(tmp), metadata=full)
+    write_safetensors(path, prepared, metadata=full)
     return path
 
 

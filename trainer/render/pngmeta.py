@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from ..fileio import atomic_path
+from ..fileio import write_image
 from .shots import validate_shot_id
 
 LOOKDEV_KEY = "lookdev"
@@ -94,9 +94,7 @@ def save_frame_png(path, image, meta, prompt=None, extra_pnginfo=None, compress_
         if key != LOOKDEV_KEY:
             info.add_text(key, json.dumps(value))
     info.add_text(LOOKDEV_KEY, json.dumps(meta.to_json()))
-    with atomic_path(path) as tmp:
-        to_pil(image).save(tmp, format="PNG", pnginfo=info, compress_level=compress_level)
-    return Path(path)
+    return write_image(path, to_pil(image), "PNG", pnginfo=info, compress_level=compress_level)
 
 
 def read_png_text(path):

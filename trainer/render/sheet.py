@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..fileio import atomic_path
+from ..fileio import write_image
 
 BACKGROUND = (28, 28, 30)
 TITLE_COLOR = (240, 240, 240)
@@ -149,8 +149,7 @@ def contact_sheet_pages(frames, labels, descriptions, columns, title, rows_per_p
 
 def save_sheet_png(path, sheet):
     """Write the sheet as PNG atomically (a crash never leaves half a file at `path`)."""
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, format="PNG")
+    write_image(path, sheet, "PNG")
 
 
 def save_sheet_pdf(path, sheet_or_pages, resolution=150):
@@ -159,5 +158,4 @@ def save_sheet_pdf(path, sheet_or_pages, resolution=150):
     if not pages:
         raise ValueError(f"no pages to write to {path}")
     pages = [page.convert("RGB") for page in pages]
-    with atomic_path(path) as tmp:
-        pages[0].save(tmp, format="PDF", save_all=True, append_images=pages[1:], resolution=resolution)
+    write_image(path, pages[0], "PDF", save_all=True, append_images=pages[1:], resolution=resolution)

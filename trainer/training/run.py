@@ -15,6 +15,7 @@ import torch
 from .. import comfy_bridge as bridge
 from ..dataset.cache import LatentCache
 from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_tags
+from ..fileio import remove_stale_temps
 from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFile, read_lora, save_lora
 from ..lora.keys import UNetLayout, kohya_names
@@ -41,9 +42,24 @@ class RunPaths:
 
     @classmethod
     def for_name(cls, name):
-        output = Path(bridge.folder("output")) / "lookdev"
-        return cls(lora=Path(bridge.model_folders("loras")[0]) / f"{name}.safetensors",
-                   work=output / name, cache=output / "cache" / "latents")
+        """The paths for LoRA `name`; ValueError if a symlink would take a write out of ComfyUI's
+        output or loras folder (`name` itself is a plain file name: TrainConfig.validate)."""
+        output, loras = Path(bridge.folder("output")), Path(bridge.model_folders("loras")[0])
+        paths = cls(lora=loras / f"{name}.safetensors", work=output / "lookdev" / name,
+                    cache=output / "lookdev" / "cache" / "latents")
+        for path, root, what in ((paths.work, output, "output"), (paths.cache, output, "output"),
+                                 (paths.lora, loras, "loras")):
+            target = path.resolve()
+            if not target.is_relative_to(root.resolve()):
+                raise ValueError(f"cannot save to {path}: it leads to {target}, outside ComfyUI's {what} folder "
+                                 f"{root} (a symlink?). LookDev writes only inside it: remove the link or pick "
+                                 "another name.")
+        return paths
+
+    def remove_stale_temps(self):
+        """Remove the partial files a killed run left (final names never hold partial files)."""
+        return [*remove_stale_temps(self.checkpoints), *remove_stale_temps(self.work),
+                *remove_stale_temps(self.cache), *remove_stale_temps(self.lora.parent, self.lora.name)]
 
     @property
     def checkpoints(self):
@@ -76,19 +92,26 @@ def prepare_examples(dataset, latents, config):
     return examples
 
 
-def _resume_snapshot(config, paths, network):
+def _resume_snapshot(config, paths, network, notes):
+    """The newest readable checkpoint's Snapshot, or None. Unreadable files are skipped with a note."""
     if not config.resume:
         return None
-    found = state.latest_checkpoint(paths.checkpoints)
-    if found is None:
-        return None
-    path, header = found
-    if header["network"] != network:
+    found, skipped = state.scan_checkpoints(paths.checkpoints)
+    notes += [f"skipped {path.name}: {why}" for path, why in skipped]
+    if found and found[0][1]["network"] != network:
+        path, header = found[0]
         raise ValueError(
             f"cannot resume from {path}: it was trained with {header['network']}, this run asks for "
             f"{network}. Use another name, turn resume off, or match those settings.")
-    log.info("LookDev: resuming %s from step %d (%s)", config.name, header["step"], path)
-    return state.load_checkpoint(path)
+    for path, header in found:
+        try:
+            snapshot = state.load_checkpoint(path)
+        except ValueError as exc:
+            notes.append(f"skipped {path.name}: {exc}")
+            continue
+        log.info("LookDev: resuming %s from step %d (%s)", config.name, header["step"], path)
+        return snapshot
+    return None
 
 
 class _NodeHooks(TrainHooks):
@@ -134,6 +157,7 @@ class TrainingRun:
         self.network = {**config.network_signature(), "architecture": self.arch}
         self.started_at = time.time()
         self.start = 0
+        self.notes = []  # lines for the report: checkpoints skipped, leftovers removed
         self.denoiser = self.adapters = None
 
     # -- stages ----------------------------------------------------------------------------
@@ -154,12 +178,16 @@ class TrainingRun:
 
     def execute(self, node_id=None, prompt_id=None):
         config = self.config
+        self.notes += [f"removed {path.name}, a partial file of an interrupted run"
+                       for path in self.paths.remove_stale_temps()]
         raw_latents = self.latents()
         compute_dtype = bridge.resolve_dtype(config.dtype, DTYPES)
         with bridge.training_session(self.model, self.clip, compute_dtype, config.gradient_checkpointing) as den:
             # Loaded inside the session: tensors made under the executor's inference mode
             # could not be updated by the optimizer.
-            resume = _resume_snapshot(config, self.paths, self.network)
+            resume = _resume_snapshot(config, self.paths, self.network, self.notes)
+            for note in self.notes:
+                log.warning("LookDev: %s", note)
             self.start = resume.step if resume else 0
             hooks = _NodeHooks(self, node_id, prompt_id)
             self.denoiser = den
@@ -279,6 +307,7 @@ class TrainingRun:
         if self.config.batch_size > per_epoch:
             lines.append(f"note: batch_size {self.config.batch_size} is more than the dataset's {per_epoch} "
                          f"image{'s' * (per_epoch != 1)} per epoch, so each batch holds at most {per_epoch}")
+        lines += self.notes
         lines.append(f"saved {self.paths.lora}")
         return "\n".join(lines)
 

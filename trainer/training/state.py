@@ -3,7 +3,9 @@
 Tensors: the adapter weights in fp32 (`adapter/<layer>/<peft name>`), the optimizer's tensors
 (`optim/<param index>/<key>`) and the loss/lr history. Everything else (step, config, the
 optimizer's scalar settings) is JSON in the header under `lookdev.checkpoint`. No pickles.
-The step is read from the header, never from the file name.
+The step is read from the header, never from the file name. A file that is not a complete LookDev
+checkpoint (truncated, foreign, a renamed pickle) is never loaded: scan_checkpoints lists it with
+the reason, and resuming falls back to the newest readable checkpoint, or to a fresh start.
 """
 
 import json
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..fileio import atomic_path
+from ..fileio import write_safetensors
 
 FORMAT = "lookdev.checkpoint.v1"
 SUFFIX = ".state.safetensors"
@@ -49,64 +51,94 @@ def save_checkpoint(path, snap):
     tensors["history/lr"] = torch.tensor(snap.lrs, dtype=torch.float64)
     header = {"format": FORMAT, "step": snap.step, "saved_at": snap.saved_at, "config": snap.config,
               "network": snap.network, "optimizer": optim_json}
-    import safetensors.torch
-
-    with atomic_path(path) as tmp:
-        safetensors.torch.save_file(tensors, str(tmp), metadata={"lookdev.checkpoint": json.dumps(header)})
-    return Path(path)
+    return write_safetensors(path, tensors, metadata={"lookdev.checkpoint": json.dumps(header)})
 
 
 def read_header(path):
     """The JSON header of a checkpoint, or None if the file is not a readable LookDev checkpoint."""
-    from safetensors import safe_open
+    return _header(path)[0]
+
+
+def _header(path):
+    """(header, None), or (None, why the file is not a readable LookDev checkpoint)."""
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = (handle.metadata() or {}).get("lookdev.checkpoint")
-        header = json.loads(raw) if raw else None
-    except (OSError, ValueError, RuntimeError):
-        # Truncated or foreign files are not checkpoints; the caller falls back to older ones.
-        return None
+    except (OSError, SafetensorError) as exc:
+        return None, f"not a complete safetensors file ({exc})"
+    if raw is None:
+        return None, "a safetensors file without LookDev checkpoint data"
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        return None, "its checkpoint data is not valid JSON"
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        return None
-    return header
+        return None, f"not a {FORMAT} checkpoint"
+    kinds = {"step": int, "saved_at": (int, float), "config": dict, "network": dict, "optimizer": dict}
+    bad = [key for key, kind in kinds.items() if not isinstance(header.get(key), kind)]
+    optimizer = header.get("optimizer")
+    if not bad and not (isinstance(optimizer.get("param_groups"), list) and isinstance(optimizer.get("state"), dict)):
+        bad = ["optimizer"]
+    if bad:
+        return None, f"its checkpoint data lacks or garbles {', '.join(bad)}"
+    return header, None
 
 
 def load_checkpoint(path):
+    """The Snapshot in `path`; ValueError naming the file if it is not a complete LookDev checkpoint."""
     import safetensors.torch
+    from safetensors import SafetensorError
 
-    header = read_header(path)
+    header, why = _header(path)
     if header is None:
-        raise ValueError(f"{path} is not a readable LookDev checkpoint")
-    tensors = safetensors.torch.load_file(str(path))
+        raise ValueError(f"{path} is not a readable LookDev checkpoint: {why}")
+    try:
+        tensors = safetensors.torch.load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ValueError(f"{path} is not a readable LookDev checkpoint: {exc}") from exc
+    missing = [key for key in ("history/loss", "history/lr") if key not in tensors]
+    if missing:
+        raise ValueError(f"{path} is not a readable LookDev checkpoint: it lacks {', '.join(missing)}")
     adapter_state = {}
     optimizer_state = {"param_groups": header["optimizer"]["param_groups"], "state": {}}
-    for key, value in tensors.items():
-        kind, _, rest = key.partition("/")
-        if kind == "adapter":
-            layer, _, pname = rest.partition("/")
-            adapter_state.setdefault(layer, {})[pname] = value
-        elif kind == "optim":
-            index, _, name = rest.partition("/")
-            optimizer_state["state"].setdefault(int(index), {})[name] = value
-    for index, scalars in header["optimizer"]["state"].items():
-        optimizer_state["state"].setdefault(int(index), {}).update(scalars)
+    try:
+        for key, value in tensors.items():
+            kind, _, rest = key.partition("/")
+            if kind == "adapter":
+                layer, _, pname = rest.partition("/")
+                adapter_state.setdefault(layer, {})[pname] = value
+            elif kind == "optim":
+                index, _, name = rest.partition("/")
+                optimizer_state["state"].setdefault(int(index), {})[name] = value
+        for index, scalars in header["optimizer"]["state"].items():
+            optimizer_state["state"].setdefault(int(index), {}).update(scalars)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not a readable LookDev checkpoint: bad optimizer entry ({exc})") from exc
     return Snapshot(step=header["step"], adapter_state=adapter_state, optimizer_state=optimizer_state,
                     losses=tensors["history/loss"].tolist(), lrs=tensors["history/lr"].tolist(),
                     config=header["config"], network=header["network"], saved_at=header["saved_at"])
 
 
-def latest_checkpoint(folder):
-    """(path, header) of the most recently saved readable checkpoint in `folder`, or None."""
+def scan_checkpoints(folder):
+    """([(path, header)] newest first, [(path, why)] of the *.state.safetensors files that are not
+    readable LookDev checkpoints: truncated, foreign or hand-edited)."""
     folder = Path(folder)
     if not folder.is_dir():
-        return None
-    found = []
-    for path in folder.glob(f"*{SUFFIX}"):
-        header = read_header(path)
-        if header is not None:
-            found.append((header["saved_at"], header["step"], path, header))
-    if not found:
-        return None
-    _, _, path, header = max(found, key=lambda item: (item[0], item[1]))
-    return path, header
+        return [], []
+    found, skipped = [], []
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        header, why = _header(path)
+        if header is None:
+            skipped.append((path, why))
+        else:
+            found.append((path, header))
+    found.sort(key=lambda item: (item[1]["saved_at"], item[1]["step"]), reverse=True)
+    return found, skipped
+
+
+def latest_checkpoint(folder):
+    """(path, header) of the most recently saved readable checkpoint in `folder`, or None."""
+    found, _ = scan_checkpoints(folder)
+    return found[0] if found else None
