@@ -251,13 +251,13 @@ BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storybo
 # --- serialisation -------------------------------------------------------------------------------
 
 def input_specs(info):
-    """[(name, kind, options)] of a node's inputs in the order the editor builds them."""
+    """[(name, kind, options, choices)] of a node's inputs in the order the editor builds them."""
     specs = []
     for section in ("required", "optional"):
         for name in info["input_order"].get(section, []):
             spec = info["input"][section][name]
-            kind = "COMBO" if isinstance(spec[0], list) else spec[0]
-            specs.append((name, kind, spec[1] if len(spec) > 1 else {}))
+            choices = spec[0] if isinstance(spec[0], list) else None
+            specs.append((name, "COMBO" if choices is not None else spec[0], spec[1] if len(spec) > 1 else {}, choices))
     return specs
 
 
@@ -273,15 +273,15 @@ def has_seed_control(name, kind, options):
 def widget_values(node, info):
     """{name: value} of every widget of `node`: its own values, else the /object_info defaults."""
     values = {}
-    for name, kind, options in input_specs(info):
+    for name, kind, options, choices in input_specs(info):
         if not is_widget(kind, options):
             continue
         if name in node.widgets:
             values[name] = node.widgets[name]
         elif "default" in options:
             values[name] = options["default"]
-        elif kind == "COMBO":
-            values[name] = info["input"]["required" if name in info["input"].get("required", {}) else "optional"][name][0][0]
+        elif choices:
+            values[name] = choices[0]
         else:
             raise ValueError(f"{node.type}.{name} has no default; give it a value")
     unknown = set(node.widgets) - set(values)
@@ -301,7 +301,7 @@ def build(name, object_info):
         info = object_info[node.type]
         values = widget_values(node, info)
         inputs, api_inputs, ui_values = [], {}, []
-        for name_, kind, options in input_specs(info):
+        for name_, kind, options, _ in input_specs(info):
             link_id = None
             if name_ in node.links:
                 source, output = node.links[name_]

@@ -14,7 +14,6 @@ ComfyUI base folder of the server started here (models/, input/, output/, the se
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -283,5 +282,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
