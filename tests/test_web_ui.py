@@ -185,6 +185,14 @@ SHEET_LOADED = f"""() => {{
   return (node.imgs ?? []).some((img) => img.complete && img.naturalWidth > 0);
 }}"""
 
+# The frontend loads a node's output images when it draws the node: bring the sheet into view.
+SHOW_SHEET = f"""() => {{
+  const app = {APP};
+  const node = app.graph.nodes.find((n) => n.type === "LookDevContactSheet");
+  app.canvas.ds.fitToBounds([node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30], {{ zoom: 0.9 }});
+  app.canvas.setDirty(true, true);
+}}"""
+
 
 def queue_and_wait(page, log, server):
     """Queue the workflow as the Run button does; wait for the trainer's done event and the end of
@@ -233,8 +241,9 @@ def training_page(app_page, server, tiny_checkpoint):
     assert applied == {"missing": [], "trainers": 1}, applied
     loaded = page.evaluate(TRAINER_STATE)
     entry = queue_and_wait(page, log, server)
-    page.wait_for_function(PREVIEWS_LOADED, timeout=30_000)
-    page.wait_for_function(SHEET_LOADED, timeout=30_000)
+    page.wait_for_function(PREVIEWS_LOADED, timeout=60_000)
+    page.evaluate(SHOW_SHEET)
+    page.wait_for_function(SHEET_LOADED, timeout=60_000)
     state = page.evaluate(TRAINER_STATE)
     sheet = page.evaluate(SHEET_STATE)
     keep_screenshots(page, "train_and_storyboard")
