@@ -140,3 +140,19 @@ def test_ctrl_c_stops_the_server(demo_run, demo_out):
     assert demo.wait(timeout=60) == 130
     assert "interrupted; ComfyUI was stopped" in demo.stderr.read()
     assert not server_answers(url)
+
+
+def test_failures_are_reported_by_node():
+    """What the demo prints for a refused workflow and for a node that fails while running."""
+    import demo
+
+    refused = demo._rejection({"error": {"message": "Prompt outputs failed validation"}, "node_errors": {
+        "1": {"class_type": "CheckpointLoaderSimple",
+              "errors": [{"message": "Value not in list", "details": "ckpt_name: 'x.safetensors' not in []"}]}}})
+    assert refused.splitlines() == [
+        "ComfyUI refused the workflow: Prompt outputs failed validation",
+        "  node 1 (CheckpointLoaderSimple): Value not in list ckpt_name: 'x.safetensors' not in []"]
+    with pytest.raises(demo.DemoError, match=r"^the run failed in node 4 \(LookDevTrainStyleLoRA\): "
+                                             r"the dataset has no images$"):
+        demo.show_event("execution_error", {"node_id": "4", "node_type": "LookDevTrainStyleLoRA",
+                                            "exception_message": "the dataset has no images\n"}, demo.Progress())
