@@ -139,9 +139,9 @@ async def run_prompt(server, prompt, progress):
 
     client_id = uuid.uuid4().hex
     events = {}
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{server.url}/ws?clientId={client_id}", heartbeat=30) as ws:
-            async with session.post(f"{server.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as answer:
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.url}/ws?clientId={client_id}", heartbeat=30) as ws:
+            async with http.post(f"{server.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as answer:
                 body = await answer.json(content_type=None)
                 if answer.status != 200:
                     raise DemoError(_rejection(body))
@@ -168,7 +168,7 @@ async def run_prompt(server, prompt, progress):
                     break
             else:
                 raise DemoError(f"the run did not finish within {RUN_TIMEOUT_S} s")
-        async with session.get(f"{server.url}/history/{prompt_id}") as answer:
+        async with http.get(f"{server.url}/history/{prompt_id}") as answer:
             history = (await answer.json())[prompt_id]
     return history, events
 
