@@ -8,12 +8,9 @@ loaded by ComfyUI's own `nodes.load_custom_node`.
 """
 
 import asyncio
-import contextlib
 import copy
 import inspect
 import json
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
+sys.path.insert(0, str(SCRIPTS))
 
-
-def comfyui_path():
-    env = os.environ.get("COMFYUI_PATH")
-    if env:
-        return Path(env).resolve()
-    host_env = ROOT / ".host" / "env"
-    if host_env.exists():
-        for line in host_env.read_text().splitlines():
-            if line.startswith("COMFYUI_PATH="):
-                return Path(line.split("=", 1)[1])
-    return ROOT / ".host" / "ComfyUI"
+import comfy_server  # noqa: E402  (scripts/: shared with the demo)
+from comfy_server import comfyui_path  # noqa: E402
 
 
 def comfyui_version(path=None):
@@ -261,12 +250,6 @@ def _record_events(host):
 # Server subprocess
 
 
-def free_port():
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class ComfyServer:
     process: subprocess.Popen
@@ -308,51 +291,13 @@ class ComfyServer:
         raise AssertionError(f"prompt {prompt_id} did not finish in {timeout}s:\n{self.log()[-4000:]}")
 
     def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        comfy_server.ServerProcess(self.process, self.url, self.base, self.log_path).stop()
 
 
 def start_server(base_dir, extra_args=(), timeout=180, python=None):
     """Start `main.py --cpu` on a free loopback port, the pack linked into its custom_nodes."""
-    path = comfyui_path()
-    base = Path(base_dir)
-    for sub in ("input", "output", "temp", "user", "custom_nodes", "models/checkpoints", "models/loras"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / "LookDev"
-    if not link.exists():
-        link.symlink_to(ROOT, target_is_directory=True)
-    port = free_port()
-    log_path = base / f"comfyui-{port}.log"
-    cmd = [python or sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--base-directory", str(base), "--disable-auto-launch", "--use-pytorch-cross-attention",
-           *extra_args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=path, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = ComfyServer(process, f"http://127.0.0.1:{port}", base, log_path)
-    _wait_until_up(server, timeout)
-    return server
-
-
-def _wait_until_up(server, timeout):
-    import requests
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"ComfyUI exited with {server.process.returncode}:\n{server.log()[-4000:]}")
-        try:
-            if requests.get(server.url + "/system_stats", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    server.stop()
-    raise RuntimeError(f"ComfyUI did not answer within {timeout}s:\n{server.log()[-4000:]}")
+    started = comfy_server.start(base_dir, python=python, extra_args=extra_args, timeout=timeout)
+    return ComfyServer(started.process, started.url, started.base, started.log_path)
 
 
 def tiny_models_module():

@@ -227,7 +227,7 @@ def test_progress_counts_shots_times_steps(board):
     assert ours == [(value, 6) for value in range(1, 7)]
     events = result.events_named("lookdev.render.progress")
     assert [(e["shot"], e["index"], e["step"]) for e in events] == [
-        (shot, index, step) for index, shot in enumerate("ABC") for step in (1, 2)]
+        (shot, index, step) for index, shot in enumerate("ABC", start=1) for step in (1, 2)]
     assert {(e["node"], e["total"], e["steps"]) for e in events} == {("r", 3, 2)}
 
 
@@ -285,7 +285,7 @@ def test_each_distinct_prompt_is_encoded_once(comfy, monkeypatch):
 
 def test_cancel_stops_between_steps_and_keeps_finished_frames(comfy):
     def cancel_in_second_shot(event, data):
-        if event == "lookdev.render.progress" and (data["index"], data["step"]) == (1, 1):
+        if event == "lookdev.render.progress" and (data["index"], data["step"]) == (2, 1):
             comfy.nodes.interrupt_processing(True)
 
     comfy.listeners.append(cancel_in_second_shot)
@@ -295,7 +295,7 @@ def test_cancel_stops_between_steps_and_keeps_finished_frames(comfy):
         comfy.listeners.remove(cancel_in_second_shot)
     assert result.interrupted
     steps = [(e["index"], e["step"]) for e in result.events_named("lookdev.render.progress")]
-    assert steps == [(0, 1), (0, 2), (1, 1)]
+    assert steps == [(1, 1), (1, 2), (2, 1)]
     assert sorted(p.name for p in (comfy.output_dir / "sb" / "cancel").glob("*.png")) == ["A.png"]
 
 

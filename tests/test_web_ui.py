@@ -1,10 +1,11 @@
 """The LookDev web extension in the real ComfyUI frontend: headless Chromium (Debian's package,
-driven by Playwright) opens a ComfyUI server with the pack, loads a training workflow, queues it
-from the page and watches the trainer node's loss chart and validation previews fill in.
+driven by Playwright) opens a ComfyUI server with the pack, loads the shipped workflow
+workflows/train_and_storyboard.json, queues it from the page and watches the trainer node's loss
+chart and validation previews fill in, then the contact sheet appear on its node.
 
-The workflow is a parameter (see WORKFLOWS): any UI-format workflow with a LookDev trainer works,
-as its widgets are set by node type and widget name (see overrides) after loading.
-A screenshot is kept in tests/artifacts/ for a human look.
+The workflow's widgets are set by node type and widget name after loading (see overrides), so the
+shipped filmmaker settings run tiny and fast on a CPU. Screenshots are kept in tests/artifacts/
+for a human look.
 """
 
 import json
@@ -19,6 +20,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
+WORKFLOW = ROOT / "workflows" / "train_and_storyboard.json"
+SHIPPED = sorted((ROOT / "workflows").glob("*.json"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
@@ -27,7 +30,8 @@ DATASET = "web_ui_set"
 STEPS = 6
 VALIDATE_EVERY = 3
 PROMPTS = ["lkdv noir, a pier at night", "lkdv noir, a lighthouse"]
-RUN_TIMEOUT_S = 300
+SHOTS = "A010 | a pier at night | 1\nA020 | a lighthouse in fog | 2"
+RUN_TIMEOUT_S = 900  # a bound for a loaded CI machine, not a speed requirement
 
 
 def overrides(checkpoint):
@@ -40,43 +44,10 @@ def overrides(checkpoint):
             "learning_rate": 2e-3, "targets": "attention", "resume": False, "save_every": 0,
             "validate_every": VALIDATE_EVERY, "validation_prompts": "\n".join(PROMPTS),
             "validation_steps": 2, "validation_size": 64},
+        "LookDevShotList": {"shots": SHOTS},
+        "LookDevStoryboardRender": {"steps": 2, "aspect": "1:1", "base_resolution": 64, "folder": "web_ui_board"},
+        "LookDevContactSheet": {"folder": "web_ui_board", "pdf": False, "cell_width": 128},
     }
-
-
-def _node(node_id, node_type, pos, size, inputs=(), outputs=()):
-    """A node of a UI-format workflow. Widget values are left to the frontend's defaults;
-    inputs are matched by name, so only the linked ones are listed."""
-    return {"id": node_id, "type": node_type, "pos": list(pos), "size": list(size), "flags": {},
-            "order": node_id - 1, "mode": 0,
-            "inputs": [{"name": name, "type": kind, "link": link} for name, kind, link in inputs],
-            "outputs": [{"name": name, "type": kind, "links": links} for name, kind, links in outputs],
-            "properties": {"Node name for S&R": node_type}}
-
-
-def train_workflow():
-    """Checkpoint -> LookDev Load Dataset -> LookDev Train Style LoRA, in ComfyUI's UI format."""
-    links = [[1, 1, 0, 3, 0, "MODEL"], [2, 1, 1, 3, 1, "CLIP"], [3, 1, 2, 3, 2, "VAE"],
-             [4, 2, 0, 3, 3, "LOOKDEV_DATASET"]]
-    nodes = [
-        _node(1, "CheckpointLoaderSimple", (40, 60), (320, 100),
-              outputs=[("MODEL", "MODEL", [1]), ("CLIP", "CLIP", [2]), ("VAE", "VAE", [3])]),
-        _node(2, "LookDevLoadDataset", (40, 220), (320, 330), outputs=[("dataset", "LOOKDEV_DATASET", [4])]),
-        _node(3, "LookDevTrainStyleLoRA", (420, 60), (460, 1240),
-              inputs=[("model", "MODEL", 1), ("clip", "CLIP", 2), ("vae", "VAE", 3),
-                      ("dataset", "LOOKDEV_DATASET", 4)]),
-    ]
-    return {"last_node_id": 3, "last_link_id": 4, "nodes": nodes, "links": links, "groups": [],
-            "config": {}, "extra": {}, "version": 0.4}
-
-
-def built_in_workflow(folder):
-    path = folder / "train_preview.json"
-    path.write_text(json.dumps(train_workflow(), indent=1))
-    return path
-
-
-# A shipped workflow joins this list as `lambda _: ROOT / "workflows" / "<name>.json"`.
-WORKFLOWS = {"built-in": built_in_workflow}
 
 
 def write_dataset(folder):
@@ -185,17 +156,18 @@ class PageLog:
         return [error for error in self.errors if EXTENSION_URL in error]
 
 
-def open_workflow(page, server, workflow, checkpoint):
+def open_app(page, server):
     page.goto(server.url)
     # window.app is set once setup is done; the start-up workflow loads after it and would
     # replace ours, so wait for its nodes too.
     page.wait_for_function("() => window.app?.graph?.nodes?.length > 0", timeout=120_000)
     assert page.evaluate(f"() => {APP}.extensions.some((e) => e.name === 'LookDev.Progress')")
+
+
+def load_workflow(page, workflow):
     page.evaluate(f"async (workflow) => {{ await {APP}.loadGraphData(workflow); }}", workflow)
     # Schema problems only show as a toast.
     assert page.get_by_text("Invalid workflow").count() == 0, "the frontend rejected the workflow's JSON"
-    applied = page.evaluate(APPLY_OVERRIDES, overrides(checkpoint))
-    assert applied == {"missing": [], "trainers": 1}, applied
 
 
 RUN_STATE = f"""() => {{
@@ -203,9 +175,28 @@ RUN_STATE = f"""() => {{
   return {{ done: !!node.lookdevChart.done, error: window.lookdevTestError ?? null }};
 }}"""
 
+SHEET_STATE = f"""() => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevContactSheet");
+  return (node.imgs ?? []).map((img) => ({{ src: img.src, loaded: img.complete && img.naturalWidth > 0 }}));
+}}"""
+
+SHEET_LOADED = f"""() => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevContactSheet");
+  return (node.imgs ?? []).some((img) => img.complete && img.naturalWidth > 0);
+}}"""
+
+# The frontend loads a node's output images when it draws the node: bring the sheet into view.
+SHOW_SHEET = f"""() => {{
+  const app = {APP};
+  const node = app.graph.nodes.find((n) => n.type === "LookDevContactSheet");
+  app.canvas.ds.fitToBounds([node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30], {{ zoom: 0.9 }});
+  app.canvas.setDirty(true, true);
+}}"""
+
 
 def queue_and_wait(page, log, server):
-    """Queue the workflow as the Run button does and wait for the trainer's done event."""
+    """Queue the workflow as the Run button does; wait for the trainer's done event and the end of
+    the prompt (the storyboard renders after training). Returns the prompt's /history entry."""
     page.evaluate("""() => window.comfyAPI.api.api.addEventListener("execution_error",
                          ({ detail }) => { window.lookdevTestError = detail; })""")
     finished_before = len(server.get("/history").json())
@@ -217,34 +208,46 @@ def queue_and_wait(page, log, server):
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
         state = page.evaluate(RUN_STATE)
-        if state["done"]:
-            return
         if state["error"]:
             raise AssertionError(f"the run failed in {state['error'].get('node_type')}: "
                                  f"{state['error'].get('exception_message')}")
+        if state["done"]:
+            prompt_id = page.evaluate(f"""() => {APP}.graph.nodes
+                .find((n) => n.type === "LookDevTrainStyleLoRA").lookdevChart.promptId""")
+            return server.wait(prompt_id, timeout=RUN_TIMEOUT_S)
         page.wait_for_timeout(500)
     raise AssertionError(f"no lookdev.train.done in {RUN_TIMEOUT_S}s; server log:\n{server.log()[-4000:]}")
 
 
-@pytest.fixture(scope="module", params=list(WORKFLOWS), ids=list(WORKFLOWS))
-def training_page(request, browser, server, tiny_checkpoint, tmp_path_factory):
-    """A page that loaded the workflow, queued it and saw the trainer's done event."""
-    write_dataset(server.base / "input" / DATASET)
+@pytest.fixture(scope="module")
+def app_page(browser, server):
+    """The ComfyUI frontend, loaded once for the module."""
     # Skips the first-run template browser, which would cover the canvas.
     server.post("/settings/Comfy.TutorialCompleted", True).raise_for_status()
-    workflow = json.loads(WORKFLOWS[request.param](tmp_path_factory.mktemp("workflow")).read_text())
-
     page = browser.new_page(viewport={"width": 1600, "height": 1100})
     log = PageLog(page)
-    open_workflow(page, server, workflow, tiny_checkpoint)
-    loaded = page.evaluate(TRAINER_STATE)
-    queue_and_wait(page, log, server)
-    page.wait_for_function(PREVIEWS_LOADED, timeout=30_000)
-    state = page.evaluate(TRAINER_STATE)
-
-    keep_screenshots(page, f"training_{request.param}")
-    yield {"page": page, "log": log, "loaded": loaded, "state": state}
+    open_app(page, server)
+    yield page, log
     page.close()
+
+
+@pytest.fixture(scope="module")
+def training_page(app_page, server, tiny_checkpoint):
+    """The page after loading the shipped train-and-storyboard workflow, made tiny, and running it."""
+    page, log = app_page
+    write_dataset(server.base / "input" / DATASET)
+    load_workflow(page, json.loads(WORKFLOW.read_text()))
+    applied = page.evaluate(APPLY_OVERRIDES, overrides(tiny_checkpoint))
+    assert applied == {"missing": [], "trainers": 1}, applied
+    loaded = page.evaluate(TRAINER_STATE)
+    entry = queue_and_wait(page, log, server)
+    page.wait_for_function(PREVIEWS_LOADED, timeout=60_000)
+    page.evaluate(SHOW_SHEET)
+    page.wait_for_function(SHEET_LOADED, timeout=60_000)
+    state = page.evaluate(TRAINER_STATE)
+    sheet = page.evaluate(SHEET_STATE)
+    keep_screenshots(page, "train_and_storyboard")
+    return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry}
 
 
 def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training_page):
@@ -273,6 +276,17 @@ def test_validation_previews_appear(training_page):
     images = state["images"]
     assert [img["title"] for img in images] == PROMPTS
     assert all(img["loaded"] and "/view?" in img["src"] and "type=temp" in img["src"] for img in images)
+
+
+def test_contact_sheet_shows_on_its_node(training_page):
+    """The storyboard renders with the freshly trained model in the same run; the sheet shows."""
+    outputs = training_page["history"]["outputs"]
+    frames = [image["filename"] for node in outputs.values() for image in node.get("images", [])
+              if image.get("subfolder") == "web_ui_board"]
+    assert sorted(frames) == ["A010.png", "A020.png", "_contact_sheet.png"]
+    sheet = training_page["sheet"]
+    assert len(sheet) == 1 and sheet[0]["loaded"], sheet
+    assert "filename=_contact_sheet.png" in sheet[0]["src"] and "type=output" in sheet[0]["src"]
 
 
 def test_no_console_errors_from_lookdev_scripts(training_page):
@@ -317,3 +331,26 @@ def test_cancel_shows_where_training_stopped(training_page, server):
     assert server.wait(state["chart"]["promptId"])["status"]["status_str"] == "error"
     assert training_page["log"].from_lookdev() == []
     keep_screenshots(page, "cancelled")
+
+
+GRAPH_STATE = f"""async () => {{
+  const app = {APP};
+  const {{ output }} = await app.graphToPrompt();
+  const widgets = Object.fromEntries(app.graph.nodes.map((n) => [n.id, n.serialize().widgets_values ?? []]));
+  const links = app.graph.serialize().links.map((l) => [l[1], l[2], l[3], l[5]]);
+  return {{ output, widgets, links }};
+}}"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
+def test_shipped_workflow_loads_as_saved_and_queues_as_its_api_twin(app_page, path):
+    """The editor keeps every widget value of the file in place, and what it would queue is
+    exactly the API-format twin in workflows/api/."""
+    page, log = app_page
+    workflow = json.loads(path.read_text())
+    load_workflow(page, workflow)
+    state = page.evaluate(GRAPH_STATE)
+    assert state["widgets"] == {str(node["id"]): node.get("widgets_values", []) for node in workflow["nodes"]}
+    assert sorted(state["links"]) == sorted([link[1], link[2], link[3], link[5]] for link in workflow["links"])
+    assert state["output"] == json.loads((path.parent / "api" / path.name).read_text())
+    assert log.from_lookdev() == []

@@ -216,7 +216,7 @@ class _Progress:
             step = min(step, self.steps)
             self.bar.update_absolute(index * self.steps + step)
             bridge.send_event(EVENT_RENDER_PROGRESS, {
-                "node": self.node_id, "prompt_id": self.prompt_id, "shot": shot_id, "index": index,
+                "node": self.node_id, "prompt_id": self.prompt_id, "shot": shot_id, "index": index + 1,
                 "total": self.shots, "step": step, "steps": self.steps})
             bridge.check_cancel()
         return on_step

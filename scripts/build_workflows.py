@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""Write the shipped example workflows: workflows/<name>.json (the editor format ComfyUI's template
+browser opens) and workflows/api/<name>.json (the API format for scripts and headless runs).
+
+    python scripts/build_workflows.py          # needs the test host: scripts/bootstrap.sh
+
+Both formats come from one description per workflow below. Widget order is taken from a real
+server's /object_info (a ComfyUI started here on a free port), because the editor stores widget
+values by position, with an extra "control after generate" value after every seed widget.
+tests/test_workflows.py checks the files against /object_info and against each other.
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import comfy_server
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+SEED_CONTROL = "fixed"  # the same seed every run: a LoRA or a frame can be reproduced
+NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
+
+CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the stock ComfyUI default workflow's
+TRIGGER = "lkdv_noir"
+LORA_NAME = "noir_style"
+DATASET_FOLDER = "noir_refs"
+STORYBOARD_FOLDER = "storyboard/noir_seq01"
+STYLE_WORDS = "film noir, black and white, monochrome, high contrast, grainy, film grain, vignette"
+VALIDATION_PROMPTS = (f"{TRIGGER}, a detective in a trench coat under a streetlamp, rain\n"
+                      f"{TRIGGER}, an empty diner at night seen through the window\n"
+                      f"{TRIGGER}, close-up of a woman's face half in shadow")
+SHOTS = ("# ID | description | seed | aspect   (only the description is required)\n"
+         "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39\n"
+         "SH020 | medium shot, a detective steps out of the car, collar up | 102\n"
+         "SH030 | close-up, his eyes under the hat brim, cigarette smoke | 103\n"
+         "SH040 | over-the-shoulder, a woman waits in a phone booth across the street | 104\n"
+         "SH050 | insert, a gloved hand drops a matchbook on wet asphalt | 105 | 1.78\n"
+         "SH060 | extreme wide shot, the street from above, two figures and long shadows | 106 | 2.39")
+NEGATIVE = "color, blurry, lowres, deformed, text, watermark, signature"
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    pos: tuple
+    size: tuple
+    widgets: dict = field(default_factory=dict)  # widget name -> value; others take /object_info defaults
+    links: dict = field(default_factory=dict)  # input name -> (source node id, source output name)
+    title: str | None = None
+
+
+@dataclass
+class Note:
+    id: int
+    pos: tuple
+    size: tuple
+    text: str
+
+
+@dataclass
+class Group:
+    title: str
+    members: tuple  # node ids
+    color: str = "#3f789e"
+
+
+# --- the three workflows -------------------------------------------------------------------------
+
+def checkpoint(node_id, pos):
+    return Node(node_id, "CheckpointLoaderSimple", pos, (380, 100), {"ckpt_name": CHECKPOINT})
+
+
+def training_nodes(x, y):
+    """Checkpoint (1), dataset (2), captions (3), trainer (4), loss curve (5) at (x, y)."""
+    return [
+        checkpoint(1, (x, y)),
+        Node(2, "LookDevLoadDataset", (x, y + 160), (380, 560), {
+            "folder": DATASET_FOLDER, "trigger": TRIGGER, "resolution": "512"}),
+        Node(3, "LookDevCaptionDataset", (x + 440, y + 160), (400, 470), {
+            "mode": "model for uncaptioned", "captioner": "(no captioning model installed)",
+            "style_words": STYLE_WORDS}, {"dataset": (2, "dataset")}),
+        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 1560), {
+            "name": LORA_NAME, "steps": 800, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
+            "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
+            "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
+            "validation_steps": 20, "validation_size": 512, "validation_prompts": VALIDATION_PROMPTS},
+            {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
+        Node(5, "SaveImage", (x + 1420, y), (420, 380), {"filename_prefix": f"lookdev/{LORA_NAME}_loss"},
+             {"images": (4, "loss_curve")}, title="Loss curve"),
+    ]
+
+
+def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None):
+    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s."""
+    shots, render, sheet = first_id, first_id + 1, first_id + 2
+    links = {"trigger_words": trigger_link} if trigger_link else {}
+    render_links = {"model": model, "clip": clip, "vae": vae, "shots": (shots, "shots")}
+    if lora_stack:
+        render_links["lora_stack"] = lora_stack
+    return [
+        Node(shots, "LookDevShotList", (x, y), (520, 420), {
+            "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
+            "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100}, links),
+        Node(render, "LookDevStoryboardRender", (x + 580, y), (440, 720), {
+            "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
+            "cfg": 7.0, "aspect": "1.78", "base_resolution": 512, "folder": STORYBOARD_FOLDER},
+            render_links),
+        Node(sheet, "LookDevContactSheet", (x + 1080, y), (620, 720), {
+            "columns": 3, "title": "Noir - sequence 01", "folder": STORYBOARD_FOLDER, "pdf": True,
+            "cell_width": 384, "description_lines": 3},
+            {"images": (render, "images"), "labels": (render, "labels"), "shots": (shots, "shots")}),
+    ]
+
+
+NOTE_TRAIN_OVERVIEW = f"""TRAIN A STYLE LoRA - read me first
+
+What this does: it teaches the model the look of your reference images (a film stock, a lighting scheme, a grade) and saves it as a small LoRA file you can use in any workflow.
+
+Steps, left to right:
+1. Checkpoint - the model you will later render with (SD1.5 here; for SDXL set resolution 1024 in Load Dataset).
+2. Load Dataset - your 10-30 reference images.
+3. Caption Dataset - describes what is IN each image, so the trigger word learns HOW it looks.
+4. Train - trains and saves models/loras/{LORA_NAME}.safetensors. The chart on the node shows the loss; previews of the validation prompts appear as it goes.
+
+Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes."""
+
+NOTE_DATASET = f"""1. YOUR REFERENCE IMAGES
+
+Put 10-30 images that share the look into a folder inside ComfyUI's input folder (here: input/{DATASET_FOLDER}) or type an absolute path.
+
+- Consistency matters more than count: same grade, same kind of light.
+- Vary the content (people, places, objects) so the LoRA learns the look, not a subject.
+- A caption file beside an image (shot1.png + shot1.txt) is used as its caption.
+- A subfolder named like 3_night repeats its images 3 times.
+
+The trigger word ({TRIGGER}) is what you type later to call up the style. Queue this node alone to see the preview grid and the report of skipped files."""
+
+NOTE_CAPTIONS = f"""2. CAPTIONS
+
+Captions say what is in the picture ("a man at a bar, neon sign"), never the style. The style words below are removed from every caption, so {TRIGGER} takes on the look by itself.
+
+- 'model for uncaptioned' describes only images without a caption file. It needs a BLIP or Florence-2 folder in models/captioners (nothing is downloaded); pick it in 'captioner'.
+- 'keep' uses your caption files as they are; 'template' builds captions from the file names.
+- 'write' can save the captions next to the images so you can edit them."""
+
+NOTE_TRAINING = f"""3. TRAINING
+
+Good starting values for 10-30 images are already set: 800 steps, rank 16, learning rate 1e-4, noise offset 0.05 (deeper blacks for high-contrast looks).
+
+- Validation prompts are rendered every 200 steps with the same seed: watch the style appear. Stop when it looks right; re-queue with the same name to continue (resume).
+- Too weak: more steps or rank 32. Too strong / content leaking: fewer steps, or targets 'style blocks'.
+- Out of memory: turn on gradient_checkpointing.
+
+The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is saved to output/lookdev/."""
+
+NOTE_STORYBOARD_OVERVIEW = f"""STORYBOARD IN YOUR STYLE - read me first
+
+Renders a whole shot list in the look of your style LoRA and lays the frames out on a contact sheet.
+
+1. Checkpoint - the model the LoRA was trained on.
+2. LoRA Stack - your style LoRA ({LORA_NAME}.safetensors) plus up to three more (a character, a lens...). Turn rows on/off and set strengths; 0.7-1.0 is typical for a style.
+3. Shot List - one shot per line. The LoRAs' trigger words are added to every prompt automatically.
+4. Render - every shot with its own seed; frames saved as output/{STORYBOARD_FOLDER}/<shot id>.png.
+5. Contact Sheet - all frames with their shot ids and descriptions, as PNG and PDF.
+
+For a long sequence on several machines use scripts/batch_render.py with workflows/api/storyboard_in_style.json."""
+
+NOTE_SHOTS = """SHOT LIST
+
+One shot per line:  ID | description | seed | aspect | negative
+Only the description is required; lines starting with # are ignored.
+
+- ID names the frame file (SH010.png). Number in tens so you can insert shots later.
+- seed: keep it to re-render the same frame; change it for another take.
+- aspect: 2.39, 1.85, 1.78, 1.33, 1:1, 9:16 ... (else the render node's default).
+- Or point 'shots_file' at a CSV from your script breakdown (columns shot_id, description, seed, aspect, negative).
+
+style_prefix is put before every description: the camera/film language you want in every frame."""
+
+NOTE_RENDER = """RENDER AND CONTACT SHEET
+
+Each frame is exactly what KSampler + VAE Decode would make with the same seed and settings, so a single frame can be re-rendered alone. Prompt, seed, sampler and LoRAs are stored in each PNG: drop a frame onto ComfyUI to get its graph back.
+
+- base_resolution 512 suits SD1.5; use 1024 for SDXL.
+- Frames of different aspects share one sheet.
+- Rendering again replaces the frames of the same IDs."""
+
+NOTE_BOTH_OVERVIEW = f"""TRAIN A STYLE, THEN STORYBOARD IN IT - one run
+
+Top row: the style LoRA is trained from your reference images (see the notes there).
+Bottom row: the model coming out of the trainer - with the fresh LoRA already applied - renders the shot list, and the frames go onto a contact sheet.
+
+Press Run once: training first, then the storyboard. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
+
+Keep the trigger word the same in Load Dataset and Shot List ({TRIGGER})."""
+
+
+def train_style_lora():
+    nodes = training_nodes(40, 300)
+    notes = [Note(10, (40, -20), (820, 280), NOTE_TRAIN_OVERVIEW),
+             Note(11, (40, 1060), (380, 400), NOTE_DATASET),
+             Note(12, (480, 1060), (400, 400), NOTE_CAPTIONS),
+             Note(13, (1460, 720), (420, 520), NOTE_TRAINING)]
+    groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
+              Group("3 - Train and save", (4, 5))]
+    return nodes, notes, groups
+
+
+def storyboard_in_style():
+    stack = Node(2, "LookDevLoRAStack", (40, 460), (400, 520), {
+        "on_1": True, "lora_1": f"{LORA_NAME}.safetensors", "strength_model_1": 0.9, "strength_clip_1": 0.9,
+        **{f"on_{row}": False for row in (2, 3, 4)}, **{f"lora_{row}": "None" for row in (2, 3, 4)}})
+    apply = Node(3, "LookDevApplyLoRAStack", (500, 300), (320, 140), {},
+                 {"model": (1, "MODEL"), "lora_stack": (2, "lora_stack"), "clip": (1, "CLIP")})
+    nodes = [checkpoint(1, (40, 300)), stack, apply,
+             *storyboard_nodes(880, 300, model=(3, "model"), clip=(3, "clip"), vae=(1, "VAE"), first_id=4,
+                               lora_stack=(2, "lora_stack"), trigger_link=(3, "trigger_words"))]
+    notes = [Note(10, (40, -40), (780, 300), NOTE_STORYBOARD_OVERVIEW),
+             Note(11, (880, 760), (520, 340), NOTE_SHOTS),
+             Note(12, (1460, 1060), (440, 260), NOTE_RENDER)]
+    groups = [Group("1 - Model and LoRAs", (1, 2, 3)), Group("2 - Shots", (4,)),
+              Group("3 - Render and contact sheet", (5, 6))]
+    return nodes, notes, groups
+
+
+def train_and_storyboard():
+    nodes = [*training_nodes(40, 340),
+             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6)]
+    notes = [Note(10, (40, -20), (820, 300), NOTE_BOTH_OVERVIEW),
+             Note(11, (40, 1100), (380, 400), NOTE_DATASET),
+             Note(12, (480, 1100), (400, 400), NOTE_CAPTIONS),
+             Note(13, (1460, 760), (420, 520), NOTE_TRAINING),
+             Note(14, (380, 2000), (520, 340), NOTE_SHOTS),
+             Note(15, (1520, 2780), (440, 260), NOTE_RENDER)]
+    groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
+              Group("3 - Train and save", (4, 5)), Group("4 - Storyboard in the new style", (6, 7, 8), "#8a8")]
+    return nodes, notes, groups
+
+
+BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
+            "train_and_storyboard": train_and_storyboard}
+
+
+# --- serialisation -------------------------------------------------------------------------------
+
+def input_specs(info):
+    """[(name, kind, options, choices)] of a node's inputs in the order the editor builds them."""
+    specs = []
+    for section in ("required", "optional"):
+        for name in info["input_order"].get(section, []):
+            spec = info["input"][section][name]
+            choices = spec[0] if isinstance(spec[0], list) else None
+            specs.append((name, "COMBO" if choices is not None else spec[0], spec[1] if len(spec) > 1 else {}, choices))
+    return specs
+
+
+def is_widget(kind, options):
+    return kind in WIDGET_TYPES and not options.get("forceInput")
+
+
+def has_seed_control(name, kind, options):
+    """The editor adds a 'control after generate' widget after these (and saves its value)."""
+    return kind == "INT" and options.get("control_after_generate", name in ("seed", "noise_seed"))
+
+
+def widget_values(node, info):
+    """{name: value} of every widget of `node`: its own values, else the /object_info defaults."""
+    values = {}
+    for name, kind, options, choices in input_specs(info):
+        if not is_widget(kind, options):
+            continue
+        if name in node.widgets:
+            values[name] = node.widgets[name]
+        elif "default" in options:
+            values[name] = options["default"]
+        elif choices:
+            values[name] = choices[0]
+        else:
+            raise ValueError(f"{node.type}.{name} has no default; give it a value")
+    unknown = set(node.widgets) - set(values)
+    if unknown:
+        raise ValueError(f"{node.type} has no widgets {sorted(unknown)}")
+    return values
+
+
+def build(name, object_info):
+    """(editor-format workflow, API-format workflow) of workflow `name`."""
+    nodes, notes, groups = BUILDERS[name]()
+    by_id = {node.id: node for node in nodes}
+    links, ui_nodes, api = [], [], {}
+    outputs_of = {node.id: object_info[node.type]["output_name"] for node in nodes}
+    out_links = {}  # (node id, output index) -> [link ids]
+    for node in nodes:
+        info = object_info[node.type]
+        values = widget_values(node, info)
+        inputs, api_inputs, ui_values = [], {}, []
+        for name_, kind, options, _ in input_specs(info):
+            link_id = None
+            if name_ in node.links:
+                source, output = node.links[name_]
+                slot = outputs_of[source].index(output)
+                link_id = len(links) + 1
+                links.append([link_id, source, slot, node.id, len(inputs), object_info[by_id[source].type]["output"][slot]])
+                out_links.setdefault((source, slot), []).append(link_id)
+                api_inputs[name_] = [str(source), slot]
+            if is_widget(kind, options):
+                ui_values.append(values[name_])
+                if has_seed_control(name_, kind, options):
+                    ui_values.append(SEED_CONTROL)
+                api_inputs.setdefault(name_, values[name_])
+                if link_id is not None:
+                    inputs.append({"name": name_, "type": kind,
+                                   "widget": {"name": name_}, "link": link_id})
+            else:
+                inputs.append({"name": name_, "type": kind, "link": link_id})
+        ui_nodes.append({"id": node.id, "type": node.type, "pos": list(node.pos), "size": list(node.size),
+                         "flags": {}, "order": 0, "mode": 0, "inputs": inputs, "outputs": [],
+                         "properties": {"Node name for S&R": node.type}, "widgets_values": ui_values,
+                         **({"title": node.title} if node.title else {})})
+        api[str(node.id)] = {"inputs": api_inputs, "class_type": node.type,
+                             "_meta": {"title": node.title or info["display_name"]}}
+    for ui_node, node in zip(ui_nodes, nodes):
+        info = object_info[node.type]
+        ui_node["outputs"] = [{"name": out_name, "type": kind, "links": out_links.get((node.id, slot), []),
+                               "slot_index": slot}
+                              for slot, (out_name, kind) in enumerate(zip(info["output_name"], info["output"]))]
+    for order, node_id in enumerate(execution_order(nodes)):
+        next(n for n in ui_nodes if n["id"] == node_id)["order"] = order
+    note_nodes = [{"id": note.id, "type": "Note", "pos": list(note.pos), "size": list(note.size), "flags": {},
+                   "order": len(nodes) + index, "mode": 0, "inputs": [], "outputs": [], "properties": {},
+                   "widgets_values": [note.text], "color": NOTE_COLOR, "bgcolor": NOTE_BGCOLOR}
+                  for index, note in enumerate(notes)]
+    ui = {"last_node_id": max(n.id for n in [*nodes, *notes]), "last_link_id": len(links),
+          "nodes": ui_nodes + note_nodes, "links": links,
+          "groups": [group_json(group, by_id) for group in groups],
+          "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [60, 80]}}, "version": 0.4}
+    return ui, api
+
+
+def execution_order(nodes):
+    done, order = set(), []
+    pending = list(nodes)
+    while pending:
+        for node in pending:
+            if all(source in done for source, _ in node.links.values()):
+                order.append(node.id)
+                done.add(node.id)
+                pending.remove(node)
+                break
+        else:
+            raise ValueError("the workflow has a cycle")
+    return order
+
+
+def group_json(group, by_id):
+    members = [by_id[node_id] for node_id in group.members]
+    left = min(n.pos[0] for n in members) - 20
+    top = min(n.pos[1] for n in members) - 70
+    right = max(n.pos[0] + n.size[0] for n in members) + 20
+    bottom = max(n.pos[1] + n.size[1] for n in members) + 20
+    return {"title": group.title, "bounding": [left, top, right - left, bottom - top], "color": group.color,
+            "font_size": 24, "flags": {}}
+
+
+def fetch_object_info():
+    base = Path(tempfile.mkdtemp(prefix="lookdev-workflows-"))
+    try:
+        server = comfy_server.start(base)
+        try:
+            with urllib.request.urlopen(server.url + "/object_info", timeout=60) as response:
+                return json.load(response)
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def write_json(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def main():
+    object_info = fetch_object_info()
+    for name in BUILDERS:
+        ui, api = build(name, object_info)
+        write_json(WORKFLOWS / f"{name}.json", ui)
+        write_json(WORKFLOWS / "api" / f"{name}.json", api)
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""The LookDev demo: train a style LoRA on a sample noir dataset and render a storyboard with it,
+in one headless ComfyUI run of workflows/api/train_and_storyboard.json.
+
+    bash scripts/demo.sh [--checkpoint PATH] [--out DIR] [--steps N] [--quick]
+
+Without --checkpoint a tiny random-weight SD1.5 checkpoint is built and everything is shrunk
+(128 px, 40 steps), so the whole pipeline runs on a laptop CPU in minutes; the pictures are noise,
+the files are real. With --checkpoint (a real SD1.5 model) the workflow runs at its shipped
+settings on the GPU, unless --quick. Everything goes into the output folder, which is also the
+ComfyUI base folder of the server started here (models/, input/, output/, the server log).
+"""
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import comfy_server
+import demo_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
+TINY_CHECKPOINT = "lookdev_demo_tiny_sd15.safetensors"
+DATASET_IMAGES = 16
+QUICK_STEPS = 40
+RUN_TIMEOUT_S = 6 * 3600
+
+
+class DemoError(Exception):
+    """A failure the user can act on; the message says what happened and where to look."""
+
+
+def quick_settings(steps):
+    """Widget values by node type that shrink the shipped workflow for a CPU run."""
+    return {
+        "LookDevLoadDataset": {"resolution": "custom", "custom_resolution": 128},
+        "LookDevTrainStyleLoRA": {"steps": steps, "rank": 8, "alpha": 8.0, "learning_rate": 1e-3,
+                                  "warmup_steps": 0, "save_every": 0, "validate_every": max(1, steps // 2),
+                                  "validation_steps": 4, "validation_size": 128, "resume": False},
+        "LookDevStoryboardRender": {"steps": 6, "base_resolution": 128},
+        "LookDevContactSheet": {"cell_width": 256},
+    }
+
+
+def build_prompt(workflow, checkpoint, dataset, settings):
+    """The API workflow with the demo's checkpoint, dataset and settings filled in."""
+    settings = {**settings}
+    settings.setdefault("CheckpointLoaderSimple", {})["ckpt_name"] = checkpoint
+    settings.setdefault("LookDevLoadDataset", {})["folder"] = str(dataset)
+    prompt = json.loads(json.dumps(workflow))
+    for node_type, values in settings.items():
+        nodes = [node for node in prompt.values() if node["class_type"] == node_type]
+        if not nodes:
+            raise DemoError(f"{WORKFLOW} has no {node_type} node")
+        for node in nodes:
+            for name, value in values.items():
+                if name not in node["inputs"]:
+                    raise DemoError(f"{WORKFLOW}: {node_type} has no input {name!r}")
+                node["inputs"][name] = value
+    return prompt
+
+
+def build_tiny_checkpoint(path):
+    """The tiny SD1.5 checkpoint of scripts/tiny_models.py, built with ComfyUI's classes."""
+    comfy = comfy_server.comfyui_path()
+    if str(comfy) not in sys.path:
+        sys.path.insert(0, str(comfy))
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
+    import tiny_models
+
+    partial = path.with_name(path.name + ".partial")
+    tiny_models.save_sd15_checkpoint(partial, seed=0)
+    partial.replace(path)
+
+
+def install_checkpoint(args, models):
+    """The checkpoint's file name in the server's checkpoints folder (linked or built there)."""
+    folder = models / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint is None:
+        target = folder / TINY_CHECKPOINT
+        if not target.exists():
+            print("building a tiny random-weight SD1.5 checkpoint (the pictures will be noise; "
+                  "pass --checkpoint for a real model)", flush=True)
+            build_tiny_checkpoint(target)
+        return target.name
+    source = Path(args.checkpoint).expanduser().resolve()
+    link = folder / source.name
+    if link.is_symlink() or (link.exists() and link.resolve() != source):
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(source)
+    return link.name
+
+
+class Progress:
+    """One status line: a rewritten line on a terminal, a line every ~10% in a log."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_key = None
+
+    def show(self, text, done, total, key):
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            if done >= total:
+                self.stream.write("\n")
+        elif done in (1, total) or done % max(1, total // 10) == 0:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last_key = key
+
+    def line(self, text):
+        if self.tty and self.last_key is not None:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _rejection(answer):
+    lines = [f"ComfyUI refused the workflow: {answer.get('error', {}).get('message', answer)}"]
+    for node_id, node in (answer.get("node_errors") or {}).items():
+        for problem in node.get("errors", []):
+            lines.append(f"  node {node_id} ({node.get('class_type', '?')}): {problem.get('message', '')}"
+                         f" {problem.get('details', '')}".rstrip())
+    return "\n".join(lines)
+
+
+async def run_prompt(server, prompt, progress):
+    """Queue `prompt`, show its progress from the websocket and return (history entry, events)."""
+    import aiohttp
+
+    client_id = uuid.uuid4().hex
+    events = {}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{server.url}/ws?clientId={client_id}", heartbeat=30) as ws:
+            async with http.post(f"{server.url}/prompt", json={"prompt": prompt, "client_id": client_id}) as answer:
+                body = await answer.json(content_type=None)
+                if answer.status != 200:
+                    raise DemoError(_rejection(body))
+            prompt_id = body["prompt_id"]
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if server.process.poll() is not None:
+                    raise DemoError(f"ComfyUI exited with code {server.process.returncode} during the run; "
+                                    f"the end of its log ({server.log_path}):\n{server.log_tail()}")
+                try:
+                    message = await ws.receive(timeout=2)
+                except asyncio.TimeoutError:
+                    continue
+                if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    raise DemoError(f"the connection to ComfyUI closed during the run; see {server.log_path}")
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue  # binary messages are sampler previews
+                event = json.loads(message.data)
+                kind, data = event.get("type"), event.get("data") or {}
+                if data.get("prompt_id") not in (None, prompt_id):
+                    continue
+                events.setdefault(kind, []).append(data)
+                if show_event(kind, data, progress):
+                    break
+            else:
+                raise DemoError(f"the run did not finish within {RUN_TIMEOUT_S} s")
+        async with http.get(f"{server.url}/history/{prompt_id}") as answer:
+            history = (await answer.json())[prompt_id]
+    return history, events
+
+
+def show_event(kind, data, progress):
+    """Print one websocket event; True once the prompt has finished."""
+    if kind == "lookdev.train.progress":
+        progress.show(f"training {data['name']}: step {data['step']}/{data['total']}  loss {data['loss']:.4f}  "
+                      f"(smoothed {data['loss_smooth']:.4f}, eta {data['eta_s']:.0f}s)",
+                      data["step"], data["total"], "train")
+    elif kind == "lookdev.train.preview":
+        progress.line(f"validation renders at step {data['step']}: {len(data['images'])} images")
+    elif kind == "lookdev.train.done":
+        progress.line(f"LoRA saved after {data['steps']} steps in {data['seconds']:.0f}s: {data['path']}")
+    elif kind == "lookdev.render.progress":
+        progress.show(f"rendering shot {data['index']}/{data['total']} ({data['shot'][:40]}): "
+                      f"step {data['step']}/{data['steps']}",
+                      (data["index"] - 1) * data["steps"] + data["step"], data["total"] * data["steps"], "render")
+    elif kind == "execution_error":
+        raise DemoError(f"the run failed in node {data.get('node_id')} ({data.get('node_type')}): "
+                        f"{data.get('exception_message', '').strip()}")
+    elif kind == "execution_interrupted":
+        raise DemoError(f"the run was interrupted in node {data.get('node_id')} ({data.get('node_type')})")
+    elif kind == "execution_success" or (kind == "executing" and data.get("node") is None):
+        return True
+    return False
+
+
+def output_files(history, prompt, base, node_type):
+    """Absolute paths of the output images that nodes of `node_type` saved."""
+    files = []
+    for node_id, output in (history.get("outputs") or {}).items():
+        if prompt.get(node_id, {}).get("class_type") == node_type:
+            files += [base / "output" / image.get("subfolder", "") / image["filename"]
+                      for image in output.get("images", []) if image.get("type") == "output"]
+    return files
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="a real SD1.5 checkpoint (.safetensors) to train and render with; "
+                                             "default: a tiny random-weight one, built here")
+    parser.add_argument("--out", default=str(ROOT / "demo-out"),
+                        help="output folder, also the ComfyUI base folder (default: demo-out/ in the checkout)")
+    parser.add_argument("--steps", type=int, help=f"training steps (default: {QUICK_STEPS} with the tiny "
+                                                  "checkpoint or --quick, else the workflow's)")
+    parser.add_argument("--quick", action="store_true", help="shrink sizes and steps even with --checkpoint")
+    parser.add_argument("--cpu", action="store_true", help="run ComfyUI on the CPU (always with the tiny checkpoint)")
+    args = parser.parse_args(argv)
+    if args.checkpoint is not None and not Path(args.checkpoint).expanduser().is_file():
+        parser.error(f"--checkpoint: the file {args.checkpoint} does not exist")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    return args
+
+
+def demo(args):
+    started = time.monotonic()
+    out = Path(args.out).expanduser().resolve()
+    quick = args.quick or args.checkpoint is None
+    comfy_server.prepare_base(out)
+    checkpoint = install_checkpoint(args, out / "models")
+    dataset = demo_dataset.write_dataset(out / "dataset" / "noir", count=DATASET_IMAGES)
+    print(f"sample dataset: {DATASET_IMAGES} noir scenes with captions in {dataset}", flush=True)
+    settings = quick_settings(args.steps or QUICK_STEPS) if quick else {}
+    if args.steps and not quick:
+        settings["LookDevTrainStyleLoRA"] = {"steps": args.steps}
+    prompt = build_prompt(json.loads(WORKFLOW.read_text(encoding="utf-8")), checkpoint, dataset, settings)
+
+    print("starting ComfyUI ...", flush=True)
+    try:
+        server = comfy_server.start(out, cpu=args.cpu or args.checkpoint is None)
+    except comfy_server.ServerStartError as exc:
+        raise DemoError(f"ComfyUI did not start: {exc}") from exc
+    try:
+        print(f"ComfyUI at {server.url} (log: {server.log_path}); running {WORKFLOW.relative_to(ROOT)}", flush=True)
+        history, events = asyncio.run(run_prompt(server, prompt, Progress()))
+    finally:
+        server.stop()
+    if (history.get("status") or {}).get("status_str") == "error":
+        raise DemoError(f"the run failed; see {server.log_path}")
+    done = (events.get("lookdev.train.done") or [{}])[-1]
+    frames = sorted(output_files(history, prompt, out, "LookDevStoryboardRender"))
+    sheet = output_files(history, prompt, out, "LookDevContactSheet")
+    pdf = [path.with_suffix(".pdf") for path in sheet if path.with_suffix(".pdf").exists()]
+    print(f"\ndone in {time.monotonic() - started:.0f}s")
+    print(f"LoRA:           {done.get('path')}")
+    for path in output_files(history, prompt, out, "SaveImage"):
+        print(f"loss chart:     {path}")
+    print(f"frames:         {len(frames)} in {frames[0].parent if frames else '-'}")
+    for path in frames:
+        print(f"  frame:        {path}")
+    for path in [*sheet, *pdf]:
+        print(f"contact sheet:  {path}")
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # A plain `kill` stops the server too: the finally blocks run on SystemExit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        return demo(args)
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; ComfyUI was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

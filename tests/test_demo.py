@@ -1,0 +1,158 @@
+"""scripts/demo.sh, the README's first command, run as a user runs it: provisioning (already done,
+so it only checks), the generated noir dataset, the tiny checkpoint, a ComfyUI server, the shipped
+train-and-storyboard workflow headless, and the files it reports. Also its errors and Ctrl-C.
+
+The demo runs with fewer training steps than its default to keep the suite short; everything else
+is the default path.
+"""
+
+import json
+import os
+import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from comfy_server import comfyui_path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "scripts" / "demo.sh"
+SHOTS = ["SH010", "SH020", "SH030", "SH040", "SH050", "SH060"]  # the shipped workflow's shot list
+TRIGGER = "lkdv_noir"
+RUN_TIMEOUT_S = 1200
+
+
+def demo_env():
+    """The environment of this test run, so provisioning finds what is already installed."""
+    return {**os.environ, "LOOKDEV_VENV": os.environ.get("LOOKDEV_VENV", sys.prefix),
+            "COMFYUI_PATH": str(comfyui_path())}
+
+
+def start_demo(*args):
+    return subprocess.Popen(["bash", str(DEMO), *args], cwd=ROOT, env=demo_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def reported(stdout, label):
+    """The paths the demo printed after `label:`."""
+    return [Path(line.split(":", 1)[1].strip()) for line in stdout.splitlines()
+            if line.strip().startswith(f"{label}:")]
+
+
+def safetensors_metadata(path):
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        return json.loads(fh.read(size))["__metadata__"]
+
+
+def server_answers(url):
+    try:
+        with urllib.request.urlopen(url + "/system_stats", timeout=5):
+            return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    missing = tmp_path / "no such model.safetensors"
+    demo = start_demo("--checkpoint", str(missing), "--out", str(tmp_path / "out"))
+    stdout, stderr = demo.communicate(timeout=RUN_TIMEOUT_S)
+    assert demo.returncode == 2, stdout + stderr
+    assert f"--checkpoint: the file {missing} does not exist" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    return tmp_path_factory.mktemp("demo") / "out"
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_out):
+    demo = start_demo("--out", str(demo_out), "--steps", "6")
+    stdout, stderr = demo.communicate(timeout=RUN_TIMEOUT_S)
+    assert demo.returncode == 0, f"{stdout}\n{stderr}"
+    return stdout
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
+    stdout = demo_run
+    assert "training noir_style: step 6/6" in stdout
+    [lora] = reported(stdout, "LoRA")
+    assert lora == demo_out / "models" / "loras" / "noir_style.safetensors"
+    metadata = safetensors_metadata(lora)
+    assert json.loads(metadata["lookdev.trigger_words"]) == [TRIGGER]
+    assert json.loads(metadata["lookdev.config"])["steps"] == 6
+
+    [chart] = reported(stdout, "loss chart")
+    assert chart.parent == demo_out / "output" / "lookdev" and Image.open(chart).size[0] > 200
+
+    frames = reported(stdout, "frame")
+    assert [frame.stem for frame in frames] == SHOTS
+    sizes = set()
+    for frame in frames:
+        with Image.open(frame) as image:
+            image.load()
+            sizes.add(image.size)
+            assert image.format == "PNG" and TRIGGER in json.loads(image.info["lookdev"])["prompt"]
+    assert len(sizes) > 1, "the shots ask for different aspects"
+
+    sheet, pdf = reported(stdout, "contact sheet")
+    assert sheet.name == "_contact_sheet.png" and sheet.parent == frames[0].parent
+    with Image.open(sheet) as image:
+        assert image.width >= 3 * 256
+    assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF")
+
+    url = next(line.split()[2] for line in stdout.splitlines() if line.startswith("ComfyUI at "))
+    assert not server_answers(url), "the demo left its ComfyUI server running"
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_ctrl_c_stops_the_server(demo_run, demo_out):
+    """A second run in the same folder reuses the checkpoint; Ctrl-C once the server is up stops both."""
+    demo = start_demo("--out", str(demo_out), "--steps", "6")
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in demo.stdout], daemon=True).start()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    url = None
+    while url is None and time.monotonic() < deadline and demo.poll() is None:
+        try:
+            line = lines.get(timeout=1)
+        except queue.Empty:
+            continue
+        assert not line.startswith("building a tiny"), "the checkpoint of the first run was not reused"
+        if line.startswith("ComfyUI at "):
+            url = line.split()[2]
+    assert url and server_answers(url), demo.stderr.read() if demo.poll() is not None else "no server line"
+    demo.send_signal(signal.SIGINT)
+    assert demo.wait(timeout=60) == 130
+    assert "interrupted; ComfyUI was stopped" in demo.stderr.read()
+    assert not server_answers(url)
+
+
+def test_failures_are_reported_by_node():
+    """What the demo prints for a refused workflow and for a node that fails while running."""
+    import demo
+
+    refused = demo._rejection({"error": {"message": "Prompt outputs failed validation"}, "node_errors": {
+        "1": {"class_type": "CheckpointLoaderSimple",
+              "errors": [{"message": "Value not in list", "details": "ckpt_name: 'x.safetensors' not in []"}]}}})
+    assert refused.splitlines() == [
+        "ComfyUI refused the workflow: Prompt outputs failed validation",
+        "  node 1 (CheckpointLoaderSimple): Value not in list ckpt_name: 'x.safetensors' not in []"]
+    with pytest.raises(demo.DemoError, match=r"^the run failed in node 4 \(LookDevTrainStyleLoRA\): "
+                                             r"the dataset has no images$"):
+        demo.show_event("execution_error", {"node_id": "4", "node_type": "LookDevTrainStyleLoRA",
+                                            "exception_message": "the dataset has no images\n"}, demo.Progress())

@@ -1,0 +1,194 @@
+"""The shipped example workflows (workflows/*.json for the editor, workflows/api/*.json for scripts):
+ComfyUI's template browser lists them, every node, input and widget value exists in a real
+server's /object_info, the API twins pass ComfyUI's own prompt validation, the twins agree, and
+the batch renderer takes the storyboard workflow.
+
+Model files the workflows name as placeholders (the stock SD1.5 checkpoint name, the style LoRA the
+training workflow makes) are put into the model folders first, as a user would have them.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lookdev.trainer.render import batch
+from lora_files import write_lora
+
+pytestmark = [pytest.mark.server]
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+NAMES = ["storyboard_in_style", "train_and_storyboard", "train_style_lora"]
+VIRTUAL = {"Note", "MarkdownNote"}  # editor-only nodes: not in /object_info, never queued
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
+
+
+def ui_workflow(name):
+    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def api_workflow(name):
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def model_file_names():
+    """(checkpoint names, LoRA names) the shipped workflows choose."""
+    checkpoints, loras = set(), set()
+    for name in NAMES:
+        for node in api_workflow(name).values():
+            for key, value in node["inputs"].items():
+                if key == "ckpt_name":
+                    checkpoints.add(value)
+                elif key.startswith("lora_") and isinstance(value, str) and value != "None":
+                    loras.add(value)
+    return checkpoints, loras
+
+
+def provide_model_files(checkpoints_dir, loras_dir, tiny_checkpoint_path, bundle):
+    checkpoints, loras = model_file_names()
+    for name in checkpoints:
+        if not (checkpoints_dir / name).exists():
+            (checkpoints_dir / name).symlink_to(tiny_checkpoint_path)
+    for name in loras:
+        if not (loras_dir / name).exists():
+            write_lora(loras_dir, name, bundle, "sd15", trigger_words=("lkdv_noir",))
+
+
+@pytest.fixture(scope="module")
+def object_info(server, comfy, tiny_checkpoint):
+    provide_model_files(server.base / "models" / "checkpoints", server.base / "models" / "loras",
+                        comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
+    return server.get("/object_info").json()
+
+
+@pytest.fixture(scope="module")
+def host(comfy, tiny_checkpoint):
+    """The in-process ComfyUI with the workflows' model files, for prompt validation."""
+    provide_model_files(comfy.models_dir("checkpoints"), comfy.models_dir("loras"),
+                        comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
+    return comfy
+
+
+def input_specs(info):
+    """[(name, spec)] of a node type's inputs, in the order the editor builds widgets."""
+    return [(name, info["input"][section][name])
+            for section in ("required", "optional") for name in info["input_order"].get(section, [])]
+
+
+def is_widget(spec):
+    options = spec[1] if len(spec) > 1 else {}
+    return (isinstance(spec[0], list) or spec[0] in WIDGET_TYPES) and not options.get("forceInput")
+
+
+def has_seed_control(name, spec):
+    options = spec[1] if len(spec) > 1 else {}
+    return spec[0] == "INT" and options.get("control_after_generate", name in ("seed", "noise_seed"))
+
+
+def named_widget_values(node, info):
+    """{widget name: value} of an editor-format node, its seed-control values checked and dropped."""
+    values = list(node.get("widgets_values", []))
+    named = {}
+    for name, spec in input_specs(info):
+        if not is_widget(spec):
+            continue
+        assert values, f"node {node['id']} ({node['type']}) has too few widget values"
+        named[name] = values.pop(0)
+        if has_seed_control(name, spec):
+            control = values.pop(0)
+            assert control in SEED_CONTROLS, f"node {node['id']}: {control!r} after {name} is no seed control"
+    assert values == [], f"node {node['id']} ({node['type']}) has widget values left over: {values}"
+    return named
+
+
+def check_value(node_type, name, spec, value):
+    kind = spec[0]
+    options = spec[1] if len(spec) > 1 else {}
+    where = f"{node_type}.{name} = {value!r}"
+    if isinstance(kind, list):
+        assert value in kind, f"{where} is not one of the choices"
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+    elif kind == "STRING":
+        assert isinstance(value, str), where
+    else:
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        if kind == "INT":
+            assert isinstance(value, int), f"{where} is not a whole number"
+        assert options.get("min", value) <= value <= options.get("max", value), f"{where} is out of range"
+
+
+def test_template_browser_lists_exactly_the_three(server):
+    listed = server.get("/api/workflow_templates").json()
+    assert {pack: sorted(names) for pack, names in listed.items()} == {"LookDev": NAMES}
+    for name in NAMES:
+        served = server.get(f"/api/workflow_templates/LookDev/{name}.json").json()
+        assert served == ui_workflow(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_editor_workflow_matches_object_info(object_info, name):
+    workflow = ui_workflow(name)
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    notes = [node for node in nodes.values() if node["type"] in VIRTUAL]
+    assert len(notes) >= 3 and all(len(node["widgets_values"][0]) > 200 for node in notes), \
+        "every workflow explains its steps in Note nodes"
+    for node in nodes.values():
+        if node["type"] in VIRTUAL:
+            continue
+        info = object_info.get(node["type"])
+        assert info is not None, f"node type {node['type']} is not installed"
+        specs = dict(input_specs(info))
+        for name_, value in named_widget_values(node, info).items():
+            check_value(node["type"], name_, specs[name_], value)
+        for slot in node["inputs"]:
+            assert slot["name"] in specs, f"{node['type']} has no input {slot['name']}"
+        assert [(o["name"], o["type"]) for o in node["outputs"]] == list(zip(info["output_name"], info["output"]))
+        required = [n for n in info["input_order"]["required"] if not is_widget(info["input"]["required"][n])]
+        linked = {slot["name"] for slot in node["inputs"] if slot["link"] is not None}
+        assert set(required) <= linked, f"node {node['id']} ({node['type']}): {set(required) - linked} unconnected"
+    for link_id, source, slot, target, target_slot, kind in workflow["links"]:
+        assert nodes[source]["outputs"][slot]["type"] == kind and link_id in nodes[source]["outputs"][slot]["links"]
+        target_input = nodes[target]["inputs"][target_slot]
+        assert target_input["link"] == link_id and target_input["type"] == kind
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_passes_comfyui_validation(host, name):
+    valid, error, node_errors = host.validate(api_workflow(name))
+    assert valid, (error, node_errors)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_editor_and_api_twins_agree(object_info, name):
+    workflow, api = ui_workflow(name), api_workflow(name)
+    nodes = [node for node in workflow["nodes"] if node["type"] not in VIRTUAL]
+    assert sorted(api) == sorted(str(node["id"]) for node in nodes)
+    links = {link[0]: link for link in workflow["links"]}
+    for node in nodes:
+        expected = named_widget_values(node, object_info[node["type"]])
+        for slot in node["inputs"]:
+            if slot["link"] is not None:
+                _, source, source_slot, *_ = links[slot["link"]]
+                expected[slot["name"]] = [str(source), source_slot]
+        twin = api[str(node["id"])]
+        assert twin["class_type"] == node["type"]
+        assert twin["inputs"] == expected, f"node {node['id']} ({node['type']})"
+
+
+def test_batch_renderer_takes_the_storyboard_workflow():
+    path = WORKFLOWS / "api" / "storyboard_in_style.json"
+    workflow = batch.load_workflow(path)
+    node_id = batch.find_shot_node(workflow)
+    assert workflow[node_id]["class_type"] == "LookDevShotList"
+    with pytest.raises(ValueError, match="editor format"):
+        batch.load_workflow(WORKFLOWS / "storyboard_in_style.json")
+
+
+def test_the_combined_workflow_renders_with_the_model_it_trains():
+    api = api_workflow("train_and_storyboard")
+    render = next(node for node in api.values() if node["class_type"] == "LookDevStoryboardRender")
+    source = api[render["inputs"]["model"][0]]
+    assert source["class_type"] == "LookDevTrainStyleLoRA" and render["inputs"]["model"][1] == 0
