@@ -11,7 +11,6 @@ import asyncio
 import copy
 import inspect
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -250,15 +249,8 @@ def _record_events(host):
 # Server subprocess
 
 
-@dataclass
-class ComfyServer:
-    process: subprocess.Popen
-    url: str
-    base: Path
-    log_path: Path
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
+class ComfyServer(comfy_server.ServerProcess):
+    """A started server with the HTTP helpers tests use."""
 
     def get(self, route, timeout=30):
         import requests
@@ -289,9 +281,6 @@ class ComfyServer:
                 raise AssertionError(f"ComfyUI exited with {self.process.returncode}:\n{self.log()[-4000:]}")
             time.sleep(0.2)
         raise AssertionError(f"prompt {prompt_id} did not finish in {timeout}s:\n{self.log()[-4000:]}")
-
-    def stop(self):
-        comfy_server.ServerProcess(self.process, self.url, self.base, self.log_path).stop()
 
 
 def start_server(base_dir, extra_args=(), timeout=180, python=None):
