@@ -279,8 +279,12 @@ def test_the_pack_adds_no_server_routes(comfy):
     # The one thing served: the web extension's scripts, as static files under /extensions/LookDev/.
     assert added_web == {"LookDev": ROOT / "web"}
     assert sorted(p.suffix for p in (ROOT / "web").rglob("*") if p.is_file()) == [".js"] * 3
-    assert not [p for p in ROOT.iterdir() if p.name in ("example_workflows", "example", "examples", "workflow",
-                                                          "workflows", "subgraphs")]  # ComfyUI would serve these
+    # ComfyUI itself serves a pack's example-workflow folder, read-only, for its template browser:
+    # the pack has one, `workflows/`, and it holds workflow JSON only.
+    served = [p.name for p in ROOT.iterdir() if p.name in ("example_workflows", "example", "examples", "workflow",
+                                                           "workflows", "subgraphs")]
+    assert served == ["workflows"]
+    assert {p.suffix for p in (ROOT / "workflows").rglob("*") if p.is_file()} == {".json"}
 
 
 TEST_NODES = '''"""Test-only custom nodes. LookDevTest_TinyModels: the tests' tiny SD1.5 MODEL/CLIP/VAE.
