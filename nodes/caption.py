@@ -10,7 +10,7 @@ from ..trainer.captioning.common import MAX_NEW_TOKENS_LIMIT, NUM_BEAMS_LIMIT
 from ..trainer.dataset.recaption import CaptionConfig, recaption
 from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
-NO_MODEL = "(no captioning model installed)"
+NO_MODEL = "(none)"  # always offered, so a workflow that needs no model validates anywhere
 DEFAULT_TASK = "(model default)"
 
 
@@ -32,6 +32,10 @@ def _describer(name, options, batch_size):
     def describe(images):
         roots = comfy_bridge.captioner_roots()
         if name == NO_MODEL:
+            installed = captioner_names()
+            if installed:
+                raise CaptionerModelError(f"captioner is {NO_MODEL}: pick a captioning model in 'captioner' "
+                                          f"({', '.join(installed)}) or use the keep or template mode")
             raise CaptionerModelError(
                 f"no captioning model is installed: put a BLIP or Florence-2 model folder "
                 f"(config.json, model.safetensors, tokenizer and preprocessor files) into "
@@ -77,10 +81,11 @@ class CaptionDataset:
                 "dataset": tip(DATASET, "The dataset to caption, from LookDev Load Dataset or "
                                "Dataset From Images."),
                 "mode": from_config(CaptionConfig, "mode"),
-                "captioner": tip(captioner_names() or [NO_MODEL], "Captioning model for the "
+                "captioner": tip([*captioner_names(), NO_MODEL], "Captioning model for the "
                                  "model modes: a folder in ComfyUI's models/captioners holding a "
                                  "BLIP or Florence-2 model (config.json, model.safetensors, "
-                                 "tokenizer and preprocessor files). Nothing is downloaded."),
+                                 f"tokenizer and preprocessor files). Nothing is downloaded. "
+                                 f"{NO_MODEL}: no model, for the keep and template modes."),
                 "template": from_config(CaptionConfig, "template"),
                 "trigger": from_config(CaptionConfig, "trigger"),
                 "style_words": from_config(CaptionConfig, "style_words"),

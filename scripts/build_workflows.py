@@ -11,7 +11,6 @@ tests/test_workflows.py checks the files against /object_info and against each o
 """
 
 import json
-import shutil
 import sys
 import tempfile
 import urllib.request
@@ -84,7 +83,7 @@ def training_nodes(x, y):
         Node(2, "LookDevLoadDataset", (x, y + 160), (380, 560), {
             "folder": DATASET_FOLDER, "trigger": TRIGGER, "resolution": "512"}),
         Node(3, "LookDevCaptionDataset", (x + 440, y + 160), (400, 470), {
-            "mode": "model for uncaptioned", "captioner": "(no captioning model installed)",
+            "mode": "model for uncaptioned", "captioner": "(none)",
             "style_words": STYLE_WORDS}, {"dataset": (2, "dataset")}),
         Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 1560), {
             "name": LORA_NAME, "steps": 800, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
@@ -370,23 +369,23 @@ def group_json(group, by_id):
 
 
 def fetch_object_info():
-    base = Path(tempfile.mkdtemp(prefix="lookdev-workflows-"))
-    try:
-        server = comfy_server.start(base)
+    with tempfile.TemporaryDirectory(prefix="lookdev-workflows-") as base:
+        server = comfy_server.start(Path(base))
         try:
             with urllib.request.urlopen(server.url + "/object_info", timeout=60) as response:
                 return json.load(response)
         finally:
             server.stop()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def write_json(path, data):
+    from _pack import alias_pack
+
+    alias_pack()
+    from lookdev.trainer.fileio import write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def main():

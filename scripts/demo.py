@@ -74,9 +74,7 @@ def build_tiny_checkpoint(path):
     comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
     import tiny_models
 
-    partial = path.with_name(path.name + ".partial")
-    tiny_models.save_sd15_checkpoint(partial, seed=0)
-    partial.replace(path)
+    tiny_models.save_sd15_checkpoint(path, seed=0)  # written atomically
 
 
 def install_checkpoint(args, models):

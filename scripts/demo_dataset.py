@@ -143,11 +143,16 @@ def draw_scene(index, seed=0):
 
 def write_dataset(folder, count=16, seed=0):
     """Write `count` scenes as noir_NN.png with noir_NN.txt captions into `folder`; return it."""
+    from _pack import alias_pack
+
+    alias_pack()
+    from lookdev.trainer.fileio import write_image, write_text
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         image, caption = draw_scene(index, seed)
         stem = folder / f"noir_{index:02d}"
-        image.save(stem.with_suffix(".png"), optimize=False)
-        stem.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+        write_image(stem.with_suffix(".png"), image, "PNG", optimize=False)
+        write_text(stem.with_suffix(".txt"), caption + "\n")
     return folder

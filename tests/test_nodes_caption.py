@@ -190,10 +190,17 @@ def test_a_missing_model_says_where_to_put_it(comfy, captioners, capture_list, r
     assert "Put all of the model's files" in message and str(captioners / "blip-large") in message
 
 
-def test_no_installed_model_is_a_clear_error(comfy, captioners, capture_list, refs):
-    message = caption_error(comfy, loader(refs), mode="model",
-                            captioner="(no captioning model installed)")
-    assert "no captioning model is installed" in message and str(captioners) in message
+def test_no_model_chosen_names_the_installed_ones(comfy, captioners, capture_list, refs):
+    message = caption_error(comfy, loader(refs), mode="model", captioner="(none)")
+    assert "pick a captioning model" in message and "tiny-blip" in message and "tiny-florence2" in message
+
+
+def test_no_installed_model_says_where_to_put_one(comfy, captioners, capture_list, refs, tmp_path, monkeypatch):
+    empty = tmp_path / "no_captioners"
+    empty.mkdir()
+    monkeypatch.setitem(comfy.folder_paths.folder_names_and_paths, "captioners", ([str(empty)], {".json", ".safetensors"}))
+    message = caption_error(comfy, loader(refs), mode="model", captioner="(none)")
+    assert "no captioning model is installed" in message and str(empty) in message
 
 
 def test_a_task_the_model_cannot_do_is_named(comfy, captioners, capture_list, refs):
@@ -235,7 +242,7 @@ def test_object_info_lists_the_nodes_and_the_captioner_dropdown(server, captione
     assert {"LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevCaptionDataset"} <= set(info)
     spec = info["LookDevCaptionDataset"]
     choices, options = spec["input"]["required"]["captioner"]
-    assert choices == [MODELS["blip"]] and options["tooltip"]
+    assert choices == [MODELS["blip"], "(none)"] and options["tooltip"]  # '(none)' for keep/template
     assert spec["output_is_list"] == [False, True, False]
     assert spec["input"]["required"]["mode"][0] == ["keep", "template", "model",
                                                     "model for uncaptioned"]
