@@ -26,7 +26,6 @@ shot (same prompt, negative, seed, size, sampler).
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -79,89 +78,36 @@ def parse_args(argv=None):
 
 # --- the server ---------------------------------------------------------------------------------
 
-def comfyui_path():
-    env = os.environ.get("COMFYUI_PATH")
-    path = Path(env) if env else _bench.ROOT / ".host" / "ComfyUI"
-    if not (path / "main.py").exists():
-        raise SystemExit(f"no ComfyUI at {path}: set COMFYUI_PATH or run scripts/bootstrap.sh")
-    return path.resolve()
+def make_checkpoint(base):
+    """The tiny checkpoint in the server's base folder, made once, as the tests make it."""
+    import comfy_server
 
-
-def comfyui_version(path):
-    return (path / "comfyui_version.py").read_text().split('"')[-2]
-
-
-def prepare_base(base, comfy):
-    """The server's base folder: the pack linked in, the tiny checkpoint (made once, as the tests make it)."""
-    for sub in ("input", "output", "temp", "user", "custom_nodes", "models/checkpoints"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    link = base / "custom_nodes" / "LookDev"
-    if not link.exists():
-        link.symlink_to(_bench.ROOT, target_is_directory=True)
     checkpoint = base / "models" / "checkpoints" / CHECKPOINT
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     if not checkpoint.exists():
         # In a child process, so this client never loads torch models itself.
         code = ("import sys; sys.path[:0] = sys.argv[1:3]; import comfy.cli_args; comfy.cli_args.args.cpu = True; "
                 "import tiny_models; tiny_models.save_sd15_checkpoint(sys.argv[3], seed=0)")
-        subprocess.run([sys.executable, "-c", code, str(comfy), str(_bench.ROOT / "scripts"), str(checkpoint)],
-                       check=True)
+        subprocess.run([sys.executable, "-c", code, str(comfy_server.comfyui_path()), str(_bench.ROOT / "scripts"),
+                        str(checkpoint)], check=True)
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen
-    url: str
-    log_path: Path
-    output: Path
-
-    def log_size(self):
-        return self.log_path.stat().st_size
-
-    def log_since(self, offset):
-        with open(self.log_path, "rb") as log:
-            log.seek(offset)
-            return log.read().decode(errors="replace")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def log_size(server):
+    return server.log_path.stat().st_size
 
 
-def start_server(base, comfy, threads, timeout=240):
-    """`main.py --cpu` on a free loopback port, SDPA attention, its log in the base folder."""
-    import socket
-    from lookdev.trainer.render.comfy_http import ComfyClient, ServerUnavailable
+def log_since(server, offset):
+    with open(server.log_path, "rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    log_path = base / "comfyui.log"
-    cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
-           str(base), "--disable-auto-launch", "--use-pytorch-cross-attention"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=comfy, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Server(process, f"http://127.0.0.1:{port}", log_path, base / "output")
-    client = ComfyClient(server.url, timeout=10)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"ComfyUI exited with {process.returncode}:\n{server.log_since(0)[-4000:]}")
-        try:
-            client.ping()
-            return server
-        except ServerUnavailable:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise
-        time.sleep(0.3)
+
+def start_server(base, threads):
+    """`main.py --cpu` on a free loopback port (scripts/comfy_server.py), `threads` torch threads."""
+    import comfy_server
+
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
+    return comfy_server.start(base, timeout=240, env=env)
 
 
 class Events:
@@ -339,14 +285,14 @@ def run_mode(mode, args, size, rnd, jobs, ctx, count=None):
     else:
         prompts = [core_prompt(args, job, tag) for job in jobs]
     load = _bench.load_now()
-    log_offset = server.log_size()
+    log_offset = log_size(server)
     peak.start()
     wall, posted = execute(client, events, server, prompts, mode == "all queued", args.timeout)
     run = Run(mode, size, rnd, wall, posted, {pid: list(events.by_prompt[pid]) for pid, _ in posted}, load,
               peak.above())
-    run.loads_logged = server.log_since(log_offset).count("Requested to load")
+    run.loads_logged = log_since(server, log_offset).count("Requested to load")
     run.parts = breakdown(run, args.steps)
-    run.files = saved_files(run, server.output)
+    run.files = saved_files(run, server.base / "output")
     return run
 
 
@@ -474,14 +420,15 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)  # for the header: the server gets OMP_NUM_THREADS
-    comfy = comfyui_path()
+    import comfy_server
+
     base = _bench.WORK / "storyboard"
-    prepare_base(base, comfy)
-    machine = _bench.machine(type("Host", (), {"version": comfyui_version(comfy)}))
+    make_checkpoint(base)
+    machine = _bench.machine(type("Host", (), {"version": comfy_server.comfyui_version()}))
     print(machine, flush=True)
     bench_began = time.perf_counter()
     shutil.rmtree(base / "output" / "sbq", ignore_errors=True)  # frames of earlier runs
-    server = start_server(base, comfy, args.threads)
+    server = start_server(base, args.threads)
     events = None
     try:
         client = ComfyClient(server.url, timeout=60)

@@ -39,6 +39,11 @@ def comfyui_path():
     return ROOT / ".host" / "ComfyUI"
 
 
+def comfyui_version(path=None):
+    text = (Path(path or comfyui_path()) / "comfyui_version.py").read_text()
+    return text.split('"')[-2]
+
+
 def free_port():
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,8 +90,9 @@ class ServerProcess:
             self.process.wait()
 
 
-def start(base, python=None, extra_args=(), timeout=180, cpu=True):
+def start(base, python=None, extra_args=(), timeout=180, cpu=True, env=None):
     """Start `main.py` for base folder `base` on a free loopback port; return once it answers.
+    `env`: variables added to this process's environment for the server (e.g. thread counts).
 
     The server runs in its own process group, so a Ctrl-C in the terminal reaches the caller,
     which stops it. Raises ServerStartError (with the log's tail) if it exits or stays silent.
@@ -100,7 +106,7 @@ def start(base, python=None, extra_args=(), timeout=180, cpu=True):
     cmd = [python or sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port),
            "--base-directory", str(base), "--disable-auto-launch", *(["--cpu"] if cpu else []),
            "--use-pytorch-cross-attention", *extra_args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=path, stdout=log, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)

@@ -23,12 +23,7 @@ SCRIPTS = ROOT / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import comfy_server  # noqa: E402  (scripts/: shared with the demo)
-from comfy_server import comfyui_path  # noqa: E402
-
-
-def comfyui_version(path=None):
-    text = (Path(path or comfyui_path()) / "comfyui_version.py").read_text()
-    return text.split('"')[-2]
+from comfy_server import comfyui_path, comfyui_version  # noqa: E402
 
 
 def _call_maybe_async(fn, *args, **kwargs):
