@@ -344,7 +344,7 @@ def breakdown(run, steps):
             if "ckpt" in spans:
                 parts["model load"] += spans["ckpt"]
             sampled, shots = sampling_seconds(step_times(events, "lookdev"), steps)
-            first, _, step = shots[0]
+            first, _, step = shots[min(shots)]  # the first shot rendered
             # Before the first step: every prompt encoded (and the first shot's sampler set-up).
             parts["text encode"] += first - step - starts["render"]
             parts["sampling"] += sampled
