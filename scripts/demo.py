@@ -22,6 +22,10 @@ from pathlib import Path
 
 import comfy_server
 import demo_dataset
+from _pack import alias_pack
+
+alias_pack()
+from lookdev.trainer.render.comfy_http import rejection_reasons  # noqa: E402  (after the alias)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
@@ -123,12 +127,8 @@ class Progress:
 
 
 def _rejection(answer):
-    lines = [f"ComfyUI refused the workflow: {answer.get('error', {}).get('message', answer)}"]
-    for node_id, node in (answer.get("node_errors") or {}).items():
-        for problem in node.get("errors", []):
-            lines.append(f"  node {node_id} ({node.get('class_type', '?')}): {problem.get('message', '')}"
-                         f" {problem.get('details', '')}".rstrip())
-    return "\n".join(lines)
+    message, problems = rejection_reasons(answer)
+    return "\n".join([f"ComfyUI refused the workflow: {message or answer}", *(f"  {p}" for p in problems)])
 
 
 async def run_prompt(server, prompt, progress):

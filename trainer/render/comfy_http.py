@@ -109,16 +109,24 @@ class ComfyClient:
         return body
 
 
-def _describe_rejection(answer):
+def rejection_reasons(answer):
+    """(the error message, ["node <id> (<type>): <message> <details>", ...]) of a /prompt answer
+    that refused a workflow."""
     if not isinstance(answer, dict):
-        return "no reason given"
+        return "", []
     error = answer.get("error")
-    parts = [error.get("message", "") if isinstance(error, dict) else str(error or "")]
+    message = error.get("message", "") if isinstance(error, dict) else str(error or "")
+    problems = []
     for node_id, node in (answer.get("node_errors") or {}).items():
         for problem in node.get("errors", []) if isinstance(node, dict) else []:
-            parts.append(f"node {node_id} ({node.get('class_type', '?')}): "
-                         f"{problem.get('message', '')} {problem.get('details', '')}".strip())
-    return _shorten("; ".join(part for part in parts if part) or "no reason given")
+            problems.append(f"node {node_id} ({node.get('class_type', '?')}): "
+                            f"{problem.get('message', '')} {problem.get('details', '')}".strip())
+    return message, problems
+
+
+def _describe_rejection(answer):
+    message, problems = rejection_reasons(answer)
+    return _shorten("; ".join(part for part in [message, *problems] if part) or "no reason given")
 
 
 def execution_problem(entry):
