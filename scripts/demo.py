@@ -33,6 +33,7 @@ TINY_CHECKPOINT = "lookdev_demo_tiny_sd15.safetensors"
 DATASET_IMAGES = 16
 QUICK_STEPS = 40
 RUN_TIMEOUT_S = 6 * 3600
+HISTORY_TIMEOUT_S = 60
 
 
 class DemoError(Exception):
@@ -166,9 +167,23 @@ async def run_prompt(server, prompt, progress):
                     break
             else:
                 raise DemoError(f"the run did not finish within {RUN_TIMEOUT_S} s")
-        async with http.get(f"{server.url}/history/{prompt_id}") as answer:
-            history = (await answer.json())[prompt_id]
+        history = await wait_for_history(http, server, prompt_id)
     return history, events
+
+
+async def wait_for_history(http, server, prompt_id):
+    """The prompt's history entry. ComfyUI sends `execution_success` before it stores the entry,
+    so an immediate read can miss it: poll until it is there."""
+    deadline = time.monotonic() + HISTORY_TIMEOUT_S
+    while True:
+        async with http.get(f"{server.url}/history/{prompt_id}") as answer:
+            entry = (await answer.json()).get(prompt_id)
+        if entry is not None:
+            return entry
+        if time.monotonic() > deadline:
+            raise DemoError(f"ComfyUI finished the run but stored no history for it within {HISTORY_TIMEOUT_S} s; "
+                            f"see {server.log_path}")
+        await asyncio.sleep(0.1)
 
 
 def show_event(kind, data, progress):

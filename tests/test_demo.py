@@ -156,3 +156,40 @@ def test_failures_are_reported_by_node():
                                              r"the dataset has no images$"):
         demo.show_event("execution_error", {"node_id": "4", "node_type": "LookDevTrainStyleLoRA",
                                             "exception_message": "the dataset has no images\n"}, demo.Progress())
+
+
+def test_demo_waits_for_the_history_entry(tmp_path):
+    """ComfyUI sends `execution_success` before it stores the history entry; the demo must poll
+    until the entry is there instead of reading it once (that read raced and failed KeyError)."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    import demo
+
+    answers = [{}, {}, {"p1": {"outputs": {}, "status": {"status_str": "success"}}}]
+    asked = []
+
+    async def history(request):
+        asked.append(request.match_info["prompt_id"])
+        return web.json_response(answers[min(len(asked) - 1, len(answers) - 1)])
+
+    async def scenario():
+        app = web.Application()
+        app.router.add_get("/history/{prompt_id}", history)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        server = type("Server", (), {"url": f"http://127.0.0.1:{port}", "log_path": tmp_path / "log"})()
+        try:
+            async with aiohttp.ClientSession() as http:
+                return await demo.wait_for_history(http, server, "p1")
+        finally:
+            await runner.cleanup()
+
+    entry = asyncio.run(scenario())
+    assert entry["status"]["status_str"] == "success"
+    assert asked == ["p1", "p1", "p1"]
