@@ -84,13 +84,12 @@ class PreEncoded:
 
 def attach_adapters(model, config):
     from lookdev.trainer import comfy_bridge as bridge
-    from lookdev.trainer.lora.keys import UNetLayout, kohya_names
+    from lookdev.trainer.lora.keys import kohya_names
     from lookdev.trainer.training.adapters import AdapterSet
     from lookdev.trainer.training.targets import select_targets
 
     layers = bridge.named_layers(model)
-    names = kohya_names(select_targets(layers, "sd1", config.targets), "sd1",
-                        UNetLayout.from_unet_config(bridge.unet_config(model)))
+    names = kohya_names(select_targets(layers, "sd1", config.targets), "sd1", bridge.lora_key_map(model))
     modules = dict(layers)
     return AdapterSet({name: modules[path] for path, name in names.items()}, config.adapter_spec(), seed=0)
 

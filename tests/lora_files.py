@@ -1,4 +1,4 @@
-"""LoRA files for the tiny test models: kohya names from trainer/lora/keys.py, random tensors of the
+"""LoRA files for the tiny test models: kohya names from trainer/lora/keys.py (ComfyUI's key map), random tensors of the
 shapes each layer needs, written with trainer/lora/io.save_lora."""
 
 import json
@@ -7,7 +7,8 @@ import re
 import torch
 
 from lookdev.trainer.lora.io import save_lora
-from lookdev.trainer.lora.keys import UNetLayout, kohya_names
+from lookdev.trainer import comfy_bridge
+from lookdev.trainer.lora.keys import kohya_names
 
 # Tiny architecture -> LookDev architecture name.
 ARCH = {"sd15": "sd1", "sd15_v": "sd1", "sdxl": "sdxl", "sd3": "sd3"}
@@ -31,8 +32,7 @@ def lora_tensors(bundle, tiny_arch, seed=0, rank=4, scale=0.1, text_encoder=True
     layers = _layers(diffusion, _DIT_LAYER if arch == "sd3" else _UNET_LAYER)
     if text_encoder:
         layers.update(_layers(bundle.clip.cond_stage_model, _CLIP_LAYER))
-    layout = None if arch == "sd3" else UNetLayout.from_unet_config(bundle.model.model.model_config.unet_config)
-    names = kohya_names(layers, arch, layout)
+    names = kohya_names(layers, arch, comfy_bridge.lora_key_map(bundle.model, bundle.clip))
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
     for path, weight in layers.items():

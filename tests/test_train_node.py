@@ -267,7 +267,7 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
     from lookdev.trainer.training.adapters import AdapterSet
     from lookdev.trainer.training.config import TrainConfig
     from lookdev.trainer.training.state import load_checkpoint
-    from lookdev.trainer.lora.keys import UNetLayout, kohya_names
+    from lookdev.trainer.lora.keys import kohya_names
     from lookdev.trainer.training.targets import select_targets
 
     name = f"algo_{algorithm}"
@@ -287,7 +287,7 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
             cond = den.encode_captions(["a figure in an alley"])["a figure in an alley"]
             if label == "peft":
                 paths = select_targets(bridge.named_layers(model), "sd1", config.targets)
-                names = kohya_names(paths, "sd1", UNetLayout.from_unet_config(bridge.unet_config(model)))
+                names = kohya_names(paths, "sd1", bridge.lora_key_map(model))
                 modules = dict(bridge.named_layers(model))
                 adapters = AdapterSet({n: modules[p] for p, n in names.items()}, config.adapter_spec())
                 adapters.load_adapter_state(snapshot.adapter_state)

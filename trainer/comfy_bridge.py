@@ -37,10 +37,6 @@ def architecture(model):
     return _ARCHES.get(type(model.model.model_config).__name__, "other")
 
 
-def unet_config(model):
-    return dict(model.model.model_config.unet_config)
-
-
 def diffusion_model(model):
     return model.model.diffusion_model
 

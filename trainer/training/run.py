@@ -18,7 +18,7 @@ from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_
 from ..fileio import remove_stale_temps
 from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFile, read_lora, save_lora
-from ..lora.keys import UNetLayout, kohya_names
+from ..lora.keys import kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
 from . import state
 from .adapters import AdapterSet
@@ -171,10 +171,7 @@ class TrainingRun:
 
     def layer_names(self):
         paths = select_targets(bridge.named_layers(self.model), self.arch, self.config.targets)
-        layout = None
-        if self.arch in ("sd1", "sd2"):
-            layout = UNetLayout.from_unet_config(bridge.unet_config(self.model))
-        return kohya_names(paths, self.arch, layout)
+        return kohya_names(paths, self.arch, bridge.lora_key_map(self.model))
 
     def execute(self, node_id=None, prompt_id=None):
         config = self.config
