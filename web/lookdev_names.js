@@ -1,6 +1,7 @@
-// Node ids and websocket event names the LookDev web extension uses, in one place. Events mirror
-// the EVENT_* constants of nodes/common.py, which documents each payload; node ids are saved in
-// workflows and never change. tests/test_web_names.py keeps both sides in step.
+// Node ids and websocket event names the LookDev web extension uses, in one place. EVENTS mirrors
+// the EVENT_* constants of trainer/events.py (EVENT_TRAIN_PROGRESS -> trainProgress), which
+// documents each payload; node ids are saved in workflows and never change.
+// tests/test_web_extension.py keeps both sides in step.
 
 export const NODE_IDS = {
   train: "LookDevTrainStyleLoRA",

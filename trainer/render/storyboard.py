@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import comfy_bridge as bridge
+from .. import events
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
 from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png, to_pil
 from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
@@ -20,7 +21,6 @@ from .shots import build_prompt, load_shot_file, parse_shot_text, shot_file_path
 
 CUSTOM_SIZE = "custom"
 SHEET_STEM = "_contact_sheet"  # shot ids can't start with "_", so the sheet never replaces a frame
-EVENT_RENDER_PROGRESS = "lookdev.render.progress"  # named in nodes/common.py for the web side
 _LATENT_MULTIPLE = 8  # SD-family VAEs downscale by 8
 
 
@@ -215,7 +215,7 @@ class _Progress:
         def on_step(step, _total):
             step = min(step, self.steps)
             self.bar.update_absolute(index * self.steps + step)
-            bridge.send_event(EVENT_RENDER_PROGRESS, {
+            bridge.send_event(events.EVENT_RENDER_PROGRESS, {
                 "node": self.node_id, "prompt_id": self.prompt_id, "shot": shot_id, "index": index + 1,
                 "total": self.shots, "step": step, "steps": self.steps})
             bridge.check_cancel()

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import comfy_bridge as bridge
+from .. import events
 from ..dataset.cache import LatentCache
 from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_tags
 from ..fileio import remove_stale_temps
@@ -126,7 +127,7 @@ class _NodeHooks(TrainHooks):
 
     def on_step(self, report):
         self.bar.update_absolute(report.step, report.total)
-        bridge.send_event("lookdev.train.progress", {
+        bridge.send_event(events.EVENT_TRAIN_PROGRESS, {
             "node": self.node_id, "prompt_id": self.prompt_id, "name": self.run.config.name,
             "step": report.step, "total": report.total, "loss": report.loss, "loss_smooth": report.loss_smooth,
             "lr": report.lr, "elapsed_s": report.elapsed, "eta_s": report.eta, "resumed_from": self.run.start})
@@ -141,7 +142,7 @@ class _NodeHooks(TrainHooks):
             # ComfyUI's own node preview, shown even without LookDev's web extension.
             self.bar.update_absolute(step, self.run.config.steps, bridge.preview(images[0]))
         if refs:
-            bridge.send_event("lookdev.train.preview", {
+            bridge.send_event(events.EVENT_TRAIN_PREVIEW, {
                 "node": self.node_id, "prompt_id": self.prompt_id, "step": step, "images": refs,
                 "prompts": list(self.run.config.validation_prompts)})
 
@@ -205,7 +206,7 @@ class TrainingRun:
         lora = self.save_lora(result)
         # The same path as LookDev Apply LoRA, so the output MODEL equals applying the file.
         model = apply_lora(self.model, None, lora, ApplyOptions(strength_model=1.0, strength_clip=0.0)).model
-        bridge.send_event("lookdev.train.done", {
+        bridge.send_event(events.EVENT_TRAIN_DONE, {
             "node": node_id, "prompt_id": prompt_id, "name": config.name, "path": str(lora.path),
             "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
             "seconds": result.seconds})
