@@ -75,12 +75,6 @@ def check_cancel():
     mm.throw_exception_if_processing_interrupted()
 
 
-def is_cancel(exc):
-    import comfy.model_management as mm
-
-    return isinstance(exc, mm.InterruptProcessingException)
-
-
 @torch.no_grad()
 def encode_text(clip, text):
     """{'cond': tensor, 'pooled_output': tensor, ...} for one prompt (what CLIPTextEncode makes)."""

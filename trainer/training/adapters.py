@@ -59,10 +59,6 @@ class ProxyConv2d(_StashMixin, nn.Conv2d):
                  "groups", "padding_mode", "transposed", "output_padding", "_reversed_padding_repeated_twice")
 
 
-def supported_layer(module):
-    return isinstance(module, (nn.Linear, nn.Conv2d))
-
-
 @dataclass(frozen=True)
 class AdapterSpec:
     algorithm: str = "lora"

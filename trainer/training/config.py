@@ -4,8 +4,9 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
+from ..lora.io import SAVE_DTYPES
 from .adapters import ALGORITHMS, AdapterSpec
-from .registries import DTYPES, LOSSES, OPTIMIZERS, SAVE_DTYPES, SCHEDULES, TIMESTEP_SAMPLERS
+from .registries import DTYPES, LOSSES, OPTIMIZERS, SCHEDULES, TIMESTEP_SAMPLERS
 from .targets import TARGET_PRESETS
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,119}$")
