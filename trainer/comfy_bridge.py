@@ -469,10 +469,9 @@ def progress_bar(total):
 
 def preview(image, max_size=512):
     """A ProgressBar preview (shown on the running node) of an IMAGE [1, H, W, 3]."""
-    from PIL import Image
+    from .pixels import to_pil
 
-    pil = Image.fromarray((image[0].float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8"))
-    return ("PNG", pil, max_size)
+    return ("PNG", to_pil(image[0], rounded=True), max_size)
 
 
 def send_event(event, data):
@@ -510,13 +509,11 @@ def save_temp_image(image, prefix):
     import io
     from pathlib import Path
 
-    from PIL import Image
-
     from .fileio import write_bytes
+    from .pixels import to_pil
 
-    pixels = (image[0, ..., :3].detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels.cpu().numpy()).save(buffer, format="PNG", compress_level=1)
+    to_pil(image[0, ..., :3], rounded=True).save(buffer, format="PNG", compress_level=1)
     data = buffer.getvalue()
     name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
     write_bytes(Path(folder("temp")) / name, data)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..pixels import image_tensor, to_pil
 from .buckets import check_resolution, choose_bucket, fit_to_bucket, make_buckets
 from .captions import (KEEP_SEPARATOR, filename_words, join_tags, render_template,
                        split_tags, strip_style_words, with_trigger)
@@ -169,7 +170,7 @@ def dataset_from_images(images, captions, config):
             continue
         remarks = []
         caption = _caption(config, text, "", "")
-        samples.append(_sample(_to_pil(frame), caption, buckets, config.no_upscale, None,
+        samples.append(_sample(to_pil(frame, rounded=True), caption, buckets, config.no_upscale, None,
                                config.default_repeats, remarks))
         notes.extend(Issue(label, remark) for remark in remarks)
     source = f"{len(frames)} input images"
@@ -192,12 +193,12 @@ def preview_grid(dataset, columns=4, cell=256):
     rows = math.ceil(len(dataset.samples) / columns)
     sheet = Image.new("RGB", (columns * cell, rows * cell), (24, 24, 24))
     for index, sample in enumerate(dataset.samples):
-        thumb = ImageOps.contain(_to_pil(sample.image), (cell - 4, cell - 4),
+        thumb = ImageOps.contain(to_pil(sample.image, rounded=True), (cell - 4, cell - 4),
                                  Image.Resampling.LANCZOS)
         left = index % columns * cell + (cell - thumb.width) // 2
         top = index // columns * cell + (cell - thumb.height) // 2
         sheet.paste(thumb, (left, top))
-    return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0).unsqueeze(0)
+    return image_tensor(sheet)
 
 
 def format_report(dataset):
@@ -283,11 +284,6 @@ def _broadcast_captions(captions, count):
         raise ValueError(f"got {len(captions)} captions for {count} images; give one caption "
                          "per image, or a single caption for all")
     return captions
-
-
-def _to_pil(frame):
-    pixels = (frame.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round()
-    return Image.fromarray(pixels.to(torch.uint8).numpy())
 
 
 def _label(path, root):

@@ -16,7 +16,8 @@ from ..fileio import SaveError, write_bytes, write_text
 from .captions import (filename_words, join_tags, plain_caption, render_template,
                        split_tags, strip_style_words, style_caption, with_keep_marker,
                        with_trigger)
-from .dataset import StyleDataset, _to_pil
+from ..pixels import to_pil
+from .dataset import StyleDataset
 from .scan import BACKUP_SUFFIX, Issue, folder_label
 
 CAPTION_MODES = {
@@ -196,7 +197,7 @@ def _describe(dataset, indices, describe):
         return []
     if describe is None:
         raise ValueError("this caption mode needs a captioning model; pick one in 'captioner'")
-    texts = describe([_to_pil(dataset.samples[index].image) for index in indices])
+    texts = describe([to_pil(dataset.samples[index].image, rounded=True) for index in indices])
     if len(texts) != len(indices) or not all(isinstance(text, str) for text in texts):
         raise ValueError(f"the captioning model gave {len(texts)} captions for {len(indices)} "
                          "images")

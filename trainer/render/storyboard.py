@@ -9,13 +9,11 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from .. import comfy_bridge as bridge
 from .. import events
+from ..pixels import image_tensor, to_pil
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
-from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png, to_pil
+from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png
 from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
 from .shots import build_prompt, load_shot_file, parse_shot_text, shot_file_path
 
@@ -313,9 +311,3 @@ def make_contact_sheet(images, labels, storyboard, config, output_dir):
         save_sheet_pdf(png.with_suffix(".pdf"), sheet)
         paths.append(png.with_suffix(".pdf"))
     return sheet, paths
-
-
-def image_tensor(picture):
-    """A PIL image as a ComfyUI IMAGE [1, H, W, 3], floats 0..1."""
-    array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).unsqueeze(0)
