@@ -9,24 +9,24 @@ into w2 and alpha = rank (scale 1 for every reader). DoRA's magnitude is written
 
 import torch
 
-_LORA_NAMES = {
-    "lora_A.default.weight": "lora_down.weight",
-    "lora_B.default.weight": "lora_up.weight",
-    "lora_magnitude_vector.default.weight": "dora_scale",
-}
-_LYCORIS_NAMES = {f"{name}.default": name for name in (
+from .adapters import peft_name
+
+_LORA_NAMES = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight",
+               "lora_magnitude_vector": "dora_scale"}
+_LYCORIS_NAMES = {name: name for name in (
     "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2",
     "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2")}
 
 
 def kohya_tensors(adapter_state, spec, base_weights=None, dtype=torch.float16):
-    """{kohya module name: {peft name: tensor}} -> flat {"<name>.<suffix>": tensor}.
+    """{kohya module name: {peft state-dict name: tensor}} -> flat {"<name>.<suffix>": tensor}.
 
     `base_weights` (name -> real weight) gives DoRA's magnitude its layer shape.
     """
     out = {}
     for name, tensors in adapter_state.items():
         table = _LORA_NAMES if spec.algorithm in ("lora", "dora") else _LYCORIS_NAMES
+        tensors = {peft_name(pname): value for pname, value in tensors.items()}
         unknown = sorted(set(tensors) - set(table))
         if unknown:
             raise ValueError(f"cannot export adapter tensors {unknown} of {name} for {spec.algorithm}")
