@@ -20,16 +20,18 @@ def tip(kind, tooltip, **options):
 
 
 def from_config(config_cls, field_name, kind=None, **options):
-    """An input whose tooltip and default come from a config dataclass field's help/default."""
+    """An input declared by a config field (trainer/options.py): its help is the tooltip, and its
+    default, min, max, step and choices are the node's. `options` adds widget-only settings."""
     import dataclasses
 
     spec = config_cls.__dataclass_fields__[field_name]
     default = spec.default if spec.default is not dataclasses.MISSING else None
+    limits = {key: spec.metadata[key] for key in ("min", "max", "step") if key in spec.metadata}
     choices = spec.metadata.get("choices")
     if choices:
         return (list(choices), {"tooltip": spec.metadata["help"], "default": default, **options})
     kind = kind or {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}[type(default)]
-    return (kind, {"tooltip": spec.metadata["help"], "default": default, **options})
+    return (kind, {"tooltip": spec.metadata["help"], "default": default, **limits, **options})
 
 
 def progress_reporter():

@@ -3,7 +3,6 @@
 import hashlib
 
 from ..trainer import comfy_bridge as bridge
-from ..trainer.render.framing import MAX_SEED
 from ..trainer.render.shots import shot_file_path
 from ..trainer.render.storyboard import (
     RenderConfig, SheetConfig, ShotListConfig, help_of, loras_from_stack, make_contact_sheet, plan_frames,
@@ -38,7 +37,7 @@ class ShotList:
                 "style_suffix": from_config(ShotListConfig, "style_suffix"),
                 "trigger_words": from_config(ShotListConfig, "trigger_words"),
                 "seed_policy": from_config(ShotListConfig, "seed_policy"),
-                "base_seed": from_config(ShotListConfig, "base_seed", min=0, max=MAX_SEED),
+                "base_seed": from_config(ShotListConfig, "base_seed"),
             },
             "optional": {"shots_file": from_config(ShotListConfig, "shots_file")},
         }
@@ -80,10 +79,10 @@ class StoryboardRender:
                 "negative": from_config(RenderConfig, "negative", multiline=True),
                 "sampler": tip(bridge.sampler_names(), help_of(RenderConfig, "sampler"), default="euler"),
                 "scheduler": tip(bridge.scheduler_names(), help_of(RenderConfig, "scheduler"), default="normal"),
-                "steps": from_config(RenderConfig, "steps", min=1, max=10000),
-                "cfg": from_config(RenderConfig, "cfg", min=0.0, max=100.0, step=0.1, round=0.01),
+                "steps": from_config(RenderConfig, "steps"),
+                "cfg": from_config(RenderConfig, "cfg", step=0.1, round=0.01),
                 "aspect": from_config(RenderConfig, "aspect"),
-                "base_resolution": from_config(RenderConfig, "base_resolution", min=64, max=8192, step=64),
+                "base_resolution": from_config(RenderConfig, "base_resolution"),
                 "width": from_config(RenderConfig, "width", min=64, max=8192, step=8),
                 "height": from_config(RenderConfig, "height", min=64, max=8192, step=8),
                 "folder": from_config(RenderConfig, "folder"),
@@ -123,12 +122,12 @@ class ContactSheet:
         return {
             "required": {
                 "images": tip("IMAGE", "Frames from LookDev Storyboard Render (a list), or any image batch."),
-                "columns": from_config(SheetConfig, "columns", min=1, max=16),
+                "columns": from_config(SheetConfig, "columns"),
                 "title": from_config(SheetConfig, "title"),
                 "folder": from_config(SheetConfig, "folder"),
                 "pdf": from_config(SheetConfig, "pdf"),
-                "cell_width": from_config(SheetConfig, "cell_width", min=64, max=2048, step=16),
-                "description_lines": from_config(SheetConfig, "description_lines", min=0, max=10),
+                "cell_width": from_config(SheetConfig, "cell_width"),
+                "description_lines": from_config(SheetConfig, "description_lines"),
             },
             "optional": {
                 "labels": tip("STRING", "Shot id per frame, from the render node's labels output; without it "

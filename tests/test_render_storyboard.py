@@ -52,11 +52,11 @@ def test_plan_frames_joins_negatives_and_sizes():
 ])
 def test_render_config_errors(settings, message):
     with pytest.raises(ValueError, match=message):
-        RenderConfig(**settings).check()
+        RenderConfig(**settings).validate()
 
 
 def test_custom_size_is_only_checked_when_used():
-    RenderConfig(aspect="1.78", width=1).check()
+    RenderConfig(aspect="1.78", width=1).validate()
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -68,7 +68,7 @@ def test_custom_size_is_only_checked_when_used():
 ])
 def test_shot_list_config_errors(settings, message):
     with pytest.raises(ValueError, match=message):
-        ShotListConfig(**settings).check()
+        ShotListConfig(**settings).validate()
 
 
 def test_plan_storyboard_lists_every_bad_line(tmp_path):

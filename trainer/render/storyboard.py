@@ -6,11 +6,12 @@ The storyboard nodes wrap this module; ComfyUI is reached only through comfy_bri
 """
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import comfy_bridge as bridge
 from .. import events
+from ..options import check_options, help_of, option  # noqa: F401  (help_of: the nodes read it from here)
 from ..pixels import image_tensor, to_pil
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
 from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png
@@ -22,33 +23,25 @@ SHEET_STEM = "_contact_sheet"  # shot ids can't start with "_", so the sheet nev
 _LATENT_MULTIPLE = 8  # SD-family VAEs downscale by 8
 
 
-def _f(default, help_text, **extra):
-    return field(default=default, metadata={"help": help_text, **extra})
-
-
-def help_of(config_cls, name):
-    return next(f.metadata["help"] for f in fields(config_cls) if f.name == name)
-
-
 # --- shot list --------------------------------------------------------------------------------
 
 @dataclass
 class ShotListConfig:
-    shots: str = _f("", "One shot per line: 'ID | description | seed | aspect | negative'; only the description "
+    shots: str = option("", "One shot per line: 'ID | description | seed | aspect | negative'; only the description "
                         "is required ('a wide shot of the harbor' is a whole line). Lines starting with # are "
                         "skipped. Leave empty to read shots_file instead.")
-    shots_file: str = _f("", "Instead of the text: a .csv (header with shot_id, description, seed, aspect, "
+    shots_file: str = option("", "Instead of the text: a .csv (header with shot_id, description, seed, aspect, "
                              "negative) or a text file of shot lines, in ComfyUI's input folder or an absolute path.")
-    style_prefix: str = _f("", "Put before every shot's description, e.g. 'cinematic film still, 35mm'.")
-    style_suffix: str = _f("", "Put after every shot's description, e.g. 'muted palette, soft window light'.")
-    trigger_words: str = _f("", "Trigger word(s) of your style LoRA, comma-separated; each goes first in every "
+    style_prefix: str = option("", "Put before every shot's description, e.g. 'cinematic film still, 35mm'.")
+    style_suffix: str = option("", "Put after every shot's description, e.g. 'muted palette, soft window light'.")
+    trigger_words: str = option("", "Trigger word(s) of your style LoRA, comma-separated; each goes first in every "
                                 "prompt, once.")
-    seed_policy: str = _f("per-shot seeds", "same seed for all shots: only the description changes; per-shot "
-                                            "seeds: a shot's own seed, else base_seed + its index; base + index: "
+    seed_policy: str = option("per-shot seeds", "same seed for all shots: only the description changes; per-shot "
+                              "seeds: a shot's own seed, else base_seed + its index; base + index: "
                                             "ignore the shots' seeds.", choices=tuple(SEED_POLICIES))
-    base_seed: int = _f(0, "Seed the policy starts from.")
+    base_seed: int = option(0, "Seed the policy starts from.", min=0, max=MAX_SEED)
 
-    def check(self):
+    def validate(self):
         if self.seed_policy not in SEED_POLICIES:
             raise ValueError(f"seed_policy {self.seed_policy!r} is not one of {list(SEED_POLICIES)}")
         seed = self.base_seed
@@ -59,7 +52,7 @@ class ShotListConfig:
                              "clear one of them")
         if not self.shots.strip() and not self.shots_file.strip():
             raise ValueError("there are no shots: write one per line in 'shots' or name a file in 'shots_file'")
-        return self
+        return check_options(self)
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ class Storyboard:
 
 def plan_storyboard(config, input_dir):
     """Parse the shots (text or file), raise one ValueError listing every bad line, build prompts and seeds."""
-    config.check()
+    config.validate()
     if config.shots.strip():
         shot_list, name = parse_shot_text(config.shots, source="shots"), ""
     else:
@@ -113,21 +106,21 @@ def storyboard_report(storyboard):
 
 @dataclass
 class RenderConfig:
-    negative: str = _f("", "Negative prompt for every shot; a shot's own negative is added to it.")
-    sampler: str = _f("euler", "ComfyUI sampler, as in KSampler.")
-    scheduler: str = _f("normal", "ComfyUI scheduler, as in KSampler.")
-    steps: int = _f(20, "Sampling steps per shot.")
-    cfg: float = _f(7.0, "Classifier-free guidance scale, as in KSampler.")
-    aspect: str = _f("1.78", "Frame shape for shots that name none; 'custom' uses width and height.",
+    negative: str = option("", "Negative prompt for every shot; a shot's own negative is added to it.")
+    sampler: str = option("euler", "ComfyUI sampler, as in KSampler.")
+    scheduler: str = option("normal", "ComfyUI scheduler, as in KSampler.")
+    steps: int = option(20, "Sampling steps per shot.", min=1, max=10000)
+    cfg: float = option(7.0, "Classifier-free guidance scale, as in KSampler.", min=0.0, max=100.0)
+    aspect: str = option("1.78", "Frame shape for shots that name none; 'custom' uses width and height.",
                      choices=(CUSTOM_SIZE, *ASPECTS))
-    base_resolution: int = _f(1024, "Aspect presets get about this many pixels squared, sides multiples of 64 "
-                                    "(512 for SD1.5, 1024 for SDXL, SD3 and Flux).")
-    width: int = _f(1024, "Frame width when aspect is 'custom' (multiple of 8).")
-    height: int = _f(576, "Frame height when aspect is 'custom' (multiple of 8).")
-    folder: str = _f("storyboard", "Subfolder of ComfyUI's output folder; each frame is saved there as "
-                                   "<shot_id>.png and replaced when rendered again.")
+    base_resolution: int = option(1024, "Aspect presets get about this many pixels squared, sides multiples of 64 "
+                                  "(512 for SD1.5, 1024 for SDXL, SD3 and Flux).", min=64, max=8192, step=64)
+    width: int = option(1024, "Frame width when aspect is 'custom' (multiple of 8).")
+    height: int = option(576, "Frame height when aspect is 'custom' (multiple of 8).")
+    folder: str = option("storyboard", "Subfolder of ComfyUI's output folder; each frame is saved there as "
+                         "<shot_id>.png and replaced when rendered again.")
 
-    def check(self):
+    def validate(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a whole number >= 1, got {self.steps!r}")
         if not math.isfinite(self.cfg):
@@ -140,7 +133,7 @@ class RenderConfig:
                 raise ValueError(f"{name} {value} must be a multiple of {_LATENT_MULTIPLE}, at least 64")
         if self.base_resolution < 64:
             raise ValueError(f"base_resolution must be at least 64, got {self.base_resolution}")
-        return self
+        return check_options(self)
 
 
 @dataclass(frozen=True)
@@ -170,7 +163,7 @@ def shot_size(aspect, config):
 
 def plan_frames(storyboard, config):
     """One FrameJob per shot, in order."""
-    config.check()
+    config.validate()
     return [FrameJob(p.shot.shot_id, p.shot.description, p.prompt, combine_negative(config.negative, p.shot.negative),
                      p.seed, *shot_size(p.shot.aspect, config))
             for p in storyboard.shots]
@@ -262,13 +255,18 @@ def ui_image(path, output_dir):
 
 @dataclass
 class SheetConfig:
-    columns: int = _f(4, "Frames per row.")
-    title: str = _f("", "Title line at the top; empty: 'Storyboard' and the shot list file's name.")
-    folder: str = _f("storyboard", "Subfolder of ComfyUI's output folder; the sheet is saved there as "
+    columns: int = option(4, "Frames per row.", min=1, max=16)
+    title: str = option("", "Title line at the top; empty: 'Storyboard' and the shot list file's name.")
+    folder: str = option("storyboard", "Subfolder of ComfyUI's output folder; the sheet is saved there as "
                                    f"{SHEET_STEM}.png (replaced each run).")
-    pdf: bool = _f(False, f"Also save the sheet as {SHEET_STEM}.pdf, e.g. to send or print.")
-    cell_width: int = _f(384, "Width of each frame on the sheet in pixels; text scales with it.")
-    description_lines: int = _f(3, "Lines of shot description under each frame (0: shot ids only).")
+    pdf: bool = option(False, f"Also save the sheet as {SHEET_STEM}.pdf, e.g. to send or print.")
+    cell_width: int = option(384, "Width of each frame on the sheet in pixels; text scales with it.",
+                             min=64, max=2048, step=16)
+    description_lines: int = option(3, "Lines of shot description under each frame (0: shot ids only).",
+                                    min=0, max=10)
+
+    def validate(self):
+        return check_options(self)
 
 
 def frames_from_images(images):
@@ -297,6 +295,7 @@ def sheet_labels(count, labels, storyboard):
 
 def make_contact_sheet(images, labels, storyboard, config, output_dir):
     """Draw the sheet for IMAGE tensors and save it (PNG, optionally PDF); returns (sheet, [paths])."""
+    config.validate()
     frames = frames_from_images(images)
     if not frames:
         raise ValueError("images is empty; connect the images output of LookDev Storyboard Render")
