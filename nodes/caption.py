@@ -6,8 +6,8 @@ from ..trainer import comfy_bridge
 from ..trainer.captioning import (CAPTIONER_FAMILIES, CaptionerModelError, CaptionOptions,
                                   caption_images, find_captioner_folder, list_captioner_folders,
                                   load_captioner)
-from ..trainer.captioning.common import MAX_NEW_TOKENS_LIMIT, NUM_BEAMS_LIMIT
 from ..trainer.dataset.recaption import CaptionConfig, recaption
+from ..trainer.options import help_of
 from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 NO_MODEL = "(none)"  # always offered, so a workflow that needs no model validates anywhere
@@ -93,11 +93,10 @@ class CaptionDataset:
                 "write": from_config(CaptionConfig, "write"),
             },
             "optional": {
-                "task": tip(task_names(), CaptionOptions.help()["task"], default=DEFAULT_TASK),
+                "task": tip(task_names(), help_of(CaptionOptions, "task"), default=DEFAULT_TASK),
                 "prompt": from_config(CaptionOptions, "prompt"),
-                "max_new_tokens": from_config(CaptionOptions, "max_new_tokens", min=1,
-                                              max=MAX_NEW_TOKENS_LIMIT),
-                "num_beams": from_config(CaptionOptions, "num_beams", min=1, max=NUM_BEAMS_LIMIT),
+                "max_new_tokens": from_config(CaptionOptions, "max_new_tokens"),
+                "num_beams": from_config(CaptionOptions, "num_beams"),
                 "batch_size": tip("INT", "Images the model captions at once; lower it if memory "
                                   "runs out.", default=4, min=1, max=64),
             },

@@ -38,7 +38,7 @@ def _common_inputs():
         "custom_resolution": tip("INT", "Resolution used when 'resolution' is custom: a multiple "
                                  "of 64.", default=1024, min=128, max=4096, step=64),
         "no_upscale": from_config(DatasetConfig, "no_upscale"),
-        "repeats": from_config(DatasetConfig, "default_repeats", min=1, max=1000),
+        "repeats": from_config(DatasetConfig, "default_repeats"),
     }
 
 

@@ -10,13 +10,14 @@ import hashlib
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..options import option
 from ..pixels import image_tensor, to_pil
 from .buckets import check_resolution, choose_bucket, fit_to_bucket, make_buckets
 from .captions import (KEEP_SEPARATOR, filename_words, join_tags, render_template,
@@ -32,30 +33,23 @@ _UPSCALE_NOTE_ABOVE = 2.0  # enlargements beyond this visibly soften the style's
 class DatasetConfig:
     """What to read and how to caption it. `validate()` raises a ValueError naming the field."""
 
-    folder: str = field(default="", metadata={
-        "help": "Folder of 10-30 reference images (subfolders named like 10_name repeat their "
-                "images 10 times)."})
-    recursive: bool = field(default=True, metadata={
-        "help": "Also read images in subfolders."})
-    resolution: int = field(default=1024, metadata={
-        "help": "Training resolution: images are fitted to buckets of about this many pixels "
-                "squared (512 for SD1.5, 1024 for SDXL); a multiple of 64."})
-    no_upscale: bool = field(default=False, metadata={
-        "help": "Never enlarge images smaller than the resolution; they train at their own "
-                "size (rounded down to 64 px)."})
-    caption_extension: str = field(default="txt", metadata={
-        "help": "Extension of caption files beside the images (photo.txt for photo.png)."})
-    trigger: str = field(default="", metadata={
-        "help": "Word(s) that will call up the style in prompts, e.g. 'lkdv style'; put first "
-                "in every caption. Several may be given, comma-separated."})
-    caption_template: str = field(default="{trigger}, {caption}", metadata={
-        "help": "How each caption is built from {trigger}, {caption} (the caption file), "
-                "{filename} (words of the file name) and {folder} (the subfolder's name)."})
-    strip_words: str = field(default="", metadata={
-        "help": "Comma-separated style words removed from captions (e.g. 'film noir, "
-                "cinematic') so the trigger learns the style instead of them."})
-    default_repeats: int = field(default=1, metadata={
-        "help": "How often each image is seen per epoch, unless its folder is named N_name."})
+    folder: str = option("", "Folder of 10-30 reference images (subfolders named like 10_name repeat their "
+                         "images 10 times).")
+    recursive: bool = option(True, "Also read images in subfolders.")
+    resolution: int = option(1024, "Training resolution: images are fitted to buckets of about this many pixels "
+                             "squared (512 for SD1.5, 1024 for SDXL); a multiple of 64.")
+    no_upscale: bool = option(False, "Never enlarge images smaller than the resolution; they train at their own "
+                              "size (rounded down to 64 px).")
+    caption_extension: str = option("txt", "Extension of caption files beside the images (photo.txt for photo.png).")
+    trigger: str = option("", "Word(s) that will call up the style in prompts, e.g. 'lkdv style'; put first "
+                          "in every caption. Several may be given, comma-separated.")
+    caption_template: str = option("{trigger}, {caption}",
+                                   "How each caption is built from {trigger}, {caption} (the caption file), "
+                                   "{filename} (words of the file name) and {folder} (the subfolder's name).")
+    strip_words: str = option("", "Comma-separated style words removed from captions (e.g. 'film noir, "
+                              "cinematic') so the trigger learns the style instead of them.")
+    default_repeats: int = option(1, "How often each image is seen per epoch, unless its folder is named N_name.",
+                                  min=1, max=1000)
 
     def validate(self):
         """Raise ValueError naming the first field with an unusable value; return self."""
@@ -74,11 +68,6 @@ class DatasetConfig:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"default_repeats must be a whole number >= 1, got {repeats!r}")
         return self
-
-    @classmethod
-    def help(cls):
-        """{field name: help text}, for node tooltips."""
-        return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,13 +9,14 @@ a new one is returned (ComfyUI hands one dataset object to several nodes).
 
 import dataclasses
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fileio import SaveError, write_bytes, write_text
 from .captions import (filename_words, join_tags, plain_caption, render_template,
                        split_tags, strip_style_words, style_caption, with_keep_marker,
                        with_trigger)
+from ..options import option
 from ..pixels import to_pil
 from .dataset import StyleDataset
 from .scan import BACKUP_SUFFIX, Issue, folder_label
@@ -39,29 +40,22 @@ WRITE_MODES = {
 class CaptionConfig:
     """How to caption a dataset. `validate()` raises a ValueError naming the field."""
 
-    mode: str = field(default="keep", metadata={
-        "choices": tuple(CAPTION_MODES),
-        "help": "Where captions come from. " + "; ".join(f"{name}: {text}"
-                                                         for name, text in CAPTION_MODES.items())
-                + "."})
-    template: str = field(default="{trigger}, {filename}", metadata={
-        "help": "Template mode: each caption from {trigger}, {filename} (words of the file "
-                "name), {folder} (its subfolder's name) and {caption} (its current caption). "
-                "A template without {trigger} gets the trigger first."})
-    trigger: str = field(default="", metadata={
-        "help": "Trigger word(s) put first in every caption; empty keeps the dataset's trigger."})
-    style_words: str = field(default="", metadata={
-        "help": "Comma-separated words that describe the style (e.g. 'film noir, grainy, "
-                "cinematic'); removed from every caption so the trigger learns the style "
-                "instead of them."})
-    keep_marker: bool = field(default=False, metadata={
-        "help": "Put kohya's keep marker '|||' after the trigger: caption shuffling and "
-                "dropout never move or drop what comes before it."})
-    write: str = field(default="off", metadata={
-        "choices": tuple(WRITE_MODES),
-        "help": "Save the captions as caption files beside the images (only inside the dataset "
-                "folder). " + "; ".join(f"{name}: {text}" for name, text in WRITE_MODES.items())
-                + "."})
+    mode: str = option("keep", "Where captions come from. "
+                       + "; ".join(f"{name}: {text}" for name, text in CAPTION_MODES.items()) + ".",
+                       choices=tuple(CAPTION_MODES))
+    template: str = option("{trigger}, {filename}",
+                           "Template mode: each caption from {trigger}, {filename} (words of the file "
+                           "name), {folder} (its subfolder's name) and {caption} (its current caption). "
+                           "A template without {trigger} gets the trigger first.")
+    trigger: str = option("", "Trigger word(s) put first in every caption; empty keeps the dataset's trigger.")
+    style_words: str = option("", "Comma-separated words that describe the style (e.g. 'film noir, grainy, "
+                              "cinematic'); removed from every caption so the trigger learns the style "
+                              "instead of them.")
+    keep_marker: bool = option(False, "Put kohya's keep marker '|||' after the trigger: caption shuffling and "
+                               "dropout never move or drop what comes before it.")
+    write: str = option("off", "Save the captions as caption files beside the images (only inside the dataset "
+                        "folder). " + "; ".join(f"{name}: {text}" for name, text in WRITE_MODES.items())
+                        + ".", choices=tuple(WRITE_MODES))
 
     def validate(self):
         for name, choices in (("mode", CAPTION_MODES), ("write", WRITE_MODES)):
@@ -79,10 +73,6 @@ class CaptionConfig:
     @property
     def needs_model(self):
         return self.mode in MODEL_MODES
-
-    @classmethod
-    def help(cls):
-        return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
 @dataclass(frozen=True)
