@@ -5,6 +5,7 @@ nodes read the same declaration (nodes/common.from_config), so a node's range is
 import dataclasses
 
 LIMITS = ("min", "max", "step", "choices")
+REQUIRED = dataclasses.MISSING  # the default of an option the caller must give
 
 
 def option(default, help_text, **limits):
