@@ -1,7 +1,8 @@
 """LookDev Train Style LoRA: train a LoRA on the loaded model from a LookDev dataset."""
 
 from ..trainer import comfy_bridge as bridge
-from ..trainer.training.config import TrainConfig, help_text
+from ..trainer.options import help_of
+from ..trainer.training.config import TrainConfig
 from ..trainer.training.run import run_training
 from .common import CATEGORY, DATASET, LORA, from_config, tip
 
@@ -66,7 +67,7 @@ class TrainStyleLoRA:
         }
         required.update({name: from_config(TrainConfig, name, **opts) for name, opts in _REQUIRED.items()})
         optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
-        optional["validation_prompts"] = tip("STRING", help_text("validation_prompts"), multiline=True, default="")
+        optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True, default="")
         return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
 
     def execute(self, model, clip, vae, dataset, unique_id=None, **settings):

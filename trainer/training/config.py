@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 
 from ..lora.io import SAVE_DTYPES
-from ..options import check_options, help_of, option
+from ..options import check_options, option
 from .adapters import ALGORITHMS, AdapterSpec
 from .registries import DTYPES, LOSSES, OPTIMIZERS, SCHEDULES, TIMESTEP_SAMPLERS
 from .targets import TARGET_PRESETS
@@ -82,6 +82,3 @@ class TrainConfig:
         data["validation_prompts"] = list(self.validation_prompts)
         return data
 
-
-def help_text(field_name):
-    return help_of(TrainConfig, field_name)
