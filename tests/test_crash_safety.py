@@ -64,6 +64,7 @@ def snapshot_files(*folders):
 
 # --- a full disk ----------------------------------------------------------------------------------
 
+@pytest.mark.slow  # trains through the executor
 @pytest.mark.parametrize("failing", ["checkpoint", "lora"])
 def test_full_disk_during_training_keeps_earlier_files(comfy, pack_fileio, noir, monkeypatch, failing):
     name = f"full_{failing}"
@@ -171,6 +172,7 @@ def test_booby_trapped_pickle_named_as_lora_or_checkpoint_is_never_run(tmp_path)
     assert not marker.exists()
 
 
+@pytest.mark.slow  # trains through the executor
 def test_resume_skips_unreadable_checkpoints_with_a_note(comfy, noir, tmp_path):
     name = "unreadable"
     comfy.run(train_prompt("sd15", noir, name, steps=2, save_every=1), fresh=True)

@@ -168,6 +168,7 @@ def _eval_loss(comfy, model, clip, vae, dataset_samples):
         return evaluation_loss(den, examples)
 
 
+@pytest.mark.slow  # trains through the executor
 @pytest.mark.parametrize("arch", ["sd15", "sd15_v", "sdxl", "sd3"])
 def test_evaluation_loss_falls(comfy, dataset_dir, arch):
     name = f"fall_{arch}"
@@ -182,6 +183,7 @@ def test_evaluation_loss_falls(comfy, dataset_dir, arch):
     assert after < 0.85 * before, (before, after)
 
 
+@pytest.mark.slow  # trains through the executor
 def test_sdxl_file_has_no_unloaded_keys(comfy, dataset_dir, caplog):
     comfy.run(train_prompt("sdxl", dataset_dir, "noir_sdxl", steps=2, targets="all linear and conv"))
     prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sdxl"}},
@@ -194,6 +196,7 @@ def test_sdxl_file_has_no_unloaded_keys(comfy, dataset_dir, caplog):
     assert len(comfy.captured["sdxl_file_model"].patches) > 0
 
 
+@pytest.mark.slow  # trains through the executor
 def test_cancel_then_resume_is_bit_identical(comfy, dataset_dir):
     settings = dict(steps=10, save_every=3, shuffle_captions=True, caption_dropout=0.2, noise_offset=0.05)
     comfy.run(train_prompt("sd15", dataset_dir, "straight", **settings), fresh=True)
@@ -220,6 +223,7 @@ def test_cancel_then_resume_is_bit_identical(comfy, dataset_dir):
         assert torch.equal(straight[key], resumed[key]), key
 
 
+@pytest.mark.slow  # trains through the executor
 def test_divergence_is_a_clear_error_and_keeps_last_checkpoint(comfy, dataset_dir):
     # Lion moves every weight by the full learning rate each step: at 0.5 the adapters grow until
     # fp16 activations overflow, the classic way a too-high learning rate ends a run.
@@ -256,6 +260,7 @@ def test_second_run_uses_the_latent_cache(comfy):
     assert sum(encoded) == first  # the second run encoded nothing
 
 
+@pytest.mark.slow  # trains through the executor
 @pytest.mark.parametrize("algorithm,exact", [("lora", True), ("loha", True), ("lokr", True), ("dora", False)])
 def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorithm, exact):
     """ComfyUI applying the saved file gives the same denoiser as the peft adapters that trained.

@@ -85,6 +85,7 @@ def config(**kw):
     return TrainConfig(**base).validate()
 
 
+@pytest.mark.slow  # trains to convergence
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_evaluation_loss_falls(kind):
     cfg = config()
@@ -97,6 +98,7 @@ def test_evaluation_loss_falls(kind):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow  # trains to convergence
 @pytest.mark.parametrize("algorithm", ["lora", "dora", "loha", "lokr"])
 def test_every_algorithm_trains_and_base_is_untouched(algorithm):
     cfg = config(algorithm=algorithm, steps=25)
