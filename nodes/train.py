@@ -2,7 +2,7 @@
 
 from ..trainer import comfy_bridge as bridge
 from ..trainer.training.config import TrainConfig, help_text
-from ..trainer.training.run import run_training
+from ..trainer.training.run import RunPaths, output_identity, run_training
 from .common import CATEGORY, DATASET, LORA, from_config, tip
 
 _REQUIRED = {
@@ -67,6 +67,17 @@ class TrainStyleLoRA:
         optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
         optional["validation_prompts"] = tip("STRING", help_text("validation_prompts"), multiline=True, default="")
         return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, name=None, **_):
+        """Which output file a run would make: a deleted or replaced LoRA makes ComfyUI run the
+        node again instead of answering from its cache (run.output_identity)."""
+        if not isinstance(name, str):
+            return float("nan")  # linked from another node: known at run time only
+        try:
+            return output_identity(RunPaths.for_name(TrainConfig(name=name).checked_name()))
+        except ValueError as exc:
+            return f"unusable: {exc}"  # execute raises this same error for the user
 
     def execute(self, model, clip, vae, dataset, unique_id=None, **settings):
         prompts = tuple(line.strip() for line in settings.pop("validation_prompts", "").splitlines() if line.strip())

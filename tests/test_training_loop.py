@@ -213,7 +213,7 @@ def test_unreadable_checkpoints_are_listed_with_the_reason(tmp_path):
 
     snap = Snapshot(step=3, adapter_state={"mix": {"lora_A.default.weight": torch.ones(2, 2)}},
                     optimizer_state={"param_groups": [{"lr": 0.1, "params": [0]}], "state": {}},
-                    losses=[1.0, 0.5, 0.25], lrs=[0.1] * 3, config={}, network={}, saved_at=1.0)
+                    losses=[1.0, 0.5, 0.25], lrs=[0.1] * 3, config={}, recipe={}, saved_at=1.0)
     good = save_checkpoint(tmp_path / "good.state.safetensors", snap)
     header = json.loads(safe_open(str(good), "pt").metadata()["lookdev.checkpoint"])
     tensors = safetensors.torch.load_file(good)

@@ -1,14 +1,15 @@
 """Typed training configuration. Every field carries the help text the node shows as a tooltip."""
 
 import dataclasses
-import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from .adapters import ALGORITHMS, AdapterSpec
 from .registries import DTYPES, LOSSES, OPTIMIZERS, SAVE_DTYPES, SCHEDULES, TIMESTEP_SAMPLERS
 from .targets import TARGET_PRESETS
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,119}$")
+NAME_MAX_BYTES = 120  # UTF-8; file systems allow 255, and checkpoint and temp names add ~60
+_NAME_PUNCTUATION = " _.-"
 
 
 def _f(default, help_text, **kw):
@@ -60,11 +61,20 @@ class TrainConfig:
     def adapter_spec(self):
         return AdapterSpec(self.algorithm, self.rank, self.alpha, self.adapter_dropout)
 
+    def checked_name(self):
+        """The name in NFC (the form macOS, Windows and Linux tools agree on), or ValueError."""
+        name = unicodedata.normalize("NFC", self.name) if isinstance(self.name, str) else ""
+        # Letters, marks (for scripts that combine them) and digits of any script; no folders.
+        allowed = all(unicodedata.category(ch)[0] in "LMN" or ch in _NAME_PUNCTUATION for ch in name)
+        if (not name or not allowed or not unicodedata.category(name[0])[0] in "LN" or name.strip() != name
+                or ".." in name or len(name.encode("utf-8")) > NAME_MAX_BYTES):
+            raise ValueError(f"name {self.name!r}: use letters and digits of any script, spaces, '.', '_' or '-', "
+                             f"starting with a letter or digit (up to {NAME_MAX_BYTES} bytes in UTF-8, no folders)")
+        return name
+
     def validate(self):
         """Raise ValueError naming the first field at fault."""
-        if not _SAFE_NAME.match(self.name or "") or self.name.strip() != self.name or ".." in self.name:
-            raise ValueError(f"name {self.name!r}: use letters, digits, spaces, '.', '_' or '-' "
-                             "(up to 120 characters, no folders)")
+        self.name = self.checked_name()
         for name, low in (("steps", 1), ("batch_size", 1), ("grad_accum", 1), ("caption_variants", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
