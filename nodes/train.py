@@ -44,7 +44,8 @@ class TrainStyleLoRA:
     DISPLAY_NAME = "LookDev Train Style LoRA"
     DESCRIPTION = ("Teach the model a visual style from a LookDev dataset: trains a small LoRA adapter on the "
                    "frozen model, saves it to the loras folder (kohya format, metadata in the file) and outputs "
-                   "the model with the style applied, ready to render. Re-running with the same name resumes.")
+                   "the model with the style applied, ready to render. Re-running with the same name and settings "
+                   "resumes; an existing LoRA it did not make is kept as .bak.")
     CATEGORY = f"{CATEGORY}/train"
     RETURN_TYPES = ("MODEL", LORA, "STRING", "IMAGE")
     RETURN_NAMES = ("model", "lora", "lora_path", "loss_curve")

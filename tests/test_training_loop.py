@@ -148,6 +148,56 @@ def test_cancel_and_resume_is_bit_identical(tmp_path, grad_accum):
             assert torch.equal(value, resumed.adapter_state[layer][name]), (layer, name)
 
 
+class Cancelled(Exception):
+    """Stands for ComfyUI's InterruptProcessingException (the node tests raise the real one)."""
+
+
+class CancelInForward(ToyDenoiser):
+    def __init__(self, kind, net, at_call):
+        super().__init__(kind, net)
+        self.calls, self.at_call = 0, at_call
+
+    def denoise(self, x, sigma, conds):
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise Cancelled()
+        return super().denoise(x, sigma, conds)
+
+
+class CancelOnStep(TrainHooks):
+    def __init__(self, step, folder):
+        self.step, self.folder = step, folder
+
+    def on_step(self, report):
+        if report.step == self.step:
+            raise Cancelled()
+
+    def on_checkpoint(self, snapshot):
+        save_checkpoint(self.folder / f"toy-{snapshot.step}.state.safetensors", snapshot)
+
+
+@pytest.mark.parametrize("where", ["forward", "hook"])
+def test_an_exception_anywhere_checkpoints_the_last_completed_step(tmp_path, where):
+    cfg = config(steps=9, save_every=4, grad_accum=2)  # 2 forwards per step; step 5 is no save step
+    net, den, adapters = make("eps", cfg)
+    with adapters.attach():
+        straight = train(cfg, den, adapters, examples())
+    net, den, adapters = make("eps", cfg)
+    if where == "forward":
+        den = CancelInForward("eps", net, at_call=2 * 5 + 2)  # the second micro-batch of step 6
+    with adapters.attach(), pytest.raises(Cancelled):
+        train(cfg, den, adapters, examples(), hooks=CancelOnStep(5 if where == "hook" else None, tmp_path))
+    path, header = latest_checkpoint(tmp_path)
+    assert header["step"] == 5
+    _, den, adapters = make("eps", cfg)
+    with adapters.attach():
+        resumed = train(cfg, den, adapters, examples(), resume=load_checkpoint(path))
+    assert resumed.losses == straight.losses
+    for layer, params in straight.adapter_state.items():
+        for name, value in params.items():
+            assert torch.equal(value, resumed.adapter_state[layer][name]), (layer, name)
+
+
 def test_divergence_stops_with_a_clear_error():
     cfg = config(learning_rate=0.9, optimizer="SGD (momentum)", max_grad_norm=0.0, steps=200)
     _, den, adapters = make("eps", cfg)

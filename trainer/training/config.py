@@ -18,7 +18,8 @@ def _f(default, help_text, **kw):
 
 @dataclass
 class TrainConfig:
-    name: str = _f("my_style", "File name of the LoRA (no extension). Checkpoints of the same name resume.")
+    name: str = _f("my_style", "File name of the LoRA (no extension): letters and digits of any script, spaces, "
+                              "'.', '_', '-'. Checkpoints of the same name resume.")
     trigger: str = _f("", "Trigger word(s) stored in the file so appliers can show them.")
     steps: int = _f(600, "Optimizer steps. 10-30 images: 400-1500 steps is typical.")
     batch_size: int = _f(1, "Images per step. Batches never mix aspect buckets, so a bucket with fewer "
@@ -55,7 +56,9 @@ class TrainConfig:
     validation_seed: int = _f(42, "Seed for validation renders, fixed so renders compare across steps.")
     validation_steps: int = _f(20, "Sampling steps of validation renders.")
     validation_size: int = _f(512, "Longest side of validation renders, in pixels.")
-    resume: bool = _f(True, "Continue from the latest checkpoint of this name, if one exists.")
+    resume: bool = _f(True, "Continue from the latest checkpoint of this name, if one exists. Only the same "
+                            "settings and dataset continue (more steps may be added); otherwise the node stops "
+                            "and lists the differences. Off: train from step 0, keeping an old LoRA as .bak.")
     save_dtype: str = _f("fp16", "Precision of the saved LoRA file.", choices=tuple(SAVE_DTYPES))
 
     def adapter_spec(self):
@@ -68,7 +71,7 @@ class TrainConfig:
         allowed = all(unicodedata.category(ch)[0] in "LMN" or ch in _NAME_PUNCTUATION for ch in name)
         if (not name or not allowed or not unicodedata.category(name[0])[0] in "LN" or name.strip() != name
                 or ".." in name or len(name.encode("utf-8")) > NAME_MAX_BYTES):
-            raise ValueError(f"name {self.name!r}: use letters and digits of any script, spaces, '.', '_' or '-', "
+            raise ValueError(f"name {self.name!r}: use letters, digits (any script), spaces, '.', '_' or '-', "
                              f"starting with a letter or digit (up to {NAME_MAX_BYTES} bytes in UTF-8, no folders)")
         return name
 
