@@ -176,8 +176,18 @@ class CancelOnStep(TrainHooks):
         save_checkpoint(self.folder / f"toy-{snapshot.step}.state.safetensors", snapshot)
 
 
-@pytest.mark.parametrize("where", ["forward", "hook"])
-def test_an_exception_anywhere_checkpoints_the_last_completed_step(tmp_path, where):
+class CancelDuringSave(CancelOnStep):
+    """The first checkpoint save is cut short (a Cancel, a kill signal turned into an exception)."""
+
+    def on_checkpoint(self, snapshot):
+        if not getattr(self, "cut", False):
+            self.cut = True
+            raise Cancelled()
+        super().on_checkpoint(snapshot)
+
+
+@pytest.mark.parametrize("where, done", [("forward", 5), ("hook", 5), ("save", 4)])
+def test_an_exception_anywhere_checkpoints_the_last_completed_step(tmp_path, where, done):
     cfg = config(steps=9, save_every=4, grad_accum=2)  # 2 forwards per step; step 5 is no save step
     net, den, adapters = make("eps", cfg)
     with adapters.attach():
@@ -185,10 +195,11 @@ def test_an_exception_anywhere_checkpoints_the_last_completed_step(tmp_path, whe
     net, den, adapters = make("eps", cfg)
     if where == "forward":
         den = CancelInForward("eps", net, at_call=2 * 5 + 2)  # the second micro-batch of step 6
+    hooks = CancelDuringSave(None, tmp_path) if where == "save" else CancelOnStep(5 if where == "hook" else None, tmp_path)
     with adapters.attach(), pytest.raises(Cancelled):
-        train(cfg, den, adapters, examples(), hooks=CancelOnStep(5 if where == "hook" else None, tmp_path))
+        train(cfg, den, adapters, examples(), hooks=hooks)
     path, header = latest_checkpoint(tmp_path)
-    assert header["step"] == 5
+    assert header["step"] == done
     _, den, adapters = make("eps", cfg)
     with adapters.attach():
         resumed = train(cfg, den, adapters, examples(), resume=load_checkpoint(path))

@@ -69,7 +69,7 @@ class TrainConfig:
         name = unicodedata.normalize("NFC", self.name) if isinstance(self.name, str) else ""
         # Letters, marks (for scripts that combine them) and digits of any script; no folders.
         allowed = all(unicodedata.category(ch)[0] in "LMN" or ch in _NAME_PUNCTUATION for ch in name)
-        if (not name or not allowed or not unicodedata.category(name[0])[0] in "LN" or name.strip() != name
+        if (not name or not allowed or unicodedata.category(name[0])[0] not in "LN" or name.strip() != name
                 or ".." in name or len(name.encode("utf-8")) > NAME_MAX_BYTES):
             raise ValueError(f"name {self.name!r}: use letters, digits (any script), spaces, '.', '_' or '-', "
                              f"starting with a letter or digit (up to {NAME_MAX_BYTES} bytes in UTF-8, no folders)")
@@ -99,10 +99,6 @@ class TrainConfig:
                 raise ValueError(f"{f.name} {getattr(self, f.name)!r} is not one of {list(choices)}")
         self.adapter_spec().validate()
         return self
-
-    def network_signature(self):
-        """What a checkpoint must share with this config to be resumed by it."""
-        return {"algorithm": self.algorithm, "rank": self.rank, "alpha": self.alpha, "targets": self.targets}
 
     def to_dict(self):
         data = dataclasses.asdict(self)
