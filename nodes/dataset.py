@@ -52,7 +52,8 @@ def _outputs(dataset):
 class _DatasetNode:
     CATEGORY = f"{CATEGORY}/dataset"
     FUNCTION = "execute"
-    OUTPUT_NODE = True  # queue it alone to check a dataset: the preview and report show
+    # Not an output node: a prompt whose trainer fails validation must not run (and "succeed")
+    # on the dataset alone. The preview still shows: ComfyUI sends any node's "ui" result.
     RETURN_TYPES = (DATASET, "IMAGE", "INT", "STRING")
     RETURN_NAMES = ("dataset", "preview", "count", "report")
     OUTPUT_TOOLTIPS = (

@@ -3,7 +3,7 @@
 from ..trainer import comfy_bridge as bridge
 from ..trainer.options import help_of
 from ..trainer.training.config import TrainConfig
-from ..trainer.training.run import run_training
+from ..trainer.training.run import RunPaths, output_identity, run_training
 from .common import CATEGORY, DATASET, LORA, from_config, tip
 
 # Ranges come from TrainConfig's fields; these are widget settings only.
@@ -46,7 +46,8 @@ class TrainStyleLoRA:
     DISPLAY_NAME = "LookDev Train Style LoRA"
     DESCRIPTION = ("Teach the model a visual style from a LookDev dataset: trains a small LoRA adapter on the "
                    "frozen model, saves it to the loras folder (kohya format, metadata in the file) and outputs "
-                   "the model with the style applied, ready to render. Re-running with the same name resumes.")
+                   "the model with the style applied, ready to render. Re-running with the same name and settings "
+                   "resumes; an existing LoRA it did not make is kept as .bak.")
     CATEGORY = f"{CATEGORY}/train"
     RETURN_TYPES = ("MODEL", LORA, "STRING", "IMAGE")
     RETURN_NAMES = ("model", "lora", "lora_path", "loss_curve")
@@ -69,6 +70,17 @@ class TrainStyleLoRA:
         optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
         optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True, default="")
         return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, name=None, **_):
+        """Which output file a run would make: a deleted or replaced LoRA makes ComfyUI run the
+        node again instead of answering from its cache (run.output_identity)."""
+        if not isinstance(name, str):
+            return float("nan")  # linked from another node: known at run time only
+        try:
+            return output_identity(RunPaths.for_name(TrainConfig(name=name).checked_name()))
+        except ValueError as exc:
+            return f"unusable: {exc}"  # execute raises this same error for the user
 
     def execute(self, model, clip, vae, dataset, unique_id=None, **settings):
         prompts = tuple(line.strip() for line in settings.pop("validation_prompts", "").splitlines() if line.strip())

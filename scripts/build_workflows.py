@@ -139,7 +139,7 @@ Put 10-30 images that share the look into a folder inside ComfyUI's input folder
 - A caption file beside an image (shot1.png + shot1.txt) is used as its caption.
 - A subfolder named like 3_night repeats its images 3 times.
 
-The trigger word ({TRIGGER}) is what you type later to call up the style. Queue this node alone to see the preview grid and the report of skipped files."""
+The trigger word ({TRIGGER}) is what you type later to call up the style. Its preview grid shows on the node when the workflow runs; to check the dataset alone, connect its preview to a Preview Image node and queue that."""
 
 NOTE_CAPTIONS = f"""2. CAPTIONS
 

@@ -70,6 +70,7 @@ class ComfyHost:
     server: object = None
     captured: dict = field(default_factory=dict)
     listeners: list = field(default_factory=list)  # callables(event, data) run on each send_sync
+    progress_listeners: list = field(default_factory=list)  # callables(value, total, node id) on each progress update
     surface_before_pack: dict = None  # server_surface() just before the pack was loaded
     _events: list = field(default_factory=list)
     _progress: list = field(default_factory=list)
@@ -234,6 +235,8 @@ def _record_events(host):
     def progress_hook(value, total, preview_image, prompt_id=None, node_id=None):
         import comfy.model_management
         host._progress.append((value, total, node_id))
+        for listener in list(host.progress_listeners):
+            listener(value, total, node_id)
         # What main.py's hook does first: makes ComfyUI's Cancel reach long-running nodes.
         comfy.model_management.throw_exception_if_processing_interrupted()
 

@@ -246,4 +246,4 @@ def test_object_info_lists_the_nodes_and_the_captioner_dropdown(server, captione
     assert spec["output_is_list"] == [False, True, False]
     assert spec["input"]["required"]["mode"][0] == ["keep", "template", "model",
                                                     "model for uncaptioned"]
-    assert info["LookDevLoadDataset"]["output_node"] is True
+    assert info["LookDevLoadDataset"]["output_node"] is False  # see test_invalid_trainer_input_is_not_a_success

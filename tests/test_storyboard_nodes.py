@@ -359,3 +359,14 @@ def test_contact_sheet_of_an_image_batch_without_labels(comfy):
 def test_contact_sheet_refuses_labels_that_do_not_match_the_frames(comfy):
     result = comfy.run(sheet_of_batch("sb/mismatch", 2, labels="A | one\nB | two\nC | three"), expect_error=True)
     assert "labels has 3 entries for 2 frames" in result.error["exception_message"]
+
+
+def test_shots_file_stored_decomposed_is_found_when_typed_composed(comfy):
+    import unicodedata
+
+    stored = unicodedata.normalize("NFD", "séquence_01.csv")  # as a macOS unzip writes it
+    (comfy.input_dir / stored).write_text("shot_id,description\nA,a quay at dawn\n")
+    typed = unicodedata.normalize("NFC", "séquence_01.csv")
+    assert not (comfy.input_dir / typed).exists()
+    storyboard, _ = parse(comfy, shots_file=typed, base_seed=3)
+    assert [p.shot.description for p in storyboard.shots] == ["a quay at dawn"]

@@ -165,3 +165,19 @@ def _fsync_dir(folder):
         pass
     finally:
         os.close(fd)
+
+
+def keep_aside(path):
+    """Rename `path` to the first free `<name>.bak`, `<name>.bak2`, ... beside it, so a file about
+    to be replaced keeps its bytes; returns the new path."""
+    path = Path(path)
+    for number in range(1, 10000):
+        backup = path.with_name(f"{path.name}.bak{number if number > 1 else ''}")
+        if not os.path.lexists(backup):
+            try:
+                os.rename(path, backup)
+                _fsync_dir(path.parent)
+            except OSError as exc:
+                raise _explain(backup, exc) from exc
+            return backup
+    raise SaveError(errno.EEXIST, f"cannot keep {path} aside: {path.name}.bak to .bak9999 all exist")

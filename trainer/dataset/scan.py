@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .captions import join_tags, split_tags
+from ..unicode_paths import on_disk
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif")
 CACHE_DIRNAME = "lookdev_cache"
@@ -101,7 +102,7 @@ def scan_folder(folder, recursive=True, extensions=IMAGE_EXTENSIONS, caption_ext
 
 def resolve_folder(folder, base, name="folder"):
     """The dataset folder a person typed: absolute (or ~/...) as given, or relative to `base`
-    (ComfyUI's input folder). Surrounding spaces and quotes (as "copy as path" adds) are ignored.
+    (ComfyUI's input folder), found whatever its Unicode normalisation. Surrounding spaces and quotes (as "copy as path" adds) are ignored.
     A relative path may not climb out of `base` with "..": DatasetError naming `name`. The check
     is on the path as written, as ComfyUI checks its own paths; symlinks are the scan's business.
     """
@@ -113,13 +114,13 @@ def resolve_folder(folder, base, name="folder"):
                            f"as an absolute path or relative to {base}")
     path = Path(text).expanduser()
     if path.is_absolute():
-        return path
+        return on_disk(path)
     base = Path(os.path.abspath(base))
     joined = Path(os.path.normpath(base / path))
     if not joined.is_relative_to(base):
         raise DatasetError(f"{name} {text!r} leads out of ComfyUI's input folder {base} (with "
                            "'..'); use a folder inside it, or give the absolute path")
-    return joined
+    return on_disk(joined)
 
 
 def folder_fingerprint(folder, recursive=True, caption_extension="txt"):

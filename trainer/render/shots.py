@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .framing import MAX_SEED, normalize_aspect
+from ..unicode_paths import on_disk
 
 CSV_COLUMNS = ("shot_id", "description", "seed", "aspect", "negative")
 TEXT_FIELDS = ("ID", "description", "seed", "aspect", "negative")
@@ -262,6 +263,7 @@ def shot_file_path(input_dir, name):
         if not target.is_relative_to(root):
             raise ValueError(f"shots_file {text!r} leads outside ComfyUI's input folder {root}; move the file "
                              "into the input folder or give its absolute path")
+    target = on_disk(target)  # a name typed in NFC finds the file stored in NFD, and back
     if target.is_dir():
         raise ValueError(f"shots_file {text!r} is a folder; name the .csv or text file in it")
     if target.exists() and not target.is_file():  # reading a named pipe would wait forever

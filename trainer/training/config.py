@@ -1,7 +1,7 @@
 """Typed training configuration. Every field carries the help text the node shows as a tooltip."""
 
 import dataclasses
-import re
+import unicodedata
 from dataclasses import dataclass
 
 from ..lora.io import SAVE_DTYPES
@@ -10,12 +10,14 @@ from .adapters import ALGORITHMS, AdapterSpec
 from .registries import DTYPES, LOSSES, OPTIMIZERS, SCHEDULES, TIMESTEP_SAMPLERS
 from .targets import TARGET_PRESETS
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,119}$")
+NAME_MAX_BYTES = 120  # UTF-8; file systems allow 255, and checkpoint and temp names add ~60
+_NAME_PUNCTUATION = " _.-"
 
 
 @dataclass
 class TrainConfig:
-    name: str = option("my_style", "File name of the LoRA (no extension). Checkpoints of the same name resume.")
+    name: str = option("my_style", "File name of the LoRA (no extension): letters and digits of any script, spaces, "
+                                    "'.', '_', '-'. Checkpoints of the same name resume.")
     trigger: str = option("", "Trigger word(s) stored in the file so appliers can show them.")
     steps: int = option(600, "Optimizer steps. 10-30 images: 400-1500 steps is typical.", min=1, max=100000)
     batch_size: int = option(1, "Images per step. Batches never mix aspect buckets, so a bucket with fewer "
@@ -58,24 +60,31 @@ class TrainConfig:
     validation_seed: int = option(42, "Seed for validation renders, fixed so renders compare across steps.")
     validation_steps: int = option(20, "Sampling steps of validation renders.", min=1, max=150)
     validation_size: int = option(512, "Longest side of validation renders, in pixels.", min=64, max=4096, step=64)
-    resume: bool = option(True, "Continue from the latest checkpoint of this name, if one exists.")
+    resume: bool = option(True, "Continue from the latest checkpoint of this name, if one exists. Only the same "
+                                 "settings and dataset continue (more steps may be added); otherwise the node stops "
+                                 "and lists the differences. Off: train from step 0, keeping an old LoRA as .bak.")
     save_dtype: str = option("fp16", "Precision of the saved LoRA file.", choices=tuple(SAVE_DTYPES))
 
     def adapter_spec(self):
         return AdapterSpec(self.algorithm, self.rank, self.alpha, self.adapter_dropout)
 
+    def checked_name(self):
+        """The name in NFC (the form macOS, Windows and Linux tools agree on), or ValueError."""
+        name = unicodedata.normalize("NFC", self.name) if isinstance(self.name, str) else ""
+        # Letters, marks (for scripts that combine them) and digits of any script; no folders.
+        allowed = all(unicodedata.category(ch)[0] in "LMN" or ch in _NAME_PUNCTUATION for ch in name)
+        if (not name or not allowed or unicodedata.category(name[0])[0] not in "LN" or name.strip() != name
+                or ".." in name or len(name.encode("utf-8")) > NAME_MAX_BYTES):
+            raise ValueError(f"name {self.name!r}: use letters, digits (any script), spaces, '.', '_' or '-', "
+                             f"starting with a letter or digit (up to {NAME_MAX_BYTES} bytes in UTF-8, no folders)")
+        return name
+
     def validate(self):
         """Raise ValueError naming the first field at fault."""
-        if not _SAFE_NAME.match(self.name or "") or self.name.strip() != self.name or ".." in self.name:
-            raise ValueError(f"name {self.name!r}: use letters, digits, spaces, '.', '_' or '-' "
-                             "(up to 120 characters, no folders)")
+        self.name = self.checked_name()
         check_options(self)
         self.adapter_spec().validate()
         return self
-
-    def network_signature(self):
-        """What a checkpoint must share with this config to be resumed by it."""
-        return {"algorithm": self.algorithm, "rank": self.rank, "alpha": self.alpha, "targets": self.targets}
 
     def to_dict(self):
         data = dataclasses.asdict(self)
