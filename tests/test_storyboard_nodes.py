@@ -359,3 +359,61 @@ def test_contact_sheet_of_an_image_batch_without_labels(comfy):
 def test_contact_sheet_refuses_labels_that_do_not_match_the_frames(comfy):
     result = comfy.run(sheet_of_batch("sb/mismatch", 2, labels="A | one\nB | two\nC | three"), expect_error=True)
     assert "labels has 3 entries for 2 frames" in result.error["exception_message"]
+
+
+# --- the LoRA stack: one validation for every node -------------------------------------------
+
+@pytest.fixture(scope="module")
+def json_stack(comfy):
+    class JsonStack:
+        """A LORA_STACK from JSON, as another pack might build one (null names, NaN strengths)."""
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"entries": ("STRING", {"tooltip": "JSON list of [name, model, clip]"})}}
+
+        RETURN_TYPES = ("LORA_STACK",)
+        FUNCTION = "stack"
+
+        def stack(self, entries):
+            return (json.loads(entries),)
+
+    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_JsonStack"] = JsonStack
+    yield "LookDevTest_JsonStack"
+    del comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_JsonStack"]
+
+
+def _strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("entries, fragment", [
+    ('[["style.safetensors", 1, 1], ["x.safetensors", NaN, 1]]', "lora_stack entry 2: model strength must be a "
+                                                                 "finite number, got nan"),
+    ('[["x.safetensors", 1, Infinity]]', "lora_stack entry 1: CLIP strength must be a finite number, got inf"),
+    ('[["x.safetensors", 1]]', "lora_stack entry 1: a LORA_STACK entry is (lora_name, model_strength, clip_strength)"),
+])
+@pytest.mark.parametrize("node", ["LookDevStoryboardRender", "LookDevApplyLoRAStack"])
+def test_render_and_apply_stack_refuse_the_same_stacks(comfy, json_stack, entries, fragment, node):
+    prompt = storyboard_prompt("sb/badstack", shots="A | a pier", lora_stack=["l", 0], steps=1)
+    prompt["l"] = {"class_type": json_stack, "inputs": {"entries": entries}}
+    if node == "LookDevApplyLoRAStack":
+        prompt["r"] = {"class_type": node, "inputs": {"model": ["m", 0], "clip": ["m", 1], "lora_stack": ["l", 0]}}
+        del prompt["k2"]
+    message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+    assert fragment in message, message
+    assert not (comfy.output_dir / "sb" / "badstack" / "A.png").exists()
+
+
+def test_rows_naming_no_lora_are_dropped_and_the_metadata_is_json(comfy, json_stack):
+    prompt = storyboard_prompt("sb/nullname", shots="A | a pier", lora_stack=["l", 0], steps=1)
+    prompt["l"] = {"class_type": json_stack, "inputs": {"entries": '[[null, 1, 1], ["None", 1, 1], ["", 2, 2], '
+                                                                   '["style.safetensors", 0.5, -1]]'}}
+    comfy.run(prompt, fresh=True)
+    text = read_png_text(comfy.output_dir / "sb" / "nullname" / "A.png")
+    assert _strict_json(text["lookdev"])["loras"] == [
+        {"name": "style.safetensors", "strength_model": 0.5, "strength_clip": -1.0}]
+    assert read_lookdev_metadata(comfy.output_dir / "sb" / "nullname" / "A.png").loras == (
+        LoraUse("style.safetensors", 0.5, -1.0),)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import comfy_bridge as bridge
+from ..lora.stack import normalize_stack
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
 from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png, to_pil
 from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
@@ -179,21 +180,9 @@ def plan_frames(storyboard, config):
 
 
 def loras_from_stack(stack):
-    """LoraUse per entry of a LORA_STACK [(lora_name, strength_model, strength_clip), ...]; "None" rows skipped."""
-    if stack is None:
-        return ()
-    if not isinstance(stack, (list, tuple)):
-        raise ValueError(f"lora_stack must be a LORA_STACK list of (lora_name, strength_model, strength_clip), "
-                         f"got {type(stack).__name__}")
-    uses = []
-    for number, entry in enumerate(stack, start=1):
-        if not isinstance(entry, (list, tuple)) or len(entry) != 3 or not isinstance(entry[0], str) or not all(
-                isinstance(value, (int, float)) and not isinstance(value, bool) for value in entry[1:]):
-            raise ValueError(f"lora_stack entry {number} is {entry!r}; expected "
-                             "(lora_name, strength_model, strength_clip)")
-        if entry[0].strip() and entry[0] != "None":
-            uses.append(LoraUse(entry[0], float(entry[1]), float(entry[2])))
-    return tuple(uses)
+    """LoraUse per entry of a LORA_STACK, checked by the same rules as LookDev Apply LoRA Stack
+    (stack.normalize_stack): strengths finite numbers, rows naming no LoRA dropped."""
+    return tuple(LoraUse(*entry) for entry in normalize_stack(stack))
 
 
 @dataclass(frozen=True)
