@@ -559,3 +559,24 @@ def test_bad_values_are_refused_naming_the_file_and_tensor(comfy, loras, fault, 
     message = comfy.run(prompt, expect_error=True).error["exception_message"]
     assert f"LoRA {name}: {key} {fragment}" in message, message
     assert via == "apply" or message.startswith(f"lora_stack entry 1 ({name}): ")
+
+
+def test_block_weights_naming_missing_blocks_are_reported(comfy, loras):
+    result = _run_apply(comfy, "idle", lora_name=loras["style"], weights="IN04:0, OUT12:0.5, IN02:0, OUT01:0.5")
+    assert ("warning: block weight 'IN04:0' changes nothing: this model has no block IN04 "
+            "(its blocks: BASE, IN00-IN03, MID, OUT00-OUT03)") in result.report, result.report
+    assert "warning: block weight 'OUT12:0.5' changes nothing: this model has no block OUT12" in result.report
+    assert "warning: block weight 'IN02:0' changes nothing: the LoRA has no layers in IN02" in result.report
+    assert not [line for line in result.report.splitlines() if line.startswith("warning") and "OUT01" in line]
+    assert "block weights: OUT01 0.5" in result.report
+
+
+@pytest.mark.parametrize("weights, fragment", [
+    ("IN01:1e6", "block weight 'IN01:1e6': 1e+06 is outside the valid range -10 to 10"),
+    ("OUT:nan", "block weight 'OUT:nan': 'nan' is not a number; block weights are numbers from -10 to 10"),
+])
+def test_absurd_block_weights_are_refused_with_the_range(comfy, loras, weights, fragment):
+    prompt = _tiny()
+    prompt["2"] = _apply(loras["style"], weights=weights)
+    _capture(prompt, "2", 0, "never")
+    assert fragment in comfy.run(prompt, expect_error=True).error["exception_message"]

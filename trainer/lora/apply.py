@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from .. import comfy_bridge as bridge
-from .blocks import PRESETS, block_of, weights_by_key
+from .blocks import PRESETS, block_of, idle_items, weights_by_key
 from .detect import ARCH_NAMES, ArchGuess, guess_architecture, is_text_encoder_key
 from .io import LoraFileError
 from .metadata import trigger_word_warnings, trigger_words
@@ -243,6 +243,14 @@ def check_values(name, tensors):
                                  "diverged; use an earlier checkpoint or retrain with a lower learning rate")
 
 
+def _idle_block_items(options, model, arch, patches):
+    """Warnings for block_weights items that name a block the model or the LoRA lacks."""
+    if ":" not in options.block_weights:
+        return []
+    model_blocks = {block_of(f"diffusion_model.{path}.", arch) for path, _ in bridge.named_layers(model)}
+    return idle_items(options.block_weights, arch, (block_of(key, arch) for key in patches), model_blocks)
+
+
 def _report(name, match, arch, weights, warnings):
     scaled = {block_of(key, arch): weight for key, weight in weights.items() if weight != 1.0}
     model_weights = sum(map(_is_model_key, match.patches))
@@ -265,7 +273,8 @@ def apply_lora(model, clip, lora, options: ApplyOptions) -> Applied:
     weights = weights_by_key(match.patches, arch, block_text) if block_text else {}
     new_model, new_clip = bridge.add_patches(model, clip, match.patches, options.strength_model,
                                              options.strength_clip, weights.__getitem__ if weights else None)
-    warnings = _warnings(match, arch, guess, clip is not None) + tuple(trigger_word_warnings(lora.metadata))
+    warnings = (_warnings(match, arch, guess, clip is not None) + tuple(trigger_word_warnings(lora.metadata))
+                + tuple(_idle_block_items(options, model, arch, match.patches)))
     report = _report(name, match, arch, weights, warnings)
     if report.warnings:
         log.warning("LookDev LoRA %s", report.text())  # also in the console, where ComfyUI logs its own
