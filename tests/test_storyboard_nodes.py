@@ -278,9 +278,33 @@ def test_each_distinct_prompt_is_encoded_once(comfy, monkeypatch):
     encoded, encode = [], bridge.encode_text
     monkeypatch.setattr(bridge, "encode_text", lambda clip, text: encoded.append(text) or encode(clip, text))
     prompt = storyboard_prompt("sb/encode", shots="A | a pier\nB | a pier\nC | a boat | | | fog", label="enc", steps=1)
-    comfy.run(prompt, fresh=True)
+    result = comfy.run(prompt, fresh=True)
     assert sorted(encoded) == sorted(["lkdv, ink drawing, a pier", "lkdv, ink drawing, a boat", "blurry",
                                       "blurry, fog"])
+    # Progress while encoding, before the first sampling step: an event and the node's bar per prompt.
+    events = [(event, data) for event, data in result.events if event.startswith("lookdev.render.")]
+    assert [(e, d["done"], d["total"]) for e, d in events[:4]] == [("lookdev.render.encoding", n, 4) for n in range(1, 5)]
+    assert {d["node"] for _, d in events[:4]} == {"r"} and events[4][0] == "lookdev.render.progress"
+    assert [(value, total) for value, total, _ in result.progress if total == 4] == [(n, 4) for n in range(1, 5)]
+
+
+def test_cancel_while_encoding_prompts_stops_before_sampling(comfy):
+    shots = "\n".join(f"S{n:03d} | shot number {n}" for n in range(1, 31))
+
+    def cancel_at_twelfth_prompt(event, data):
+        if event == "lookdev.render.encoding" and data["done"] == 12:
+            comfy.nodes.interrupt_processing(True)
+
+    comfy.listeners.append(cancel_at_twelfth_prompt)
+    try:
+        result = comfy.run(storyboard_prompt("sb/cancel_encoding", shots=shots, label="cancel_enc"), fresh=True,
+                           expect_error=True)
+    finally:
+        comfy.listeners.remove(cancel_at_twelfth_prompt)
+    assert result.interrupted
+    assert [d["done"] for d in result.events_named("lookdev.render.encoding")] == list(range(1, 13))
+    assert result.events_named("lookdev.render.progress") == []
+    assert not (comfy.output_dir / "sb" / "cancel_encoding").exists()
 
 
 def test_cancel_stops_between_steps_and_keeps_finished_frames(comfy):

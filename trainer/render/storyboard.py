@@ -22,6 +22,7 @@ from .shots import build_prompt, load_shot_file, parse_shot_text, shot_file_path
 CUSTOM_SIZE = "custom"
 SHEET_STEM = "_contact_sheet"  # shot ids can't start with "_", so the sheet never replaces a frame
 EVENT_RENDER_PROGRESS = "lookdev.render.progress"  # named in nodes/common.py for the web side
+EVENT_RENDER_ENCODING = "lookdev.render.encoding"  # likewise
 _LATENT_MULTIPLE = 8  # SD-family VAEs downscale by 8
 
 
@@ -211,6 +212,21 @@ class _Progress:
         return on_step
 
 
+def encode_prompts(clip, texts, node_id=None):
+    """{text: CONDITIONING} for distinct texts, with a progress bar, an event per prompt (the node
+    shows "encoding prompts 12 / 300") and Cancel between prompts: hundreds of shots take minutes."""
+    prompt_id = bridge.current_prompt_id()
+    bar = bridge.progress_bar(len(texts))
+    conditioning = {}
+    for done, text in enumerate(texts, start=1):
+        bridge.check_cancel()
+        conditioning[text] = bridge.conditioning(bridge.encode_text(clip, text))
+        bar.update_absolute(done, len(texts))
+        bridge.send_event(EVENT_RENDER_ENCODING, {"node": node_id, "prompt_id": prompt_id, "done": done,
+                                                  "total": len(texts)})
+    return conditioning
+
+
 def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_prompt=None, extra_pnginfo=None,
                       node_id=None):
     """Render each FrameJob with ComfyUI's sampler and VAE, saving every frame as soon as it is done.
@@ -225,8 +241,8 @@ def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_
     a frame would depend on the shots it shared a batch with. One by one, it depends only on its shot.
     """
     paths = [frame_path(output_dir, config.folder, job.shot_id) for job in jobs]  # bad names fail before rendering
-    conditioning = {text: bridge.conditioning(bridge.encode_text(clip, text))
-                    for text in dict.fromkeys(text for job in jobs for text in (job.prompt, job.negative))}
+    texts = list(dict.fromkeys(text for job in jobs for text in (job.prompt, job.negative)))
+    conditioning = encode_prompts(clip, texts, node_id)
     progress = _Progress(len(jobs), config.steps, node_id)
     keep_prompt = bridge.metadata_enabled()
     frames = []
