@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import math
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -104,17 +105,24 @@ def encode_images(vae, images):
     return vae.encode(images[..., :3]).clone()
 
 
+_VAE_IDS = weakref.WeakKeyDictionary()  # first_stage_model -> identity, while ComfyUI keeps the VAE
+
+
 def vae_identity(vae):
-    """A short fingerprint of a VAE's weights, for keying cached latents to the VAE that made them."""
-    digest = hashlib.sha256(type(vae.first_stage_model).__name__.encode())
+    """A short fingerprint of all of a VAE's weights (every byte), for keying cached latents to the
+    VAE that made them. Hashed once per loaded VAE (about a second for an SD VAE on a CPU)."""
+    model = vae.first_stage_model
+    known = _VAE_IDS.get(model)
+    if known is not None:
+        return known
+    digest = hashlib.sha256(type(model).__name__.encode())
     digest.update(str(vae.latent_channels).encode())
-    for name, tensor in sorted(vae.first_stage_model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 512)][:512]
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(sample.float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1).contiguous().cpu()
+        digest.update(f"{name}\0{tuple(tensor.shape)}\0{tensor.dtype}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    _VAE_IDS[model] = digest.hexdigest()[:32]
+    return _VAE_IDS[model]
 
 
 # --- training ---------------------------------------------------------------------------------
