@@ -2,6 +2,7 @@
 (also against core KSampler + VAE Decode), progress, Cancel and contact sheets."""
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -441,3 +442,29 @@ def test_rows_naming_no_lora_are_dropped_and_the_metadata_is_json(comfy, json_st
         {"name": "style.safetensors", "strength_model": 0.5, "strength_clip": -1.0}]
     assert read_lookdev_metadata(comfy.output_dir / "sb" / "nullname" / "A.png").loras == (
         LoraUse("style.safetensors", 0.5, -1.0),)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_frames_and_sheets_get_the_mode_a_plain_write_gives(comfy, board):
+    """As ComfyUI's own Save Image files: readable by colleagues on a shared disk (0644 under umask 022)."""
+    _, _, folder = board
+    expected = 0o666 & ~_umask()
+    for name in ("A.png", "B.png", "C.png", "_contact_sheet.png", "_contact_sheet.pdf"):
+        assert (folder / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_the_demo_dataset_gets_the_mode_a_plain_write_gives(tmp_path):
+    from demo_dataset import write_dataset
+
+    old = os.umask(0o022)
+    try:
+        folder = write_dataset(tmp_path / "noir", count=2)
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+        name: 0o644 for name in ("noir_00.png", "noir_00.txt", "noir_01.png", "noir_01.txt")}
