@@ -10,6 +10,7 @@ per block for block weights.
 import logging
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -235,7 +236,8 @@ def check_values(name, tensors):
             raise ValueError(f"LoRA {name}: {key} holds {tensor.numel()} values (shape {tuple(tensor.shape)}); "
                              "an alpha is one number per layer. The file is damaged or was written by a "
                              "broken converter; re-export it")
-        if tensor.is_floating_point():
+        # A float32 sum is finite unless a value is not (or huge values overflow it): one fast pass.
+        if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
                 raise ValueError(f"LoRA {name}: {key} holds {bad} NaN or infinite values of {tensor.numel()}; "
@@ -249,6 +251,23 @@ def _idle_block_items(options, model, arch, patches):
         return []
     model_blocks = {block_of(f"diffusion_model.{path}.", arch) for path, _ in bridge.named_layers(model)}
     return idle_items(options.block_weights, arch, (block_of(key, arch) for key in patches), model_blocks)
+
+
+_VALUES_CHECKED = {}  # id(LoraFile) -> weakref to it, for files check_values passed
+
+
+def _check_values_once(name, lora):
+    """check_values, once per LoraFile object (the file cache hands out the same one until the
+    file changes): a large LoRA's values take a noticeable fraction of a second to scan."""
+    known = _VALUES_CHECKED.get(id(lora))
+    if known is not None and known() is lora:
+        return
+    check_values(name, lora.tensors)
+    key = id(lora)
+    try:
+        _VALUES_CHECKED[key] = weakref.ref(lora, lambda _ref: _VALUES_CHECKED.pop(key, None))
+    except TypeError:
+        pass  # not weak-referenceable: checked again next time
 
 
 def _report(name, match, arch, weights, warnings):
@@ -265,7 +284,7 @@ def apply_lora(model, clip, lora, options: ApplyOptions) -> Applied:
     name = lora_label(lora)
     arch = bridge.architecture(model)
     block_text = options.block_text()
-    check_values(name, lora.tensors)
+    _check_values_once(name, lora)
     match = _match(model, clip, lora.tensors)
     guess = guess_architecture({n: tuple(t.shape) for n, t in lora.tensors.items()})
     if not match.patches:
