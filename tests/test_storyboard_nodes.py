@@ -284,7 +284,8 @@ def test_each_distinct_prompt_is_encoded_once(comfy, monkeypatch):
                                       "blurry, fog"])
     # Progress while encoding, before the first sampling step: an event and the node's bar per prompt.
     events = [(event, data) for event, data in result.events if event.startswith("lookdev.render.")]
-    assert [(e, d["done"], d["total"]) for e, d in events[:4]] == [("lookdev.render.encoding", n, 4) for n in range(1, 5)]
+    assert [(e, d["done"], d["total"]) for e, d in events[:4]] == [
+        ("lookdev.render.encoding", n, 4) for n in range(1, 5)]
     assert {d["node"] for _, d in events[:4]} == {"r"} and events[4][0] == "lookdev.render.progress"
     assert [(value, total) for value, total, _ in result.progress if total == 4] == [(n, 4) for n in range(1, 5)]
 

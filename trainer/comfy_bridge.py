@@ -418,8 +418,8 @@ def patch_problem(patch, target):
             return f"{name}: {exc}"
         if shape[0] != target[0] or math.prod(shape) != math.prod(target):
             return f"{name} makes {_dims(shape)} for weight {_dims(target)}"
-        dora = patch.weights[dora_index]
-        if dora is not None and dora.numel() not in (target[0], math.prod(target[1:2])):
+        dora = patch.weights[dora_index]  # one scale per output row, or per input column
+        if dora is not None and dora.numel() not in (target[0], target[1] if len(target) > 1 else 1):
             return f"DoRA scale {_dims(dora.shape)} for weight {_dims(target)}"
         return None
     return None
