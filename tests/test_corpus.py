@@ -10,6 +10,7 @@ each reader in detail; this file is the one place that feeds the whole corpus to
 """
 
 import io
+import math
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from PIL import Image
 
 from dataset_files import flat_png, noise_image, rgb16_png, write_image
 from dataset_prompts import loader
-from lora_files import lora_tensors, write_lora
+from lora_files import adapter_tensors, lora_tensors, write_lora
+from lookdev.trainer.fileio import write_safetensors
 from lookdev.trainer.lora.io import read_lora, save_lora
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -358,6 +360,21 @@ def corpus_loras(comfy):
     save_lora(folder / "corpus_flux.safetensors", flux, {})
     save_lora(folder / "corpus_meta_not_json.safetensors", lora_tensors(sd15, "sd15", seed=25),
               {"lookdev.trigger_words": "[inky, 'film grain'", "ss_tag_frequency": "{oops"})
+    for name, tensors in _spoilt_adapters(sd15).items():
+        write_safetensors(folder / name, tensors)
+
+
+def _spoilt_adapters(sd15):
+    """LyCORIS files that do not fit the model, or hold values ComfyUI fails or renders black on."""
+    loha = adapter_tensors(sd15, "loha", seed=26)
+    layer = sorted(loha)[0].rsplit(".", 1)[0]
+    misfit = {**loha, f"{layer}.hada_w2_b": torch.cat([loha[f"{layer}.hada_w2_b"]] * 2, dim=1)}
+    rank0 = {k: v[:0] if k.endswith("lora_down.weight") else v[:, :0] if k.endswith("lora_up.weight") else v
+             for k, v in adapter_tensors(sd15, "lora", seed=27).items()}
+    alpha = {**loha, f"{layer}.alpha": torch.tensor([4.0, 4.0])}
+    inf = {**loha, f"{layer}.hada_w1_a": loha[f"{layer}.hada_w1_a"].clone().fill_(math.inf)}
+    return {"corpus_loha_misfit.safetensors": misfit, "corpus_rank0.safetensors": rank0,
+            "corpus_alpha_pair.safetensors": alpha, "corpus_inf.safetensors": inf}
 
 
 LORA_CASES = [
@@ -376,6 +393,18 @@ LORA_CASES = [
     Case("wrong architecture", "corpus_flux.safetensors", "error",
          ("LoRA corpus_flux.safetensors: none of its 4 keys match this SD1.x model. The LoRA looks made for Flux "
           "(double_blocks keys", "use it with Flux models")),
+    Case("LoHa layer that does not fit", "corpus_loha_misfit.safetensors", "ok",
+         ("corpus_loha_misfit.safetensors: 415 of 420 keys matched",
+          "warning: 5 keys have shapes that do not fit the model and were skipped (e.g. diffusion_model.",
+          "LoHa: its two Hadamard factors differ")),
+    Case("rank 0", "corpus_rank0.safetensors", "error",
+         ("LoRA corpus_rank0.safetensors: none of its", "LoRA: lora_down has rank 0; a rank is at least 1")),
+    Case("alpha of two values", "corpus_alpha_pair.safetensors", "error",
+         ("LoRA corpus_alpha_pair.safetensors: lora_unet_", ".alpha holds 2 values (shape (2,)); an alpha is one "
+          "number per layer")),
+    Case("inf values", "corpus_inf.safetensors", "error",
+         ("LoRA corpus_inf.safetensors: lora_unet_", ".hada_w1_a holds ", " NaN or infinite values of ",
+          "the LoRA would render black or noise")),
     Case("metadata values not JSON", "corpus_meta_not_json.safetensors", "ok",
          ("corpus_meta_not_json.safetensors: ", "keys matched",
           "warning: metadata lookdev.trigger_words is not a JSON list of words; no trigger words read from it",

@@ -4,6 +4,7 @@ from lookdev.trainer.lora.blocks import (
     PRESETS,
     VECTOR_BLOCKS,
     block_of,
+    idle_items,
     parse_block_weights,
     presets_for,
     weights_by_key,
@@ -157,3 +158,31 @@ def test_weights_by_key():
     ]
     assert weights_by_key(keys, "flux", "S:0.5, BASE:0") == {
         keys[0]: 1.0, keys[1]: 0.5, keys[2]: 0.5, keys[3]: 0.0}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("IN04:1e6", "block weight 'IN04:1e6': 1e+06 is outside the valid range -10 to 10"),
+    ("OUT:-11", "-11 is outside the valid range -10 to 10"),
+    ("IN04:inf", "'inf' is not a number; block weights are numbers from -10 to 10"),
+    (",".join(["1"] * 16 + ["20"]), "block weight '20': 20 is outside the valid range -10 to 10"),
+])
+def test_block_weights_out_of_range_are_refused_with_the_range(text, fragment):
+    with pytest.raises(ValueError) as err:
+        parse_block_weights(text, "sd1", SD_BLOCKS)
+    assert fragment in str(err.value)
+
+
+MODEL_BLOCKS = ["BASE", "MID"] + [f"IN{i:02d}" for i in range(12)] + [f"OUT{i:02d}" for i in range(12)]
+
+
+@pytest.mark.parametrize("text, warnings", [
+    ("IN04:0.5, OUT:0", []),
+    ("IN99:0", ["block weight 'IN99:0' changes nothing: this model has no block IN99 "
+                "(its blocks: BASE, IN00-IN11, MID, OUT00-OUT11)"]),
+    ("OUT12:0, IN03:0", ["block weight 'OUT12:0' changes nothing: this model has no block OUT12 "
+                         "(its blocks: BASE, IN00-IN11, MID, OUT00-OUT11)",
+                         "block weight 'IN03:0' changes nothing: the LoRA has no layers in IN03"]),
+    (",".join(["0"] * 17), []),
+])
+def test_idle_items_name_blocks_the_model_or_the_lora_lacks(text, warnings):
+    assert idle_items(text, "sd1", SD_BLOCKS, MODEL_BLOCKS) == warnings

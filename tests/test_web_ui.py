@@ -309,6 +309,19 @@ def test_render_progress_shows_on_the_named_node(training_page):
     assert training_page["log"].from_lookdev() == []
 
 
+def test_prompt_encoding_progress_shows_on_the_named_node(training_page):
+    """lookdev.render.encoding, sent while a storyboard render encodes its prompts."""
+    status = training_page["page"].evaluate(f"""() => {{
+      const app = {APP};
+      const node = app.graph.nodes.find((n) => n.type === "CheckpointLoaderSimple");
+      const detail = {{ node: String(node.id), prompt_id: "p", done: 12, total: 300 }};
+      window.comfyAPI.api.api.dispatchEvent(new CustomEvent("lookdev.render.encoding", {{ detail }}));
+      return node.widgets.find((w) => w.name === "lookdev_progress")?.element.textContent;
+    }}""")
+    assert status == "encoding prompts 12 / 300"
+    assert training_page["log"].from_lookdev() == []
+
+
 def test_cancel_shows_where_training_stopped(training_page, server):
     """ComfyUI's Cancel during training: the chart keeps its points and says it was cancelled."""
     page = training_page["page"]

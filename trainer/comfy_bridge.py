@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import math
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -94,17 +95,24 @@ def encode_images(vae, images):
     return vae.encode(images[..., :3]).clone()
 
 
+_VAE_IDS = weakref.WeakKeyDictionary()  # first_stage_model -> identity, while ComfyUI keeps the VAE
+
+
 def vae_identity(vae):
-    """A short fingerprint of a VAE's weights, for keying cached latents to the VAE that made them."""
-    digest = hashlib.sha256(type(vae.first_stage_model).__name__.encode())
+    """A short fingerprint of all of a VAE's weights (every byte), for keying cached latents to the
+    VAE that made them. Hashed once per loaded VAE (about a second for an SD VAE on a CPU)."""
+    model = vae.first_stage_model
+    known = _VAE_IDS.get(model)
+    if known is not None:
+        return known
+    digest = hashlib.sha256(type(model).__name__.encode())
     digest.update(str(vae.latent_channels).encode())
-    for name, tensor in sorted(vae.first_stage_model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 512)][:512]
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(sample.float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1).contiguous().cpu()
+        digest.update(f"{name}\0{tuple(tensor.shape)}\0{tensor.dtype}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    _VAE_IDS[model] = digest.hexdigest()[:32]
+    return _VAE_IDS[model]
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -316,32 +324,108 @@ def _target_shape(key, shapes):
     return shape[:dim] + (length,) + shape[dim + 1:]
 
 
-def _lora_shape(patch):
-    """(out, in) of a plain LoRA's up @ down, or None for adapters whose shape is not checked here."""
+def _meta(tensor):
+    return torch.empty(tensor.shape, device="meta") if torch.is_tensor(tensor) else None
+
+
+def _rank(dim, what):
+    if dim < 1:
+        raise ValueError(f"{what} has rank {dim}; a rank is at least 1")
+
+
+def _lora_diff(weights):
+    """The shape of a LoRA/LoCon patch's up @ (mid) @ down, computed as ComfyUI computes it."""
+    up, down, mid = _meta(weights[0]), _meta(weights[1]), _meta(weights[3])
+    _rank(down.shape[0], "lora_down")
+    if up.ndim < 2 or up.shape[1:].numel() != down.shape[0]:
+        raise ValueError(f"lora_up {_dims(up.shape)} does not fit lora_down {_dims(down.shape)} (inner rank)")
+    if mid is not None:
+        if mid.ndim != 4 or tuple(mid.shape[:2]) != (down.shape[0], down.shape[0]) or down.shape[2:].numel() != 1:
+            raise ValueError(f"lora_mid {_dims(mid.shape)} does not fit lora_down {_dims(down.shape)}")
+        down = torch.empty((down.shape[0], down.shape[1], *mid.shape[2:]), device="meta")
+    return (up.shape[0], *down.shape[1:])
+
+
+def _loha_diff(weights):
+    w1a, w1b, _, w2a, w2b, t1, t2 = map(_meta, weights[:7])
+    shapes = []
+    for a, b, t, n in ((w1a, w1b, t1, 1), (w2a, w2b, t2, 2)):
+        _rank(b.shape[0], f"hada_w{n}_b")
+        if t is None:
+            if a.ndim != 2 or a.shape[1] != b.shape[0]:
+                raise ValueError(f"hada_w{n}_a {_dims(a.shape)} does not fit hada_w{n}_b {_dims(b.shape)} (inner rank)")
+            shapes.append((a.shape[0], *b.shape[1:]))
+        else:
+            shapes.append(tuple(torch.einsum("i j k l, j r, i p -> p r k l", t, b, a).shape))
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"its two Hadamard factors differ ({_dims(shapes[0])} and {_dims(shapes[1])})")
+    return shapes[0]
+
+
+def _lokr_diff(weights):
+    w1, w2, _, w1a, w1b, w2a, w2b, t2 = map(_meta, weights[:8])
+    if w1 is None:
+        _rank(w1b.shape[0], "lokr_w1_b")
+        w1 = w1a @ w1b
+    if w2 is None:
+        _rank(w2b.shape[0], "lokr_w2_b")
+        w2 = w2a @ w2b if t2 is None else torch.einsum("i j k l, j r, i p -> p r k l", t2, w2b, w2a)
+    if w2.ndim == 4:
+        w1 = w1[:, :, None, None]
+    return tuple(torch.kron(w1, w2).shape)
+
+
+def _dims(shape):
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _adapter_kinds():
     import comfy.weight_adapter as adapters
 
-    if isinstance(patch, adapters.LoRAAdapter):
-        up, down, _, mid, _, reshape = patch.weights
-        if mid is None and reshape is None:
-            return (up.shape[0], up.shape[1:].numel(), down.shape[0], down.shape[1:].numel())
+    # (class, name, shape of its weight difference, index of its DoRA scale in .weights)
+    return ((adapters.LoRAAdapter, "LoRA", _lora_diff, 4), (adapters.LoHaAdapter, "LoHa", _loha_diff, 7),
+            (adapters.LoKrAdapter, "LoKr", _lokr_diff, 8))
+
+
+def patch_problem(patch, target):
+    """Why ComfyUI could not apply `patch` to a weight of shape `target` (it would log an error at
+    sampling time and leave the weight as it is, or fail with a bare ZeroDivisionError), or None.
+    Checks inner ranks, rank >= 1, the shape the adapter makes and a DoRA scale's length. GLoRA,
+    OFT and BOFT patches are left to ComfyUI."""
+    if isinstance(patch, tuple):  # ("diff", (tensor,)) full-weight differences, ("set", ...)
+        kind, values = patch
+        if kind in ("diff", "set") and len(values) == 1 and tuple(values[0].shape) != tuple(target):
+            return f"{kind} {_dims(values[0].shape)} for weight {_dims(target)}"
+        return None
+    for cls, name, diff_shape, dora_index in _adapter_kinds():
+        if not isinstance(patch, cls):
+            continue
+        if name == "LoRA" and patch.weights[5] is not None:
+            return None  # reshape_weight: ComfyUI pads the weight to the LoRA's shape first
+        try:
+            shape = diff_shape(patch.weights)
+        except (ValueError, RuntimeError) as exc:  # RuntimeError: meta-tensor math of mismatched factors
+            return f"{name}: {exc}"
+        if shape[0] != target[0] or math.prod(shape) != math.prod(target):
+            return f"{name} makes {_dims(shape)} for weight {_dims(target)}"
+        dora = patch.weights[dora_index]  # one scale per output row, or per input column
+        if dora is not None and dora.numel() not in (target[0], target[1] if len(target) > 1 else 1):
+            return f"DoRA scale {_dims(dora.shape)} for weight {_dims(target)}"
+        return None
     return None
 
 
 def misfit_patches(model, clip, patches):
-    """{key: (LoRA shape, weight shape)} for plain-LoRA patches whose up @ down cannot become the
-    weight: ComfyUI would log an error for each and leave the weight as it is."""
+    """{key: reason} for patches ComfyUI could not apply to the weight they name (patch_problem)."""
     shapes = {}
     for module in ([model.model] if model is not None else []) + ([clip.cond_stage_model] if clip is not None else []):
         shapes.update((k, tuple(v.shape)) for k, v in module.state_dict().items())
     misfits = {}
     for key, patch in patches.items():
-        lora = _lora_shape(patch)
         target = _target_shape(key, shapes)
-        if lora is None or target is None:
-            continue
-        out_dim, up_rank, rank, in_dim = lora
-        if up_rank != rank or out_dim != target[0] or in_dim != math.prod(target[1:]):
-            misfits[key] = ((out_dim, in_dim), target)
+        problem = None if target is None else patch_problem(patch, target)
+        if problem:
+            misfits[key] = problem
     return misfits
 
 

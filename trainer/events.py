@@ -30,9 +30,12 @@ lookdev.render.progress, after every sampling step of a storyboard render:
   shot          the shot's text as the shot list gives it
   index, total  which shot (1..total) and how many shots this render has
   step, steps   sampling steps done in this shot (1..steps) and per shot
+lookdev.render.encoding, after each distinct prompt a storyboard render encodes, before sampling:
+  done, total   prompts encoded (1..total) and distinct prompts (positive and negative) to encode
 """
 
 EVENT_TRAIN_PROGRESS = "lookdev.train.progress"
 EVENT_TRAIN_PREVIEW = "lookdev.train.preview"
 EVENT_TRAIN_DONE = "lookdev.train.done"
 EVENT_RENDER_PROGRESS = "lookdev.render.progress"
+EVENT_RENDER_ENCODING = "lookdev.render.encoding"

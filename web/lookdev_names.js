@@ -12,4 +12,5 @@ export const EVENTS = {
   trainPreview: "lookdev.train.preview",
   trainDone: "lookdev.train.done",
   renderProgress: "lookdev.render.progress",
+  renderEncoding: "lookdev.render.encoding",
 };

@@ -182,15 +182,23 @@ function onRunStopped({ type, detail }) {
   node.lookdevPanel?.update();
 }
 
-function onRenderProgress({ detail }) {
-  const node = nodeForExecutionId(detail.node);
+function setRenderStatus(executionId, text) {
+  const node = nodeForExecutionId(executionId);
   if (!node || typeof node.addDOMWidget !== "function") return;
   if (!node.lookdevPanel) {
     node.lookdevPanel = new Panel(node, false);
     node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
   }
-  node.lookdevPanel.status.textContent =
-    `shot ${detail.index} / ${detail.total} · step ${detail.step} / ${detail.steps} · ${detail.shot}`;
+  node.lookdevPanel.status.textContent = text;
+}
+
+function onRenderProgress({ detail }) {
+  setRenderStatus(detail.node,
+    `shot ${detail.index} / ${detail.total} · step ${detail.step} / ${detail.steps} · ${detail.shot}`);
+}
+
+function onRenderEncoding({ detail }) {
+  setRenderStatus(detail.node, `encoding prompts ${detail.done} / ${detail.total}`);
 }
 
 app.registerExtension({
@@ -201,6 +209,7 @@ app.registerExtension({
     api.addEventListener(EVENTS.trainPreview, onTrainPreview);
     api.addEventListener(EVENTS.trainDone, onTrainDone);
     api.addEventListener(EVENTS.renderProgress, onRenderProgress);
+    api.addEventListener(EVENTS.renderEncoding, onRenderEncoding);
     api.addEventListener("execution_interrupted", onRunStopped);
     api.addEventListener("execution_error", onRunStopped);
   },

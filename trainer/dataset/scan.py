@@ -13,6 +13,7 @@ Only names are checked here; whether an image decodes is found out when it is lo
 import hashlib
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,10 +125,11 @@ def resolve_folder(folder, base, name="folder"):
 
 
 def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
-    """A short digest of the name, size and modification time of every file a scan of `folder`
-    looks at: it changes when a file is added, removed, replaced or edited, and only then.
-    Hidden files, the latent cache and caption backups do not count. A missing or unreadable
-    folder gives the digest of what could be read; loading it then says what is wrong."""
+    """A short digest of the name and content of every file a scan of `folder` looks at: it
+    changes when a file is added, removed, replaced or edited (even when the edit kept the old
+    modification time), and only then. Hidden files, the latent cache and caption backups do not
+    count. A missing or unreadable folder gives the digest of what could be read; loading it then
+    says what is wrong. Contents are hashed once per file version (see file_digest)."""
     root = Path(folder)
     backup = f".{normalize_extension(caption_extension)}{BACKUP_SUFFIX}"
     digest = hashlib.sha256()
@@ -139,12 +141,39 @@ def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
                 continue
             path = Path(here) / name
             try:
-                stat = path.stat()  # follows links inside the folder: editing their target counts
-                state = f"{stat.st_size}:{stat.st_mtime_ns}"
+                state = file_digest(path)  # follows links inside the folder: editing their target counts
             except OSError as exc:
                 state = f"unreadable:{exc.errno}"
             digest.update(f"{path.relative_to(root).as_posix()}\0{state}\n".encode())
     return digest.hexdigest()[:32]
+
+
+_DIGESTS = {}  # absolute path -> (stat key, sha256 of the bytes)
+_DIGESTS_MAX = 20_000
+_CHUNK = 1 << 20
+
+
+def file_digest(path):
+    """sha256 of a file's bytes, remembered per (inode, size, mtime_ns, ctime_ns): a file is read
+    again only when one of these changes. ctime cannot be set back by tools that restore mtime,
+    so an edit that keeps the old mtime is still seen. Non-regular files (pipes) are not read."""
+    path = Path(path)
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a file:{stat.S_IFMT(st.st_mode)}"
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    name = os.path.abspath(path)
+    known = _DIGESTS.get(name)
+    if known is not None and known[0] == key:
+        return known[1]
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    if len(_DIGESTS) >= _DIGESTS_MAX:
+        _DIGESTS.clear()  # a crude bound: files are hashed again, nothing is wrong
+    _DIGESTS[name] = (key, digest.hexdigest())
+    return _DIGESTS[name][1]
 
 
 def folder_label(subfolder):

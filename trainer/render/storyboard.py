@@ -13,6 +13,7 @@ from .. import comfy_bridge as bridge
 from .. import events
 from ..options import check_options, help_of, option  # noqa: F401  (help_of: the nodes read it from here)
 from ..pixels import image_tensor, to_pil
+from ..lora.stack import normalize_stack
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
 from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png
 from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
@@ -170,21 +171,9 @@ def plan_frames(storyboard, config):
 
 
 def loras_from_stack(stack):
-    """LoraUse per entry of a LORA_STACK [(lora_name, strength_model, strength_clip), ...]; "None" rows skipped."""
-    if stack is None:
-        return ()
-    if not isinstance(stack, (list, tuple)):
-        raise ValueError(f"lora_stack must be a LORA_STACK list of (lora_name, strength_model, strength_clip), "
-                         f"got {type(stack).__name__}")
-    uses = []
-    for number, entry in enumerate(stack, start=1):
-        if not isinstance(entry, (list, tuple)) or len(entry) != 3 or not isinstance(entry[0], str) or not all(
-                isinstance(value, (int, float)) and not isinstance(value, bool) for value in entry[1:]):
-            raise ValueError(f"lora_stack entry {number} is {entry!r}; expected "
-                             "(lora_name, strength_model, strength_clip)")
-        if entry[0].strip() and entry[0] != "None":
-            uses.append(LoraUse(entry[0], float(entry[1]), float(entry[2])))
-    return tuple(uses)
+    """LoraUse per entry of a LORA_STACK, checked by the same rules as LookDev Apply LoRA Stack
+    (stack.normalize_stack): strengths finite numbers, rows naming no LoRA dropped."""
+    return tuple(LoraUse(*entry) for entry in normalize_stack(stack))
 
 
 @dataclass(frozen=True)
@@ -213,6 +202,21 @@ class _Progress:
         return on_step
 
 
+def encode_prompts(clip, texts, node_id=None):
+    """{text: CONDITIONING} for distinct texts, with a progress bar, an event per prompt (the node
+    shows "encoding prompts 12 / 300") and Cancel between prompts: hundreds of shots take minutes."""
+    prompt_id = bridge.current_prompt_id()
+    bar = bridge.progress_bar(len(texts))
+    conditioning = {}
+    for done, text in enumerate(texts, start=1):
+        bridge.check_cancel()
+        conditioning[text] = bridge.conditioning(bridge.encode_text(clip, text))
+        bar.update_absolute(done, len(texts))
+        bridge.send_event(events.EVENT_RENDER_ENCODING, {"node": node_id, "prompt_id": prompt_id, "done": done,
+                                                  "total": len(texts)})
+    return conditioning
+
+
 def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_prompt=None, extra_pnginfo=None,
                       node_id=None):
     """Render each FrameJob with ComfyUI's sampler and VAE, saving every frame as soon as it is done.
@@ -227,8 +231,8 @@ def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_
     a frame would depend on the shots it shared a batch with. One by one, it depends only on its shot.
     """
     paths = [frame_path(output_dir, config.folder, job.shot_id) for job in jobs]  # bad names fail before rendering
-    conditioning = {text: bridge.conditioning(bridge.encode_text(clip, text))
-                    for text in dict.fromkeys(text for job in jobs for text in (job.prompt, job.negative))}
+    texts = list(dict.fromkeys(text for job in jobs for text in (job.prompt, job.negative)))
+    conditioning = encode_prompts(clip, texts, node_id)
     progress = _Progress(len(jobs), config.steps, node_id)
     keep_prompt = bridge.metadata_enabled()
     frames = []
