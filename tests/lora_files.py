@@ -87,7 +87,7 @@ def adapter_tensors(bundle, kind, seed=0, rank=4, scale=0.1):
     diffusion = bundle.model.model.diffusion_model
     layers = _layers(diffusion, _CONV_LAYER if kind == "locon" else _UNET_LAYER)
     layers = {path: w for path, w in layers.items() if kind != "locon" or w.ndim == 4 and w.shape[2] == 3}
-    names = kohya_names(layers, "sd1", UNetLayout.from_unet_config(bundle.model.model.model_config.unet_config))
+    names = kohya_names(layers, "sd1", comfy_bridge.lora_key_map(bundle.model))
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
     for path, weight in layers.items():
