@@ -245,11 +245,8 @@ def analyse(source, name, config, progress=None):
         what = "its start-end range holds no frames" if (config.start or config.end) \
             else "it holds no video frames (zero length)"
         raise DatasetError(f"{name}: {what}")
-    if windows == 1 and not (config.start or config.end) and expected \
-            and len(state.stats) < expected - max(2, expected // 50) and not state.problems:
-        state.problems.append(
-            f"the video stream ends after {len(state.stats)} of the {expected} frames its "
-            "header announces (the file is truncated or damaged); the rest is skipped")
+    if windows == 1 and not (config.start or config.end) and not state.problems:
+        state.problems.extend(_short_stream(state, expected, duration, fps))
     thumbs = np.stack(state.thumbs)
     cuts, flashes = [], []
     bounds = state.boundaries + [len(thumbs)]
@@ -269,6 +266,19 @@ def analyse(source, name, config, progress=None):
                     video.classify_frames(state.stats, shots), crop, windows,
                     (start, stop), time.monotonic() - began, config.remove_bars,
                     state.problems)
+
+
+def _short_stream(state, expected, duration, fps):
+    """A note when the stream stops well before its header says it ends (a truncated copy)."""
+    count = len(state.stats)
+    if expected and count < expected - max(2, expected // 50):
+        return [f"the video stream ends after {count} of the {expected} frames its header "
+                "announces (the file is truncated or damaged); the rest is skipped"]
+    end = state.times[-1] + 1 / fps
+    if not expected and duration and end < duration - max(1.0, duration / 50):
+        return [f"the video stream ends at {end:.2f} s but the file says it is {duration:.2f} s "
+                "long (the file is truncated or damaged); the rest is skipped"]
+    return []
 
 
 class _Pass:
@@ -332,9 +342,11 @@ def _luma(frame):
 
 # --- picks at full size -----------------------------------------------------------------------
 
-def decode_picks(source, analysis, picks):
+def decode_picks(source, analysis, picks, seek=True):
     """([(frame index, RGB uint8 array, cropped)], [(frame index, reason)] for picks that could
-    not be decoded). Picks are reached in time order: by decoding on when close, else a seek."""
+    not be decoded). Picks are reached in time order: by decoding on when close, else a seek.
+    Containers that cannot seek there (MPEG-TS without enough keyframes) are read again from the
+    start for the picks a seek missed."""
     import av
 
     top, bottom, left, right = analysis.crop
@@ -348,9 +360,11 @@ def decode_picks(source, analysis, picks):
         decoder, last = None, None
         for index in wanted:
             target = analysis.times[index]
-            if decoder is None or last is None or target <= last or target - last > _SEEK_AFTER_S:
-                container.seek(max(0, int((origin + target) / stream.time_base)), stream=stream,
-                               backward=True)
+            if decoder is None or (seek and (last is None or target <= last
+                                             or target - last > _SEEK_AFTER_S)):
+                if seek:
+                    container.seek(max(0, int((origin + target) / stream.time_base)),
+                                   stream=stream, backward=True)
                 decoder = container.decode(stream)
             found = None
             try:
@@ -374,6 +388,11 @@ def decode_picks(source, analysis, picks):
             rgb = found.to_ndarray(format="rgb24")
             frames.append((index, np.ascontiguousarray(
                 rgb[top:rgb.shape[0] - bottom, left:rgb.shape[1] - right])))
+    missed = [index for index, reason in broken if reason.startswith("the frame was not found")]
+    if seek and missed:
+        again, broken_again = decode_picks(source, analysis, missed, seek=False)
+        broken = [item for item in broken if item[0] not in missed] + broken_again
+        frames = sorted(frames + again, key=lambda item: item[0])
     return frames, broken
 
 
