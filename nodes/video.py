@@ -52,10 +52,6 @@ class DatasetFromVideo(_DatasetNode):
     def INPUT_TYPES(cls):
         files = video_files(comfy_bridge.folder("input"))
         return {"required": {
-            "video": ([NO_FILE, *files], {
-                "video_upload": True, "default": NO_FILE,
-                "tooltip": "A video in ComfyUI's input folder (upload one here). 'path' or a "
-                           "connected video_input take precedence."}),
             "path": tip("STRING", "Or type the video's path: absolute, or relative to ComfyUI's "
                         "input folder. Empty to use the picked file.", default=""),
             "frames": from_config(ReelConfig, "frames", min=1, max=500),
@@ -69,6 +65,12 @@ class DatasetFromVideo(_DatasetNode):
             "frames_folder": tip("STRING", "Folder inside ComfyUI's input folder for "
                                  "write_frames; empty for <video name>_frames.", default=""),
             **_common_inputs(),
+            # Last of the required inputs: the editor appends the upload button's widget value
+            # after the required widgets, so this keeps saved widget values in input order.
+            "video": ([NO_FILE, *files], {
+                "video_upload": True, "default": NO_FILE,
+                "tooltip": "A video in ComfyUI's input folder (upload one here). A typed "
+                           "'path' or a connected video_input takes precedence."}),
         }, "optional": {
             "video_input": tip("VIDEO", "A video from another node (Load Video, ...); used "
                                "instead of 'video' and 'path' when connected."),
@@ -84,8 +86,9 @@ class DatasetFromVideo(_DatasetNode):
             return f"unusable: {exc}"  # execute raises the same error for the user
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
-    def execute(self, video, path, frames, start, end, remove_bars, write_frames, frames_folder,
-                trigger, resolution, custom_resolution, no_upscale, repeats, video_input=None):
+    def execute(self, path, frames, start, end, remove_bars, write_frames, frames_folder,
+                trigger, resolution, custom_resolution, no_upscale, repeats, video,
+                video_input=None):
         if video_input is not None:
             source, name = comfy_bridge.video_source(video_input), "video_input"
             if isinstance(source, str):
