@@ -196,3 +196,11 @@ def test_corrupt_stream_in_the_middle(tmp_path, container, damage):
     if container != "ts":
         assert any("skipped" in p for p in problems), problems
         assert "Problem: the video stream " in result.report
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_a_flash_during_a_pan_is_no_cut(tmp_path, width):
+    pan = scene(5, SIZE, 40, drift=3)
+    frames = pan[:20] + solid(255, SIZE, width) + pan[20 + width:]
+    result = make(encode(tmp_path / "pan.mp4", frames))
+    assert result.analysis.cuts == [] and result.analysis.flashes == [20, 20 + width]

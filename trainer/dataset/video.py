@@ -11,7 +11,8 @@ Cuts: the mean absolute luma difference between consecutive thumbs, compared wit
 the differences around it (an adaptive threshold: PySceneDetect's AdaptiveDetector idea). A
 difference is a cut when it is at least CUT_MIN_SCORE and CUT_RATIO times that local median, so
 camera motion and fades (many similar differences in a row) are not cuts. A spike whose frames
-before and after it match again within FLASH_FRAMES frames is a flash (a muzzle flash, a
+before and after it match again (to within FLASH_SIMILAR of the spike, so a pan may go on)
+within FLASH_FRAMES frames is a flash (a muzzle flash, a
 lightning strike, a photographer's strobe), not a cut. Dissolves are not cuts either: the shots
 on both sides of one count as one shot.
 
@@ -33,6 +34,7 @@ CUT_MIN_SCORE = 10.0  # mean absolute thumb difference (0..255) below which noth
 CUT_RATIO = 3.0  # a cut's difference is at least this many times the local median difference
 CUT_WINDOW = 3  # frames each side whose differences make the local median
 FLASH_FRAMES = 3  # a spike is a flash when the picture returns within this many frames
+FLASH_SIMILAR = 0.35  # ... to within this share of the spike (the camera may move meanwhile)
 MIN_SHOT_FRAMES = 4  # a second cut closer than this to the previous one is ignored
 
 BLACK_LUMA = 40  # a frame whose bright end (mean + 2 std of the centre) is below this is black
@@ -188,7 +190,7 @@ def detect_cuts(thumbs, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, window=CUT_WIN
         around = np.concatenate([scores[max(1, i - window):i], scores[i + 1:i + 1 + window]])
         if around.size and score < ratio * float(np.median(around)):
             continue
-        if _is_flash(thumbs, i, min_score, flash_frames):
+        if _is_flash(thumbs, i, score, min_score, flash_frames):
             flashes.append(i)
             continue
         if cuts and i - cuts[-1] < min_shot:
@@ -197,12 +199,14 @@ def detect_cuts(thumbs, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, window=CUT_WIN
     return CutResult(cuts, flashes, scores)
 
 
-def _is_flash(thumbs, i, min_score, flash_frames):
+def _is_flash(thumbs, i, score, min_score, flash_frames):
     """Does the picture just before the spike at i come back within flash_frames after it?
-    Both edges of a flash (into it and out of it) are found by the same test."""
+    "Comes back" allows for camera motion across the flash: the two frames differ by less than
+    FLASH_SIMILAR of the spike. Both edges of a flash (into it, out of it) pass the same test."""
+    similar = max(min_score, FLASH_SIMILAR * score)
     for before in range(max(0, i - flash_frames - 1), i):
         for after in range(i, min(len(thumbs), before + flash_frames + 2)):
-            if after - before >= 2 and _mad(thumbs[before], thumbs[after]) < min_score:
+            if after - before >= 2 and _mad(thumbs[before], thumbs[after]) < similar:
                 return True
     return False
 
