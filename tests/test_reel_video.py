@@ -204,3 +204,53 @@ def test_a_flash_during_a_pan_is_no_cut(tmp_path, width):
     frames = pan[:20] + solid(255, SIZE, width) + pan[20 + width:]
     result = make(encode(tmp_path / "pan.mp4", frames))
     assert result.analysis.cuts == [] and result.analysis.flashes == [20, 20 + width]
+
+
+def test_all_black_video_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match=r"dark.mp4: no usable frame in the 30 analysed "
+                                           r"\(30 black\); check the video"):
+        make(encode(tmp_path / "dark.mp4", solid(16, SIZE, 30)))
+
+
+def test_disk_full_while_writing_frames_leaves_whole_files_only(tmp_path, monkeypatch):
+    import errno
+
+    from lookdev.trainer import fileio
+
+    path = encode(tmp_path / "clip.mp4", reel([scene(1, SIZE, 20), scene(2, SIZE, 20),
+                                               scene(3, SIZE, 20)]))
+    original, calls = fileio._write_all, []
+
+    def write(fh, data):  # the disk fills up half-way through the second frame
+        calls.append(fh.name)
+        if len(calls) < 2:
+            return original(fh, data)
+        fh.write(bytes(data)[:len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio, "_write_all", write)
+    out = tmp_path / "frames"
+    with pytest.raises(fileio.SaveError, match="the disk is full"):
+        reel_dataset(str(path), "clip.mp4", ReelConfig(frames=3), DatasetConfig(resolution=128),
+                     write_to=out)
+    files = list(out.iterdir())
+    assert len(files) == 1 and Image.open(files[0]).size == SIZE  # the first frame, whole
+
+
+def test_undecodable_stream(tmp_path):
+    """A video stream whose data the decoder cannot read from the first packet (what an
+    unsupported or broken codec gives): a clear error naming the codec."""
+    from fractions import Fraction
+
+    path = tmp_path / "garbage.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=24)
+        stream.width = stream.height = 64
+        rng = np.random.default_rng(0)
+        for n in range(10):
+            packet = av.Packet(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+            packet.stream, packet.pts, packet.dts, packet.time_base = stream, n, n, Fraction(1, 24)
+            container.mux(packet)
+    with pytest.raises(DatasetError, match=r"garbage.mkv: cannot decode its video stream \(mpeg4\): "
+                                           r"Invalid data found when processing input; convert it"):
+        make(path)

@@ -231,7 +231,8 @@ def analyse(source, name, config, progress=None):
             except av.error.FFmpegError as exc:
                 if not state.stats:
                     raise DatasetError(f"{name}: cannot decode its video stream "
-                                       f"({stream.codec_context.name}): {exc}") from exc
+                                       f"({stream.codec_context.name}): {_ffmpeg_text(exc)}; "
+                                       "convert it to H.264 or ProRes") from exc
                 state.problems.append(
                     f"the video stream is damaged after "
                     f"{video.display_timecode(state.numbers[-1], fps)} ({_ffmpeg_text(exc)}); "
