@@ -52,8 +52,9 @@ class DatasetFromVideo(_DatasetNode):
     def INPUT_TYPES(cls):
         files = video_files(comfy_bridge.folder("input"))
         return {"required": {
-            "path": tip("STRING", "Or type the video's path: absolute, or relative to ComfyUI's "
-                        "input folder. Empty to use the picked file.", default=""),
+            "path": tip("STRING", "The video's path, typed: absolute, or relative to "
+                        "ComfyUI's input folder. Used instead of the picked 'video' (at the "
+                        "bottom); empty to use the picked file.", default=""),
             "frames": from_config(ReelConfig, "frames", min=1, max=500),
             "start": from_config(ReelConfig, "start"),
             "end": from_config(ReelConfig, "end"),
