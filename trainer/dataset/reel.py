@@ -72,7 +72,8 @@ class ReelConfig:
         for name in ("start", "end"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a timecode text, got {getattr(self, name)!r}")
-            video.parse_timecode(getattr(self, name), 24, name)  # syntax only; the rate comes later
+            # Syntax only: the frame field is checked against the video's own rate later.
+            video.parse_timecode(getattr(self, name), 1000, name)
         if not isinstance(self.remove_bars, bool):
             raise ValueError(f"remove_bars must be true or false, got {self.remove_bars!r}")
         return self
