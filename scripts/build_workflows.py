@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 SEED_CONTROL = "fixed"  # the same seed every run: a LoRA or a frame can be reproduced
+# A combo with one of these options gets an upload button whose widget the editor appends after
+# the node's required inputs, saving this value for it (as core Load Image / Load Video do).
+UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
+UPLOAD_VALUE = "image"
 NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
 
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the stock ComfyUI default workflow's
@@ -70,7 +74,7 @@ class Group:
     color: str = "#3f789e"
 
 
-# --- the three workflows -------------------------------------------------------------------------
+# --- the workflows -------------------------------------------------------------------------------
 
 def checkpoint(node_id, pos):
     return Node(node_id, "CheckpointLoaderSimple", pos, (380, 100), {"ckpt_name": CHECKPOINT})
@@ -243,8 +247,71 @@ def train_and_storyboard():
     return nodes, notes, groups
 
 
+REEL_TRIGGER = "lkdv_reel"
+REEL_LORA_NAME = "reel_style"
+
+NOTE_REEL_OVERVIEW = f"""TRAIN THE LOOK OF A REFERENCE REEL - read me first
+
+What this does: it takes a video you already have (a reference reel, a trailer, a graded test shoot, a scene from your last film), picks good frames from it by itself, and trains a style LoRA on them. No frame export by hand.
+
+Steps, left to right:
+1. Checkpoint - the model you will later render with (SD1.5 here; for SDXL set resolution 1024 in Dataset From Video).
+2. Dataset From Video - pick or upload your video at the bottom of the node.
+3. Caption Dataset - describes what is IN each frame, so the trigger word ({REEL_TRIGGER}) learns HOW it looks.
+4. Train - saves models/loras/{REEL_LORA_NAME}.safetensors.
+
+Queue the Dataset From Video node alone first to see which frames it takes."""
+
+NOTE_REEL = """1. YOUR REFERENCE REEL
+
+Pick a video from ComfyUI's input folder in 'video' (or upload one), or type a path in 'path', or connect a VIDEO from Load Video.
+
+- The node finds the shots (hard cuts; fades, flashes and dissolves are not cuts) and takes 'frames' frames spread over them: the sharpest of each part of a shot, never black, white, faded or near-duplicate frames.
+- Letterbox / pillarbox bars are found over the whole clip and cropped. Burnt-in subtitles are not removed: prune such frames.
+- start / end keep a part of the video (1:23 or 00:01:23:12).
+- write_frames saves the chosen frames (named by timecode, e.g. reel_00h01m23s12f.png) into input/<video>_frames: delete the ones you don't want, add captions beside them, and switch to Load Dataset on that folder next time.
+
+The preview shows the frames with their timecodes; the report lists the shots, the crop and every skipped frame with its reason."""
+
+NOTE_REEL_TRAINING = f"""3. TRAINING
+
+The same starting values as for a folder of stills: 800 steps, rank 16, learning rate 1e-4. A reel's frames share one grade, so the look comes through quickly; watch the validation renders every 200 steps and stop when it looks right (re-queue with the same name to continue).
+
+The LoRA is saved as models/loras/{REEL_LORA_NAME}.safetensors, with checkpoints under output/lookdev/{REEL_LORA_NAME}/ and the loss curve in output/lookdev/."""
+
+
+def train_style_from_reel():
+    x, y = 40, 300
+    nodes = [
+        checkpoint(1, (x, y)),
+        Node(2, "LookDevDatasetFromVideo", (x, y + 160), (380, 640), {
+            "frames": 24, "trigger": REEL_TRIGGER, "resolution": "512"}),
+        Node(3, "LookDevCaptionDataset", (x + 440, y + 160), (400, 470), {
+            "mode": "model for uncaptioned", "captioner": "(none)"}, {"dataset": (2, "dataset")}),
+        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 1560), {
+            "name": REEL_LORA_NAME, "steps": 800, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
+            "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
+            "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
+            "validation_steps": 20, "validation_size": 512, "validation_prompts": (
+                f"{REEL_TRIGGER}, a woman waits at a bus stop at dusk\n"
+                f"{REEL_TRIGGER}, a kitchen table with breakfast, morning light\n"
+                f"{REEL_TRIGGER}, wide shot of a harbour with boats")},
+            {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
+        Node(5, "SaveImage", (x + 1420, y), (420, 380),
+             {"filename_prefix": f"lookdev/{REEL_LORA_NAME}_loss"}, {"images": (4, "loss_curve")},
+             title="Loss curve"),
+    ]
+    notes = [Note(10, (40, -20), (820, 280), NOTE_REEL_OVERVIEW),
+             Note(11, (40, 1140), (380, 520), NOTE_REEL),
+             Note(12, (480, 1140), (400, 400), NOTE_CAPTIONS.replace(TRIGGER, REEL_TRIGGER)),
+             Note(13, (1460, 720), (420, 420), NOTE_REEL_TRAINING)]
+    groups = [Group("1 - Reference reel", (1, 2)), Group("2 - Captions", (3,)),
+              Group("3 - Train and save", (4, 5))]
+    return nodes, notes, groups
+
+
 BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
-            "train_and_storyboard": train_and_storyboard}
+            "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel}
 
 
 # --- serialisation -------------------------------------------------------------------------------
@@ -267,6 +334,13 @@ def is_widget(kind, options):
 def has_seed_control(name, kind, options):
     """The editor adds a 'control after generate' widget after these (and saves its value)."""
     return kind == "INT" and options.get("control_after_generate", name in ("seed", "noise_seed"))
+
+
+def has_upload(info):
+    """Does the editor add an upload widget (after the required inputs) to this node type?"""
+    return any(isinstance(spec[0], list) and len(spec) > 1
+               and any(spec[1].get(option) for option in UPLOAD_OPTIONS)
+               for spec in info["input"].get("required", {}).values())
 
 
 def widget_values(node, info):
@@ -300,7 +374,10 @@ def build(name, object_info):
         info = object_info[node.type]
         values = widget_values(node, info)
         inputs, api_inputs, ui_values = [], {}, []
-        for name_, kind, options, _ in input_specs(info):
+        required = len(info["input_order"].get("required", []))
+        for position, (name_, kind, options, _) in enumerate(input_specs(info)):
+            if position == required and has_upload(info):
+                ui_values.append(UPLOAD_VALUE)
             link_id = None
             if name_ in node.links:
                 source, output = node.links[name_]
@@ -319,6 +396,8 @@ def build(name, object_info):
                                    "widget": {"name": name_}, "link": link_id})
             else:
                 inputs.append({"name": name_, "type": kind, "link": link_id})
+        if len(input_specs(info)) == required and has_upload(info):
+            ui_values.append(UPLOAD_VALUE)
         ui_nodes.append({"id": node.id, "type": node.type, "pos": list(node.pos), "size": list(node.size),
                          "flags": {}, "order": 0, "mode": 0, "inputs": inputs, "outputs": [],
                          "properties": {"Node name for S&R": node.type}, "widgets_values": ui_values,

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
-NAMES = ["storyboard_in_style", "train_and_storyboard", "train_style_lora"]
+NAMES = ["storyboard_in_style", "train_and_storyboard", "train_style_from_reel", "train_style_lora"]
 VIRTUAL = {"Note", "MarkdownNote"}  # editor-only nodes: not in /object_info, never queued
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
@@ -91,8 +91,12 @@ def named_widget_values(node, info):
     """{widget name: value} of an editor-format node, its seed-control values checked and dropped."""
     values = list(node.get("widgets_values", []))
     named = {}
-    for name, spec in input_specs(info):
-        if not is_widget(spec):
+    required = len(info["input_order"].get("required", []))
+    for position, (name, spec) in enumerate(input_specs(info) + [(None, None)]):
+        if position == required and has_upload(info):
+            upload = values.pop(0) if values else None
+            assert upload == "image", f"node {node['id']}: {upload!r} where the upload widget's value goes"
+        if name is None or not is_widget(spec):
             continue
         assert values, f"node {node['id']} ({node['type']}) has too few widget values"
         named[name] = values.pop(0)
@@ -101,6 +105,14 @@ def named_widget_values(node, info):
             assert control in SEED_CONTROLS, f"node {node['id']}: {control!r} after {name} is no seed control"
     assert values == [], f"node {node['id']} ({node['type']}) has widget values left over: {values}"
     return named
+
+
+def has_upload(info):
+    """The editor adds an upload button after the required inputs of a node with an upload combo
+    (core Load Image / Load Video: widget values [file, "image"])."""
+    return any(isinstance(spec[0], list) and len(spec) > 1
+               and any(spec[1].get(key) for key in ("image_upload", "video_upload", "animated_image_upload"))
+               for spec in info["input"].get("required", {}).values())
 
 
 def check_value(node_type, name, spec, value):
@@ -120,7 +132,7 @@ def check_value(node_type, name, spec, value):
         assert options.get("min", value) <= value <= options.get("max", value), f"{where} is out of range"
 
 
-def test_template_browser_lists_exactly_the_three(server):
+def test_template_browser_lists_exactly_the_shipped_workflows(server):
     listed = server.get("/api/workflow_templates").json()
     assert {pack: sorted(names) for pack, names in listed.items()} == {"LookDev": NAMES}
     for name in NAMES:

@@ -602,3 +602,23 @@ def save_temp_image(image, prefix):
     name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
     write_bytes(Path(folder("temp")) / name, data)
     return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+# --- video --------------------------------------------------------------------------------------
+
+def video_source(video):
+    """A path or a binary file object PyAV can open, from ComfyUI's VIDEO type (comfy_api's
+    VideoInput: Load Video, Create Video, ...). get_stream_source avoids a copy where the video
+    is a file; save_to (the abstract method every VideoInput has) is the fallback."""
+    import io
+
+    get_source = getattr(video, "get_stream_source", None)
+    if callable(get_source):
+        return get_source()
+    if callable(getattr(video, "save_to", None)):
+        buffer = io.BytesIO()
+        video.save_to(buffer)
+        buffer.seek(0)
+        return buffer
+    raise ValueError(f"video_input is a {type(video).__name__}, not a ComfyUI VIDEO; connect "
+                     "Load Video or another node's VIDEO output")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from ..options import option
 from ..pixels import image_tensor, to_pil
@@ -170,23 +170,31 @@ def dataset_from_images(images, captions, config):
                         normalize_extension(config.caption_extension))
 
 
-def preview_grid(dataset, columns=4, cell=256):
-    """A contact sheet of the cropped training images: tensor [1, H, W, 3] (ComfyUI IMAGE)."""
+def preview_grid(dataset, columns=4, cell=256, labels=None):
+    """A contact sheet of the cropped training images: tensor [1, H, W, 3] (ComfyUI IMAGE).
+    labels: optional text per image (e.g. a video frame's timecode), written under it."""
     if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns must be a whole number >= 1, got {columns!r}")
     if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
         raise ValueError(f"cell must be a whole number of pixels >= 16, got {cell!r}")
     if not dataset.samples:
         raise ValueError("the dataset has no images to preview")
+    if labels is not None and len(labels) != len(dataset.samples):
+        raise ValueError(f"{len(labels)} labels for {len(dataset.samples)} images")
     columns = min(columns, len(dataset.samples))
     rows = math.ceil(len(dataset.samples) / columns)
-    sheet = Image.new("RGB", (columns * cell, rows * cell), (24, 24, 24))
+    band = 18 if labels else 0  # room for a line of text under each picture
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + band)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
     for index, sample in enumerate(dataset.samples):
         thumb = ImageOps.contain(to_pil(sample.image, rounded=True), (cell - 4, cell - 4),
                                  Image.Resampling.LANCZOS)
         left = index % columns * cell + (cell - thumb.width) // 2
-        top = index // columns * cell + (cell - thumb.height) // 2
+        top = index // columns * (cell + band) + (cell - thumb.height) // 2
         sheet.paste(thumb, (left, top))
+        if labels:
+            draw.text((index % columns * cell + 4, index // columns * (cell + band) + cell),
+                      str(labels[index]), fill=(230, 230, 230))
     return image_tensor(sheet)
 
 
