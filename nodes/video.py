@@ -55,7 +55,7 @@ class DatasetFromVideo(_DatasetNode):
             "path": tip("STRING", "The video's path, typed: absolute, or relative to "
                         "ComfyUI's input folder. Used instead of the picked 'video' (at the "
                         "bottom); empty to use the picked file.", default=""),
-            "frames": from_config(ReelConfig, "frames", min=1, max=500),
+            "frames": from_config(ReelConfig, "frames"),
             "start": from_config(ReelConfig, "start"),
             "end": from_config(ReelConfig, "end"),
             "remove_bars": from_config(ReelConfig, "remove_bars"),

@@ -176,3 +176,20 @@ def test_parse_timecode(text, seconds):
 def test_parse_timecode_refuses(text):
     with pytest.raises(ValueError, match=f"end {text!r} is not a timecode"):
         video.parse_timecode(text, 24, "end")
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"frames": 0}, "frames must be between 1 and 500, got 0"),
+    ({"frames": 501}, "frames must be between 1 and 500, got 501"),
+    ({"frames": True}, "frames must be a whole number, got True"),
+    ({"max_analysed_frames": 29}, "max_analysed_frames must be at least 30, got 29"),
+    ({"start": "1:xx"}, "start '1:xx' is not a timecode"),
+    ({"end": 12}, "end must be a timecode text, got 12"),
+    ({"remove_bars": "yes"}, "remove_bars must be true or false"),
+])
+def test_reel_config_names_the_setting_at_fault(settings, message):
+    from lookdev.trainer.dataset.reel import ReelConfig
+
+    with pytest.raises(ValueError, match=message):
+        ReelConfig(**settings).validate()
+    assert ReelConfig().validate().frames == 20

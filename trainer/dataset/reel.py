@@ -18,13 +18,14 @@ import math
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .. import fileio
+from ..options import check_options, option
 from .buckets import make_buckets
 from .dataset import StyleDataset, _caption, _sample
 from .images import MIN_SIDE
@@ -46,41 +47,32 @@ _EIGHT_BIT_PLANAR = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "y
 class ReelConfig:
     """How frames are chosen from a video. `validate()` raises a ValueError naming the field."""
 
-    frames: int = field(default=20, metadata={
-        "help": "How many frames to take: spread over the shots, at least one per shot while "
-                "there are more frames than shots, the sharpest in each part of a shot."})
-    start: str = field(default="", metadata={
-        "help": "Use the video from this timecode on (83.5, 1:23, 0:01:23 or 00:01:23:12); "
-                "empty for the beginning."})
-    end: str = field(default="", metadata={
-        "help": "Use the video up to this timecode; empty for the end."})
-    remove_bars: bool = field(default=True, metadata={
-        "help": "Crop letterbox and pillarbox bars (rows and columns that stay black through "
-                "the whole clip) before bucketing. Burnt-in subtitles are not removed."})
-    max_analysed_frames: int = field(default=MAX_ANALYSED_FRAMES, metadata={
-        "help": "Longer videos (or start-end ranges) are analysed in evenly spaced windows "
-                "holding this many frames in all, so time and memory stay bounded."})
+    frames: int = option(20, "How many frames to take: spread over the shots, at least one per shot while "
+                             "there are more frames than shots, the sharpest in each part of a shot.", min=1, max=500)
+    start: str = option("", "Use the video from this timecode on (83.5, 1:23, 0:01:23 or 00:01:23:12); "
+                            "empty for the beginning.")
+    end: str = option("", "Use the video up to this timecode; empty for the end.")
+    remove_bars: bool = option(True, "Crop letterbox and pillarbox bars (rows and columns that stay black through "
+                                     "the whole clip) before bucketing. Burnt-in subtitles are not removed.")
+    max_analysed_frames: int = option(MAX_ANALYSED_FRAMES, "Longer videos (or start-end ranges) are analysed in "
+                                      "evenly spaced windows holding this many frames in all, so time and memory "
+                                      "stay bounded.", min=ANALYSIS_WINDOWS)
 
     def validate(self):
         for name in ("frames", "max_analysed_frames"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        if self.max_analysed_frames < ANALYSIS_WINDOWS:
-            raise ValueError(f"max_analysed_frames must be at least {ANALYSIS_WINDOWS}, got "
-                             f"{self.max_analysed_frames}")
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         for name in ("start", "end"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a timecode text, got {getattr(self, name)!r}")
-            # Syntax only: the frame field is checked against the video's own rate later.
-            video.parse_timecode(getattr(self, name), 1000, name)
         if not isinstance(self.remove_bars, bool):
             raise ValueError(f"remove_bars must be true or false, got {self.remove_bars!r}")
+        check_options(self)
+        for name in ("start", "end"):
+            # Syntax only: the frame field is checked against the video's own rate later.
+            video.parse_timecode(getattr(self, name), 1000, name)
         return self
-
-    @classmethod
-    def help(cls):
-        return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
 @dataclass
