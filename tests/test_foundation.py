@@ -13,7 +13,7 @@ from conftest import ROOT
 SHIPPED_NODES = {
     "LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevCaptionDataset", "LookDevTrainStyleLoRA",
     "LookDevApplyLoRA", "LookDevLoRAStack", "LookDevApplyLoRAStack",
-    "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet",
+    "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet", "LookDevAnimatic",
 }
 
 
