@@ -141,6 +141,8 @@ def test_video_frames_start_where_the_edl_says(fps, title):
     title_frames = frames_for(1.0, rate) if title else 0
     assert len(frames) == stream_frames == animatic.frames == title_frames + sum(lengths)
     assert frames[0].shape == (72, 128, 3)
+    with av.open(io.BytesIO(animatic.video)) as container:  # the record timeline's start, for conforming
+        assert container.streams.video[0].metadata["timecode"] == "01:00:00:00"
 
     events = read_cmx3600(animatic.edl, base)
     offset = RECORD_START * base
@@ -367,3 +369,16 @@ def test_storyboard_render_to_animatic(comfy):
     rendered = [np.asarray(Image.open(folder / f"{shot}.png").convert("RGB"), dtype=np.float32) for shot in "ABC"]
     shown = [int(np.argmin([np.abs(frame.astype(np.float32) - r).mean() for r in rendered])) for frame in frames]
     assert shown == [0] * 13 + [1] * 6 + [2] * 25
+
+
+def test_slate_and_title_card_are_burnt_in():
+    config = AnimaticConfig(slate=True, title="Noir - sequence 01", title_duration=0.5)
+    white = [[Image.new("RGB", (256, 144), (240, 240, 240))]]
+    animatic = make_animatic(shots([0.5], notes="dolly in"), white, config)
+    frames, *_ = decode(animatic.video)
+    assert len(frames) == 24
+    title, shot = frames[0].astype(np.float32), frames[-1].astype(np.float32)
+    assert title.mean() < 30 and title.max() > 200  # a black card with light text
+    assert np.abs(shot[:72] - 240).max() < 12  # the top of the still is untouched
+    band = shot[-20:]
+    assert band.mean() < 150 and band.max() > 170  # a dark band with light text at the bottom
