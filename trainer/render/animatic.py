@@ -433,8 +433,8 @@ def encode_video(frames, size, rate, total=None, codec=CODEC, container="mp4", m
     try:
         av.codec.Codec(codec, "w")
     except (av.error.FFmpegError, ValueError) as exc:  # UnknownCodecError is a ValueError
-        raise ValueError(f"cannot encode the animatic: this PyAV (FFmpeg) has no encoder for codec {codec!r} "
-                         f"({exc}); install a PyAV build with it (the PyPI wheels include H.264)") from exc
+        raise ValueError(f"cannot encode the animatic: this PyAV (FFmpeg) has no encoder for codec {codec!r}; "
+                         "install a PyAV build with it (the PyPI wheels include H.264)") from exc
     buffer = io.BytesIO()
     try:
         output = av.open(buffer, mode="w", format=container)
@@ -445,7 +445,10 @@ def encode_video(frames, size, rate, total=None, codec=CODEC, container="mp4", m
         with output:
             for key, value in (metadata or {}).items():
                 output.metadata[key] = value
-            stream = output.add_stream(codec, rate=Fraction(rate), options=dict(ENCODER_OPTIONS))
+            try:
+                stream = output.add_stream(codec, rate=Fraction(rate), options=dict(ENCODER_OPTIONS))
+            except ValueError as exc:  # the container can't hold the codec
+                raise av.error.FFmpegError(0, str(exc)) from exc
             stream.width, stream.height = size
             stream.pix_fmt = PIXEL_FORMAT
             stream.codec_context.time_base = 1 / Fraction(rate)
@@ -461,11 +464,7 @@ def encode_video(frames, size, rate, total=None, codec=CODEC, container="mp4", m
                     on_frame(count, total or count)
             output.mux(stream.encode(None))
     except av.error.FFmpegError as exc:
-        raise ValueError(f"cannot write {codec} video into a {container!r} file: {exc}") from exc
-    except ValueError as exc:
-        if count == 0 and "codec" in str(exc):  # add_stream: the container can't hold the codec
-            raise ValueError(f"cannot write {codec} video into a {container!r} file: {exc}") from exc
-        raise
+        raise ValueError(f"cannot write {codec} video into a {container!r} file: {exc.strerror or exc}") from exc
     return buffer.getvalue()
 
 
