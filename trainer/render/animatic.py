@@ -36,8 +36,8 @@ FRAME_RATES = {
 CONTAINERS = {"mp4": "mp4", "mov": "mov"}  # file extension -> FFmpeg muxer
 CODEC = "h264"
 PIXEL_FORMAT = "yuv420p"  # what every player and editor decodes; needs even sides
-# Visually clean. 'veryfast' encodes 3-6x faster than x264's default 'medium' here (a push-in moves
-# every pixel of every frame) at a similar size; an animatic is a working cut, not the master.
+# Visually clean. 'veryfast' encoded a push-in (every pixel moves in every frame) about 5x faster
+# than x264's default 'medium' here at a similar size; an animatic is a working cut, not the master.
 ENCODER_OPTIONS = {"crf": "18", "preset": "veryfast"}
 RECORD_START = 3600  # seconds: programmes start at 01:00:00:00 by editing convention
 STEM = "animatic"  # beside frames named <shot id>.png: no clash, those end in .png
