@@ -515,8 +515,9 @@ def current_prompt_id():
 
 def video_from_bytes(data):
     """ComfyUI's VIDEO (what core Save Video and the other video nodes take) holding the bytes of a
-    video file. The documented input type, present since 0.3.3x: VideoFromFile reads a path or a
-    BytesIO, and Save Video copies its streams without re-encoding them."""
+    video file: comfy_api.input_impl.VideoFromFile, the public path of ComfyUI's video class since
+    the VIDEO type arrived (before 0.3.64; tested on 0.3.75). It reads a path or a BytesIO, and Save
+    Video copies its streams without re-encoding them."""
     import io
 
     from comfy_api.input_impl import VideoFromFile
