@@ -18,7 +18,8 @@ _EXAMPLE = ("SH010 | wide shot, a harbor at dawn, fog | 42 | 2.39\n"
 
 class ShotList:
     DISPLAY_NAME = "LookDev Shot List"
-    DESCRIPTION = ("Your storyboard's shots, typed one per line ('ID | description | seed | aspect | negative') or "
+    DESCRIPTION = ("Your storyboard's shots, typed one per line ('ID | description | seed | aspect | negative | "
+                   "duration | notes') or "
                    "read from a CSV file, each turned into a prompt with your style words and trigger, and given "
                    "a seed. A bad line stops the run with its line number; the report lists every shot.")
     CATEGORY = FAMILY
@@ -39,7 +40,9 @@ class ShotList:
                 "seed_policy": from_config(ShotListConfig, "seed_policy"),
                 "base_seed": from_config(ShotListConfig, "base_seed"),
             },
-            "optional": {"shots_file": from_config(ShotListConfig, "shots_file")},
+            "optional": {"shots_file": from_config(ShotListConfig, "shots_file"),
+                         "default_duration": from_config(ShotListConfig, "default_duration", min=0.01,
+                                                         max=600.0, step=0.5, round=0.01)},
         }
 
     @classmethod

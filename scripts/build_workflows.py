@@ -38,13 +38,17 @@ STYLE_WORDS = "film noir, black and white, monochrome, high contrast, grainy, fi
 VALIDATION_PROMPTS = (f"{TRIGGER}, a detective in a trench coat under a streetlamp, rain\n"
                       f"{TRIGGER}, an empty diner at night seen through the window\n"
                       f"{TRIGGER}, close-up of a woman's face half in shadow")
-SHOTS = ("# ID | description | seed | aspect   (only the description is required)\n"
-         "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39\n"
-         "SH020 | medium shot, a detective steps out of the car, collar up | 102\n"
-         "SH030 | close-up, his eyes under the hat brim, cigarette smoke | 103\n"
-         "SH040 | over-the-shoulder, a woman waits in a phone booth across the street | 104\n"
-         "SH050 | insert, a gloved hand drops a matchbook on wet asphalt | 105 | 1.78\n"
-         "SH060 | extreme wide shot, the street from above, two figures and long shadows | 106 | 2.39")
+SHOTS = ("# ID | description | seed | aspect | negative | duration | notes   (only the description is required)\n"
+         "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39 | | 4 | "
+         "slow push in; rain SFX\n"
+         "SH020 | medium shot, a detective steps out of the car, collar up | 102 | | | 3\n"
+         "SH030 | close-up, his eyes under the hat brim, cigarette smoke | 103 | | | 2.5 | hold on the eyes\n"
+         "SH040 | over-the-shoulder, a woman waits in a phone booth across the street | 104 | | | 3 | "
+         "VO: She was trouble.\n"
+         "SH050 | insert, a gloved hand drops a matchbook on wet asphalt | 105 | 1.78 | | 1.5\n"
+         "SH060 | extreme wide shot, the street from above, two figures and long shadows | 106 | 2.39 | | 5 | "
+         "crane up, fade out")
+ANIMATIC_TITLE = "Noir - sequence 01"
 NEGATIVE = "color, blurry, lowres, deformed, text, watermark, signature"
 
 
@@ -98,6 +102,14 @@ def training_nodes(x, y):
         Node(5, "SaveImage", (x + 1420, y), (420, 380), {"filename_prefix": f"lookdev/{LORA_NAME}_loss"},
              {"images": (4, "loss_curve")}, title="Loss curve"),
     ]
+
+
+def animatic(node_id, pos, render, shots):
+    """The animatic of a render node's frames, timed by the shot list, saved beside the frames."""
+    return Node(node_id, "LookDevAnimatic", pos, (440, 620), {
+        "fps": "24", "slate": True, "title": ANIMATIC_TITLE, "title_duration": 3.0, "dissolve": 0.0,
+        "folder": STORYBOARD_FOLDER, "container": "mp4"},
+        {"images": (render, "images"), "labels": (render, "labels"), "shots": (shots, "shots")})
 
 
 def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None):
@@ -177,13 +189,15 @@ For a long sequence on several machines use scripts/batch_render.py with workflo
 
 NOTE_SHOTS = """SHOT LIST
 
-One shot per line:  ID | description | seed | aspect | negative
-Only the description is required; lines starting with # are ignored.
+One shot per line:  ID | description | seed | aspect | negative | duration | notes
+Only the description is required; lines starting with # are ignored; leave a field empty to skip it.
 
 - ID names the frame file (SH010.png). Number in tens so you can insert shots later.
 - seed: keep it to re-render the same frame; change it for another take.
 - aspect: 2.39, 1.85, 1.78, 1.33, 1:1, 9:16 ... (else the render node's default).
-- Or point 'shots_file' at a CSV from your script breakdown (columns shot_id, description, seed, aspect, negative).
+- duration: seconds the shot lasts in the animatic (3, 2.5s, 1:30); default_duration otherwise.
+- notes: camera, motion, dialogue - for the editor (slate, EDL, CSV), never in the prompt.
+- Or point 'shots_file' at a CSV from your script breakdown (columns shot_id, description, seed, aspect, negative, duration, notes; 'Duration (s)', 'Shot #', 'Camera', 'Dialogue' work too).
 
 style_prefix is put before every description: the camera/film language you want in every frame."""
 
@@ -198,11 +212,30 @@ Each frame is exactly what KSampler + VAE Decode would make with the same seed a
 NOTE_BOTH_OVERVIEW = f"""TRAIN A STYLE, THEN STORYBOARD IN IT - one run
 
 Top row: the style LoRA is trained from your reference images (see the notes there).
-Bottom row: the model coming out of the trainer - with the fresh LoRA already applied - renders the shot list, and the frames go onto a contact sheet.
+Bottom row: the model coming out of the trainer - with the fresh LoRA already applied - renders the shot list, the frames go onto a contact sheet, and the animatic cuts them together at the shots' durations (output/{STORYBOARD_FOLDER}/animatic.mp4 with an .edl for your editing system).
 
 Press Run once: training first, then the storyboard. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
 
 Keep the trigger word the same in Load Dataset and Shot List ({TRIGGER})."""
+
+
+NOTE_ANIMATIC_OVERVIEW = f"""STORYBOARD TO ANIMATIC - read me first
+
+From a timed shot list to a cut you can watch and hand to an editor, in one run.
+
+1. Checkpoint and LoRA Stack - the model and your style LoRA ({LORA_NAME}.safetensors).
+2. Shot List - each line gives the shot's duration in seconds (and notes: camera, motion, dialogue).
+3. Render - one frame per shot, saved as output/{STORYBOARD_FOLDER}/<shot id>.png.
+4. Animatic - holds each frame for its duration (exactly round(duration x fps) frames) and saves output/{STORYBOARD_FOLDER}/animatic.mp4, animatic.edl and animatic.csv.
+
+Its VIDEO output plugs into Save Video or any other video node."""
+
+NOTE_ANIMATIC = """ANIMATIC
+
+- fps: 24 for film; 23.976 / 29.97 count timecode non-drop-frame; 25 for PAL.
+- The .edl is CMX3600: import it into Premiere, Resolve or Avid with the frames (each event's clip name is its shot id) to rebuild the cut. The record timeline starts at 01:00:00:00, as is usual.
+- ken_burns adds a slow push-in to each still; slate burns the shot id, duration, description and notes in; title adds a title card; dissolve cross-fades into each shot without moving any cut.
+- width/height 0: the size of the first frame; frames of other aspects are letterboxed."""
 
 
 def train_style_lora():
@@ -235,7 +268,8 @@ def storyboard_in_style():
 
 def train_and_storyboard():
     nodes = [*training_nodes(40, 340),
-             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6)]
+             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6),
+             animatic(9, (2080, 2000), render=7, shots=6)]
     notes = [Note(10, (40, -20), (820, 300), NOTE_BOTH_OVERVIEW),
              Note(11, (40, 1100), (380, 400), NOTE_DATASET),
              Note(12, (480, 1100), (400, 400), NOTE_CAPTIONS),
@@ -243,7 +277,31 @@ def train_and_storyboard():
              Note(14, (380, 2000), (520, 340), NOTE_SHOTS),
              Note(15, (1520, 2780), (440, 260), NOTE_RENDER)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5)), Group("4 - Storyboard in the new style", (6, 7, 8), "#8a8")]
+              Group("3 - Train and save", (4, 5)), Group("4 - Storyboard in the new style", (6, 7, 8, 9), "#8a8")]
+    return nodes, notes, groups
+
+
+def storyboard_to_animatic():
+    stack = Node(2, "LookDevLoRAStack", (40, 460), (400, 520), {
+        "on_1": True, "lora_1": f"{LORA_NAME}.safetensors", "strength_model_1": 0.9, "strength_clip_1": 0.9,
+        **{f"on_{row}": False for row in (2, 3, 4)}, **{f"lora_{row}": "None" for row in (2, 3, 4)}})
+    apply = Node(3, "LookDevApplyLoRAStack", (500, 300), (320, 140), {},
+                 {"model": (1, "MODEL"), "lora_stack": (2, "lora_stack"), "clip": (1, "CLIP")})
+    shots = Node(4, "LookDevShotList", (880, 300), (520, 420), {
+        "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
+        "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100, "default_duration": 2.0},
+        {"trigger_words": (3, "trigger_words")})
+    render = Node(5, "LookDevStoryboardRender", (1460, 300), (440, 720), {
+        "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
+        "cfg": 7.0, "aspect": "1.78", "base_resolution": 512, "folder": STORYBOARD_FOLDER},
+        {"model": (3, "model"), "clip": (3, "clip"), "vae": (1, "VAE"), "shots": (4, "shots"),
+         "lora_stack": (2, "lora_stack")})
+    nodes = [checkpoint(1, (40, 300)), stack, apply, shots, render, animatic(6, (1960, 300), render=5, shots=4)]
+    notes = [Note(10, (40, -40), (780, 300), NOTE_ANIMATIC_OVERVIEW),
+             Note(11, (880, 760), (520, 400), NOTE_SHOTS),
+             Note(12, (1960, 960), (440, 400), NOTE_ANIMATIC)]
+    groups = [Group("1 - Model and LoRAs", (1, 2, 3)), Group("2 - Timed shots", (4,)),
+              Group("3 - Render", (5,)), Group("4 - Animatic", (6,), "#8a8")]
     return nodes, notes, groups
 
 
@@ -311,7 +369,8 @@ def train_style_from_reel():
 
 
 BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
-            "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel}
+            "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel,
+            "storyboard_to_animatic": storyboard_to_animatic}
 
 
 # --- serialisation -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The LookDev demo: train a style LoRA on a sample noir dataset and render a storyboard with it,
-in one headless ComfyUI run of workflows/api/train_and_storyboard.json.
+"""The LookDev demo: train a style LoRA on a sample noir dataset and render a storyboard and its
+animatic with it, in one headless ComfyUI run of workflows/api/train_and_storyboard.json.
 
     bash scripts/demo.sh [--checkpoint PATH] [--out DIR] [--steps N] [--quick]
 
@@ -277,6 +277,9 @@ def demo(args):
         print(f"  frame:        {path}")
     for path in [*sheet, *pdf]:
         print(f"contact sheet:  {path}")
+    for path in output_files(history, prompt, out, "LookDevAnimatic"):
+        print(f"animatic:       {path}")
+        print(f"edit list:      {path.with_suffix('.edl')}")
     return 0
 
 

@@ -524,11 +524,16 @@ def named_pipe(input_dir):
 SHOT_CASES = [  # `make(input folder)` gives the Shot List's inputs
     Case("empty shot list", lambda input_dir: {"shots": "   \n# only a comment\n"}, "error",
          ("shots has 1 problem", "there are no shots; write one shot per line: ID | description | seed | aspect",)),
-    Case("malformed lines", lambda input_dir: {"shots": "A | fine\nB | x | soon\nC | a | 1 | 1:1 | neg | extra\n"
+    Case("malformed lines", lambda input_dir: {"shots": "A | fine\nB | x | soon\nC | a | 1 | 1:1 | neg | 2 | n | extra\n"
                                                         "D |  | 4\n"}, "error",
          ("shots has 3 problems", "line 2: seed 'soon' is not a whole number from 0 to",
-          "line 3: too many fields (6); write at most ID | description | seed | aspect | negative",
+          "line 3: too many fields (8); write at most ID | description | seed | aspect | negative | duration | notes",
           "line 4: the description is empty")),
+    Case("bad durations", lambda input_dir: {"shots": "A | x | | | | 0\nB | x | | | | later\nC | x | | | | 900\n"},
+         "error",
+         ("shots has 3 problems", "line 1: duration '0' must be more than 0 seconds",
+          "line 2: duration 'later' is not a number of seconds (write e.g. 3, 2.5, 2.5s or 1:30)",
+          "line 3: duration '900' is longer than 10 minutes (900 s); a shot that long is likely a typo")),
     Case("duplicate shot ids", lambda input_dir: {"shots": "SH010 | dawn\nSH020 | noon\nsh010 | dusk\n"}, "error",
          ("line 3: shot id 'sh010' is already used on line 1; frames are saved by shot id",)),
     Case("unknown aspect", lambda input_dir: {"shots": "SH010 | dawn | 1 | 2.35\n"}, "error",

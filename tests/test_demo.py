@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import pytest
 from PIL import Image
 
@@ -113,6 +114,14 @@ def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
     with Image.open(sheet) as image:
         assert image.width >= 3 * 256
     assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF")
+
+    [animatic], [edl] = reported(stdout, "animatic"), reported(stdout, "edit list")
+    assert animatic == frames[0].parent / "animatic.mp4" and edl == animatic.with_suffix(".edl")
+    with av.open(str(animatic)) as container:
+        stream = container.streams.video[0]
+        # the shipped shot list's durations (4 + 3 + 2.5 + 3 + 1.5 + 5 s) and a 3 s title card at 24 fps
+        assert stream.average_rate == 24 and sum(1 for _ in container.decode(stream)) == 22 * 24
+    assert [line.split()[1] for line in edl.read_text().splitlines() if line[:3].isdigit()] == ["AX"] * 7
 
     url = next(line.split()[2] for line in stdout.splitlines() if line.startswith("ComfyUI at "))
     assert not server_answers(url), "the demo left its ComfyUI server running"

@@ -14,7 +14,7 @@ SHIPPED_NODES = {
     "LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevDatasetFromVideo", "LookDevCaptionDataset",
     "LookDevTrainStyleLoRA",
     "LookDevApplyLoRA", "LookDevLoRAStack", "LookDevApplyLoRAStack",
-    "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet",
+    "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet", "LookDevAnimatic",
 }
 
 

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
-NAMES = ["storyboard_in_style", "train_and_storyboard", "train_style_from_reel", "train_style_lora"]
+NAMES = ["storyboard_in_style", "storyboard_to_animatic", "train_and_storyboard", "train_style_from_reel",
+         "train_style_lora"]
 VIRTUAL = {"Note", "MarkdownNote"}  # editor-only nodes: not in /object_info, never queued
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
@@ -204,3 +205,22 @@ def test_the_combined_workflow_renders_with_the_model_it_trains():
     render = next(node for node in api.values() if node["class_type"] == "LookDevStoryboardRender")
     source = api[render["inputs"]["model"][0]]
     assert source["class_type"] == "LookDevTrainStyleLoRA" and render["inputs"]["model"][1] == 0
+
+
+def test_storyboard_to_animatic_runs_from_timed_shots_to_an_edl(host):
+    """The shipped graph as is, shrunk to tiny sizes: shot list with durations -> render -> animatic."""
+    api = api_workflow("storyboard_to_animatic")
+    by_type = {node["class_type"]: node for node in api.values()}
+    by_type["LookDevStoryboardRender"]["inputs"].update(steps=2, base_resolution=64, folder="wf_animatic")
+    by_type["LookDevAnimatic"]["inputs"].update(folder="wf_animatic")
+    animatic = by_type["LookDevAnimatic"]["inputs"]
+    assert [animatic["images"], animatic["labels"]] == [[node_id, index] for node_id in
+                                                        [k for k, v in api.items() if v is by_type["LookDevStoryboardRender"]]
+                                                        for index in (0, 1)]
+    host.run(api)
+    folder = host.output_dir / "wf_animatic"
+    edl = (folder / "animatic.edl").read_text()
+    events = [line.split() for line in edl.splitlines() if line[:3].isdigit()]
+    assert [event[0] for event in events] == [f"{n:03d}" for n in range(1, 8)]  # title card + 6 shots
+    assert events[-1][-1] == "01:00:22:00"  # 3 s title + 4 + 3 + 2.5 + 3 + 1.5 + 5 s of shots
+    assert (folder / "animatic.mp4").stat().st_size > 0 and (folder / "animatic.csv").exists()

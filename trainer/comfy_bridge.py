@@ -586,6 +586,18 @@ def current_prompt_id():
     return getattr(getattr(PromptServer, "instance", None), "last_prompt_id", None)
 
 
+def video_from_bytes(data):
+    """ComfyUI's VIDEO (what core Save Video and the other video nodes take) holding the bytes of a
+    video file: comfy_api.input_impl.VideoFromFile, the public path of ComfyUI's video class since
+    the VIDEO type arrived (before 0.3.64; tested on 0.3.75). It reads a path or a BytesIO, and Save
+    Video copies its streams without re-encoding them."""
+    import io
+
+    from comfy_api.input_impl import VideoFromFile
+
+    return VideoFromFile(io.BytesIO(bytes(data)))
+
+
 def save_temp_image(image, prefix):
     """Save the first picture of an IMAGE [B, H, W, 3] as a PNG in ComfyUI's temp folder and
     return the entry a node lists in {"ui": {"images": [...]}}, as PreviewImage does. The name

@@ -17,7 +17,7 @@ from ..lora.stack import normalize_stack
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
 from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png
 from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
-from .shots import build_prompt, load_shot_file, parse_shot_text, shot_file_path
+from .shots import MAX_DURATION, build_prompt, load_shot_file, parse_shot_text, shot_file_path
 
 CUSTOM_SIZE = "custom"
 SHEET_STEM = "_contact_sheet"  # shot ids can't start with "_", so the sheet never replaces a frame
@@ -28,19 +28,23 @@ _LATENT_MULTIPLE = 8  # SD-family VAEs downscale by 8
 
 @dataclass
 class ShotListConfig:
-    shots: str = option("", "One shot per line: 'ID | description | seed | aspect | negative'; only the description "
-                        "is required ('a wide shot of the harbor' is a whole line). Lines starting with # are "
-                        "skipped. Leave empty to read shots_file instead.")
+    shots: str = option("", "One shot per line: 'ID | description | seed | aspect | negative | duration | notes'; "
+                            "only the description is required ('a wide shot of the harbor' is a whole line). "
+                            "duration is in seconds (3, 2.5s, 1:30); notes (camera, motion, dialogue) go to the "
+                            "animatic, not the prompt. Lines starting with # are skipped. Leave empty to read "
+                            "shots_file instead.")
     shots_file: str = option("", "Instead of the text: a .csv (header with shot_id, description, seed, aspect, "
-                             "negative) or a text file of shot lines, in ComfyUI's input folder or an absolute path.")
+                             "negative, duration, notes) or a text file of shot lines, in ComfyUI's input folder "
+                             "or an absolute path.")
     style_prefix: str = option("", "Put before every shot's description, e.g. 'cinematic film still, 35mm'.")
     style_suffix: str = option("", "Put after every shot's description, e.g. 'muted palette, soft window light'.")
     trigger_words: str = option("", "Trigger word(s) of your style LoRA, comma-separated; each goes first in every "
                                 "prompt, once.")
     seed_policy: str = option("per-shot seeds", "same seed for all shots: only the description changes; per-shot "
                               "seeds: a shot's own seed, else base_seed + its index; base + index: "
-                                            "ignore the shots' seeds.", choices=tuple(SEED_POLICIES))
+                              "ignore the shots' seeds.", choices=tuple(SEED_POLICIES))
     base_seed: int = option(0, "Seed the policy starts from.", min=0, max=MAX_SEED)
+    default_duration: float = option(2.0, "Seconds a shot lasts in the animatic when its line gives no duration.")
 
     def validate(self):
         if self.seed_policy not in SEED_POLICIES:
@@ -48,6 +52,10 @@ class ShotListConfig:
         seed = self.base_seed
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
             raise ValueError(f"base_seed must be a whole number from 0 to {MAX_SEED}, got {self.base_seed!r}")
+        duration = self.default_duration
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= MAX_DURATION:
+            raise ValueError(f"default_duration must be more than 0 and at most {MAX_DURATION:g} seconds, "
+                             f"got {duration!r}")
         if self.shots.strip() and self.shots_file.strip():
             raise ValueError("give the shots either as text in 'shots' or as a file in 'shots_file', not both; "
                              "clear one of them")
@@ -72,6 +80,11 @@ class Storyboard:
     seed_policy: str
     warnings: tuple = ()
     name: str = ""  # the shot list file's stem; empty for typed shots
+    default_duration: float = 2.0  # seconds, for shots whose line gives none
+
+    def duration_of(self, planned):
+        """Seconds `planned` (one of self.shots) lasts in an animatic."""
+        return self.default_duration if planned.shot.duration is None else planned.shot.duration
 
     def description_of(self, shot_id):
         return next((planned.shot.description for planned in self.shots if planned.shot.shot_id == shot_id), "")
@@ -90,7 +103,8 @@ def plan_storyboard(config, input_dir):
         PlannedShot(shot, build_prompt(shot, config.style_prefix, config.style_suffix, config.trigger_words),
                     seed_for(config.seed_policy, config.base_seed, index, shot))
         for index, shot in enumerate(shot_list.shots))
-    return Storyboard(planned, shot_list.source, config.seed_policy, tuple(str(w) for w in shot_list.warnings), name)
+    return Storyboard(planned, shot_list.source, config.seed_policy, tuple(str(w) for w in shot_list.warnings), name,
+                      float(config.default_duration))
 
 
 def storyboard_report(storyboard):
