@@ -95,9 +95,7 @@ def main(argv=None):
         "- 'drawing' iterates the frames alone (letterbox, push-in, slate, dissolve); 'encoding' is the rest of "
         "make_animatic (colour conversion, x264, muxing, in memory); 'write s' the three atomic file writes.",
         f"- Load average at the end {_bench.load_now():.2f}."])
-    print(body)
-    if not args.no_record:
-        _bench.append_results("Animatic encode time and file size (bench/animatic_encode.py)", machine, body)
+    _bench.publish("Animatic encode time and file size (bench/animatic_encode.py)", machine, body, record=not args.no_record)
     return 0
 
 

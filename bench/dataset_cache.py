@@ -115,10 +115,7 @@ def main(argv=None):
         "the first).",
         f"Load average at round starts {min(loads):.2f}-{max(loads):.2f}.",
     ))
-    print()
-    print(body)
-    if not args.no_record:
-        _bench.append_results(f"dataset_cache ({len(dataset)} images, resolution {args.resolution})", machine, body)
+    _bench.publish(f"dataset_cache ({len(dataset)} images, resolution {args.resolution})", machine, body, record=not args.no_record)
 
 
 if __name__ == "__main__":

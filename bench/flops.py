@@ -168,10 +168,7 @@ def main(argv=None):
         "no weight gradients.",
         f"Load average {_bench.load_now():.2f} at the end.",
     ))
-    print()
-    print(body)
-    if not args.no_record:
-        _bench.append_results(f"flops ({args.dtype}, {args.resolution}px, batch {args.batch})", machine, body)
+    _bench.publish(f"flops ({args.dtype}, {args.resolution}px, batch {args.batch})", machine, body, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -187,8 +187,7 @@ def main(argv=None):
         "Detection on synthetic reels (320x180, 4-8 shots of 10-50 frames, flashes of 1-3 "
         "frames, fades through black, letterbox bars of 0/11/22 px):",
         _bench.table(headers, accuracy_rows)])
-    if not args.no_record:
-        _bench.append_results("reel_analysis (Dataset From Video)", machine, body)
+    _bench.publish("reel_analysis (Dataset From Video)", machine, body, record=not args.no_record)
     return 0
 
 

@@ -456,11 +456,9 @@ def main(argv=None):
         server.stop()
     bench_seconds = time.perf_counter() - bench_began
     body = report(args, runs, cold, comparisons, bench_seconds)
-    print()
-    print(body)
-    if not args.no_record:
-        sizes = ", ".join(f"{s}px" for s in args.sizes)
-        _bench.append_results(f"storyboard_vs_queue ({args.shots} shots, {args.steps} steps, {sizes})", machine, body)
+    sizes = ", ".join(f"{s}px" for s in args.sizes)
+    _bench.publish(f"storyboard_vs_queue ({args.shots} shots, {args.steps} steps, {sizes})", machine, body,
+                   record=not args.no_record)
 
 
 def report(args, runs, cold, comparisons, bench_seconds):

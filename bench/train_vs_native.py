@@ -155,7 +155,7 @@ def native_prompt(args, overrides):
         "l": {"class_type": "LookDevBench_latents", "inputs": {}},
         "c": {"class_type": "LookDevBench_conds", "inputs": {}},
         "t": {"class_type": "TrainLoraNode", "inputs": inputs},
-        "k": {"class_type": "LookDevBench_Capture", "inputs": {"value": ["t", 1], "label": "native_lora"}},
+        "k": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["t", 1], "label": "native_lora"}},
     }
 
 
@@ -170,7 +170,7 @@ def lookdev_prompt(args, overrides, name):
         "v": {"class_type": "LookDevBench_vae", "inputs": {}},
         "d": {"class_type": "LookDevBench_dataset", "inputs": {}},
         "t": {"class_type": "LookDevTrainStyleLoRA", "inputs": inputs},
-        "k": {"class_type": "LookDevBench_Capture", "inputs": {"value": ["t", 0], "label": "lookdev_model"}},
+        "k": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["t", 0], "label": "lookdev_model"}},
     }
 
 
@@ -292,11 +292,8 @@ def main(argv=None):
             results[(mode, "alpha1")] = alpha_one["eval"]
             print(f"  {mode:13s} LookDev with alpha 1: eval {alpha_one['eval']:.4f}", flush=True)
     body = report(args, setup, results, base_eval, native_layers, native_lowrank, native_extra, loads)
-    print()
-    print(body)
-    if not args.no_record:
-        _bench.append_results(f"train_vs_native (width {args.width}, {args.resolution}px, batch {args.batch})",
-                              machine, body)
+    _bench.publish(f"train_vs_native (width {args.width}, {args.resolution}px, batch {args.batch})", machine, body,
+                   record=not args.no_record)
 
 
 def report(args, setup, results, base_eval, native_layers, native_lowrank, native_extra, loads):

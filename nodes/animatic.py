@@ -54,7 +54,7 @@ class Animatic:
         }
 
     def execute(self, images, shots, labels=None, **settings):
-        config = AnimaticConfig(**{name: values[0] for name, values in settings.items()}).check()
+        config = AnimaticConfig(**{name: values[0] for name, values in settings.items()}).validate()
         storyboard, output = shots[0], bridge.folder("output")
         paths = animatic_paths(output, config)  # a bad folder fails before any drawing
         shot_list = timed_shots(storyboard)

@@ -147,9 +147,9 @@ async def run_prompt(server, prompt, progress):
             prompt_id = body["prompt_id"]
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while time.monotonic() < deadline:
-                if server.process.poll() is not None:
-                    raise DemoError(f"ComfyUI exited with code {server.process.returncode} during the run; "
-                                    f"the end of its log ({server.log_path}):\n{server.log_tail()}")
+                stopped = server.exit_report("during the run")
+                if stopped:
+                    raise DemoError(stopped)
                 try:
                     message = await ws.receive(timeout=2)
                 except asyncio.TimeoutError:

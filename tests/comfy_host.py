@@ -300,7 +300,8 @@ def tiny_models_module():
 
 def register_test_nodes(host, tiny_bundle):
     """`LookDevTest_TinyModels` outputs a tiny architecture's MODEL/CLIP/VAE (built once per
-    session by `tiny_bundle(arch)`); `LookDevTest_Capture` keeps any value for assertions."""
+    session by `tiny_bundle(arch)`); `LookDevTest_Capture` keeps any value for assertions,
+    `LookDevTest_CaptureList` a whole list output."""
 
     class TinyModels:
         @classmethod
@@ -334,5 +335,14 @@ def register_test_nodes(host, tiny_bundle):
             host.captured[label] = value
             return {}
 
+    class CaptureList(Capture):
+        """Keeps a whole list output (OUTPUT_IS_LIST) under label."""
+        INPUT_IS_LIST = True
+
+        def capture(self, value, label):
+            host.captured[label[0]] = list(value)
+            return {}
+
     host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_TinyModels"] = TinyModels
     host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_Capture"] = Capture
+    host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_CaptureList"] = CaptureList

@@ -125,7 +125,7 @@ def test_bad_durations_are_clear_errors(duration, message):
 ])
 def test_bad_settings(settings, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        AnimaticConfig(**settings).check()
+        AnimaticConfig(**settings).validate()
 
 
 # --- the video, the EDL, the CSV ------------------------------------------------------------------

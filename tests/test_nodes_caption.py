@@ -30,28 +30,7 @@ def captioners(comfy):
 
 @pytest.fixture(scope="module")
 def capture_list(comfy):
-    """Registers LookDevTest_CaptureList: keeps a whole list output (OUTPUT_IS_LIST)."""
-    class CaptureList:
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"value": ("*", {"tooltip": "a list"}),
-                                 "label": ("STRING", {"default": "value", "tooltip": "key"})}}
-
-        @classmethod
-        def VALIDATE_INPUTS(cls, input_types):
-            return True
-
-        INPUT_IS_LIST = True
-        RETURN_TYPES = ()
-        FUNCTION = "capture"
-        OUTPUT_NODE = True
-        CATEGORY = "testing"
-
-        def capture(self, value, label):
-            comfy.captured[label[0]] = list(value)
-            return {}
-
-    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_CaptureList"] = CaptureList
+    """The test host's node that keeps a whole list output (OUTPUT_IS_LIST)."""
     return "LookDevTest_CaptureList"
 
 

@@ -76,14 +76,7 @@ def _test_nodes(comfy):
         def stack(self):
             return (list(STACK),)
 
-    class CaptureList(comfy.node_class("LookDevTest_Capture")):
-        INPUT_IS_LIST = True
-
-        def capture(self, value, label):
-            comfy.captured[label[0]] = value
-            return {}
-
-    added = {"LookDevTest_LoraStack": Stack, "LookDevTest_CaptureList": CaptureList}
+    added = {"LookDevTest_LoraStack": Stack}
     comfy.nodes.NODE_CLASS_MAPPINGS.update(added)
     yield
     for node_id in added:

@@ -220,6 +220,9 @@ class LoraFileCache:
     several nodes use in one run is read once and an edited file is read again.
 
     Callers get their own dicts; the tensors are shared and must be treated as read-only.
+    Not functools.lru_cache: that would keep every older version of an edited file (each one a
+    LoRA's worth of tensors) until it ages out; this drops a file's stale entry when it is re-read,
+    and does not cache a read that raced with a rewrite.
     """
 
     def __init__(self, max_entries: int = 8):

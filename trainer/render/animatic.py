@@ -73,7 +73,7 @@ class AnimaticConfig:
     container: str = option("mp4", "File type of the video: mp4, or mov for editing systems that prefer "
                                    "QuickTime. The video is H.264 either way.", choices=tuple(CONTAINERS))
 
-    def check(self):
+    def validate(self):
         for name in ("width", "height"):
             value = getattr(self, name)
             # H.264 needs even sides; the message says so rather than check_options' generic one.
@@ -477,7 +477,7 @@ class Animatic:
 def make_animatic(shots, pictures, config, name="animatic", on_frame=None):
     """Time, draw and encode the animatic of TimedShots with their pictures (one list of PIL images per
     shot); nothing is written. Every error surfaces before a byte is on disk."""
-    config.check()
+    config.validate()
     if len(shots) != len(pictures):
         raise ValueError(f"{len(pictures)} pictures for {len(shots)} shots")
     if not all(pictures):
