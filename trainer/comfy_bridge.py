@@ -29,12 +29,15 @@ _ARCHES = {
     "SD3": "sd3",
     "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
 }
+# Wan 2.1 and 2.2 text-to-video (2.2 A14B's two experts are 2.1-shaped transformers; WAN22_T2V is
+# the 5B model). Their latents are videos [B, 16, frames, h, w]; stills train as one-frame videos.
+_ARCHES.update({"WAN21_T2V": "wan", "WAN22_T2V": "wan"})
 
 
 # --- models -----------------------------------------------------------------------------------
 
 def architecture(model):
-    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux' or 'other' for a ComfyUI MODEL."""
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'wan' or 'other' for a ComfyUI MODEL."""
     return _ARCHES.get(type(model.model.model_config).__name__, "other")
 
 
@@ -91,8 +94,22 @@ def conditioning(encoded):
 
 @torch.no_grad()
 def encode_images(vae, images):
-    """Raw VAE latents [B, C, h, w] for IMAGE-layout pixels [B, H, W, 3] in 0..1."""
-    return vae.encode(images[..., :3]).clone()
+    """Raw VAE latents for IMAGE-layout pixels [B, H, W, 3] in 0..1: [B, C, h, w], or for a video
+    VAE (Wan) [B, C, 1, h, w], each image a one-frame video. (A video VAE reads a batch of images
+    as the frames of one clip, so the images are encoded one by one, as VAEEncode encodes one.)"""
+    if not is_video_vae(vae):
+        return vae.encode(images[..., :3]).clone()
+    return torch.cat([vae.encode(image[None, ..., :3]) for image in images]).clone()
+
+
+def is_video_vae(vae):
+    """True for a VAE whose latents have a time axis ([B, C, frames, h, w]), such as Wan's."""
+    return getattr(vae, "latent_dim", 2) == 3
+
+
+def is_video_model(model):
+    """True for a diffusion model that samples video latents [B, C, frames, h, w] (Wan)."""
+    return getattr(model.model.latent_format, "latent_dimensions", 2) == 3
 
 
 _VAE_IDS = weakref.WeakKeyDictionary()  # first_stage_model -> identity, while ComfyUI keeps the VAE
@@ -137,6 +154,10 @@ class ComfyDenoiser:
         self._model_conds = {}
 
     def to_model_space(self, latents):
+        """Raw VAE latents, a batch or one sample, in the model's space. Per-channel latent
+        formats (Wan's mean and std) need the batch axis to broadcast right."""
+        if latents.ndim == getattr(self.model.latent_format, "latent_dimensions", 2) + 1:
+            return self.model.process_latent_in(latents[None])[0]
         return self.model.process_latent_in(latents)
 
     def sigmas(self, u):
@@ -468,14 +489,19 @@ def render(model, positive, negative, vae, width, height, seed, steps, cfg, samp
     import comfy.sample
     import comfy.model_management as mm
 
-    latent = torch.zeros([1, latent_channels(model), height // 8, width // 8], device=mm.intermediate_device())
+    frames = [1] if is_video_model(model) else []  # one frame, as EmptyHunyuanLatentVideo's length 1
+    latent = torch.zeros([1, latent_channels(model), *frames, height // 8, width // 8],
+                         device=mm.intermediate_device())
     latent = comfy.sample.fix_empty_latent_channels(model, latent) \
         if hasattr(comfy.sample, "fix_empty_latent_channels") else latent
     noise = comfy.sample.prepare_noise(latent, seed)
     callback = None if on_step is None else (lambda step, x0, x, total: on_step(step + 1, total))
     samples = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                   denoise=1.0, seed=seed, callback=callback, disable_pbar=True)
-    return vae.decode(samples)[..., :3].clamp(0, 1).float().cpu()
+    images = vae.decode(samples)
+    if images.ndim == 5:  # a video VAE's [B, frames, H, W, 3]: frames as images, as VAEDecode does
+        images = images.reshape(-1, *images.shape[-3:])
+    return images[..., :3].clamp(0, 1).float().cpu()
 
 
 # --- folders, progress, websocket ---------------------------------------------------------------
