@@ -3,6 +3,7 @@ by the core loaders, trained through ComfyUI's executor, the file checked in cor
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,3 +130,121 @@ def test_wan_file_equals_in_memory_adapter(comfy, wan_run):
 def _load_file_model(comfy):
     model = comfy.node_class("UNETLoader")().load_unet("lookdev_tiny_wan2.1_t2v.safetensors", "default")[0]
     return comfy.node_class("LoraLoaderModelOnly")().load_lora_model_only(model, "noir_wan.safetensors", 1.0)[0]
+
+
+# --- Storyboard Render on Wan: one clip per shot, as the core Wan text-to-video graph makes it ----
+
+@pytest.mark.parametrize("duration, fps, cap, frames, capped", [
+    (0.25, 24, 81, 5, False),  # 6 frames -> the nearest 4k+1 is 5
+    (0.6, 24, 81, 13, False),  # 14.4 -> 14 -> 13
+    (0.3, 24, 81, 9, False),  # 7.2 -> 7 -> 7 is halfway between 5 and 9: up
+    (0.01, 24, 81, 1, False),  # under one frame: a single frame
+    (1.0, 16, 81, 17, False),
+    (10.0, 16, 81, 81, True),  # 160 frames capped at 81
+    (1.0, 24, 12, 9, True),  # the largest 4k+1 within the cap
+])
+def test_clip_frames(duration, fps, cap, frames, capped):
+    from lookdev.trainer.render.storyboard import clip_frames
+
+    got, note = clip_frames(duration, fps, cap)
+    assert got == frames and (got - 1) % 4 == 0
+    assert bool(note) == capped and (not capped or f"capped at {frames} frames" in note)
+
+
+WAN_SHOTS = "A | a lighthouse | 5 | 1:1 | | 0.25\nB | a pier at night | 9 | 1:1 | | 0.6"
+WAN_SHIFT = 5.0
+WAN_CLIPS = {"A": 5, "B": 9}  # B's 13 frames capped at max_frames 11 -> 9
+
+
+@pytest.fixture(scope="module")
+def capture_whole_list(comfy):
+    """A capture node that takes a list output whole (the render's clips), not item by item."""
+    class CaptureWholeList(comfy.node_class("LookDevTest_Capture")):
+        INPUT_IS_LIST = True
+
+        def capture(self, value, label):
+            comfy.captured[label[0]] = value
+            return {}
+
+    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_CaptureWholeList"] = CaptureWholeList
+    yield
+    del comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_CaptureWholeList"]
+
+
+@pytest.fixture(scope="module")
+def wan_board(comfy, capture_whole_list):
+    from test_animatic import animatic_node, shot_list
+
+    prompt = {
+        "m": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "wan21"}},
+        "ms": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["m", 0], "shift": WAN_SHIFT}},
+        "s": shot_list(WAN_SHOTS, trigger_words=TRIGGER),
+        "r": {"class_type": "LookDevStoryboardRender", "inputs": {
+            "model": ["ms", 0], "clip": ["m", 1], "vae": ["m", 2], "shots": ["s", 0], "negative": "blurry",
+            "sampler": "euler", "scheduler": "simple", "steps": 2, "cfg": 3.0, "aspect": "1:1",
+            "base_resolution": 64, "width": 64, "height": 64, "folder": "wan_board", "fps": 24.0,
+            "max_frames": 11}},
+        "k1": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r", 2], "label": "wan_report"}},
+        "a": animatic_node(["r", 0], ["s", 0], labels=["r", 1], folder="wan_board", fps="24"),
+    }
+    prompt["k2"] = {"class_type": "LookDevTest_CaptureWholeList", "inputs": {"value": ["r", 0], "label": "wan_clips"}}
+    comfy.run(prompt, fresh=True)
+    return comfy.captured["wan_clips"], comfy.captured["wan_report"]
+
+
+def test_wan_storyboard_renders_clips_of_the_shot_durations(wan_board):
+    clips, report = wan_board
+    assert [tuple(clip.shape) for clip in clips] == [(WAN_CLIPS[s], 64, 64, 3) for s in "AB"]
+    lines = report.splitlines()
+    assert lines[0] == "A: 64x64, 5 frames (0.21 s at 24 fps)"
+    assert lines[1].startswith("B: 64x64, 9 frames (0.38 s at 24 fps); note: capped at 9 frames")
+
+
+@pytest.mark.parametrize("index, shot, text, seed", [(0, "A", "a lighthouse", 5), (1, "B", "a pier at night", 9)])
+def test_wan_clips_equal_core_wan_graph(comfy, wan_board, index, shot, text, seed):
+    clips, _ = wan_board
+    prompt = {
+        "m": {"class_type": "UNETLoader", "inputs": {"unet_name": "lookdev_tiny_wan2.1_t2v.safetensors",
+                                                   "weight_dtype": "default"}},
+        "v": {"class_type": "VAELoader", "inputs": {"vae_name": "lookdev_tiny_wan_2.1_vae.safetensors"}},
+        "c": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "wan21"}},
+        "ms": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["m", 0], "shift": WAN_SHIFT}},
+        "p": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["c", 1], "text": f"{TRIGGER}, {text}"}},
+        "n": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["c", 1], "text": "blurry"}},
+        "e": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64,
+                                                                  "length": WAN_CLIPS[shot], "batch_size": 1}},
+        "ks": {"class_type": "KSampler", "inputs": {
+            "model": ["ms", 0], "positive": ["p", 0], "negative": ["n", 0], "latent_image": ["e", 0], "seed": seed,
+            "steps": 2, "cfg": 3.0, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}},
+        "d": {"class_type": "VAEDecode", "inputs": {"samples": ["ks", 0], "vae": ["v", 0]}},
+        "k": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["d", 0], "label": "wan_core"}},
+    }
+    comfy.run(prompt, fresh=True)
+    core = comfy.captured["wan_core"]
+    assert core.shape == clips[index].shape
+    assert torch.equal(core, clips[index])
+    assert core.std() > 0.01  # a picture, not a constant
+
+
+def test_wan_clips_play_in_the_animatic_where_the_edl_says(comfy, wan_board):
+    from lookdev.trainer.render.animatic import RECORD_START
+    from test_animatic import decode, read_cmx3600
+
+    clips, _ = wan_board
+    folder = comfy.output_dir / "wan_board"
+    frames, rate, *_ = decode((folder / "animatic.mp4").read_bytes())
+    events = read_cmx3600((folder / "animatic.edl").read_bytes().decode("utf-8"), 24)
+    assert rate == 24 and len(frames) == 6 + 14  # round(0.25 x 24), round(0.6 x 24)
+    starts = [record_in - RECORD_START * 24 for _, _, record_in, _, _ in events]
+    assert [name for _, name, *_ in events] == ["A", "B"] and starts == [0, 6]
+    ends = [record_out - RECORD_START * 24 for _, _, _, record_out, _ in events]
+    for (start, end), clip in zip(zip(starts, ends), clips):
+        expected = (clip.numpy() * 255).astype(np.float32)
+        for offset in range(end - start):
+            # Each animatic frame shows its clip frame (the last one held once the clip ends).
+            frame = frames[start + offset].astype(np.float32)
+            errors = [np.abs(frame - picture).mean() for picture in expected]
+            others = [np.abs(frame - (c.numpy() * 255)).mean() for c2 in clips if c2 is not clip for c in c2]
+            wanted = min(offset, len(clip) - 1)
+            # H.264 (yuv420p, crf 18) of 64 px noise-like pictures: about 14 levels off; others 50+.
+            assert int(np.argmin(errors)) == wanted and errors[wanted] < min(others), (start, offset, errors)

@@ -484,13 +484,21 @@ def latent_channels(model):
 
 
 @torch.no_grad()
-def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None):
-    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed)."""
+def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None,
+           length=1):
+    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed); on a
+    video model (Wan) a clip [length, H, W, 3] from the latent EmptyHunyuanLatentVideo makes for
+    `length` (4k+1) frames: [1, C, (length - 1) // 4 + 1, H / 8, W / 8]."""
     import comfy.sample
     import comfy.model_management as mm
 
-    frames = [1] if is_video_model(model) else []  # one frame, as EmptyHunyuanLatentVideo's length 1
-    latent = torch.zeros([1, latent_channels(model), *frames, height // 8, width // 8],
+    if is_video_model(model):
+        time = [(length - 1) // 4 + 1]
+    elif length == 1:
+        time = []
+    else:
+        raise ValueError(f"this model makes still images; a clip of {length} frames needs a video model (Wan)")
+    latent = torch.zeros([1, latent_channels(model), *time, height // 8, width // 8],
                          device=mm.intermediate_device())
     latent = comfy.sample.fix_empty_latent_channels(model, latent) \
         if hasattr(comfy.sample, "fix_empty_latent_channels") else latent
