@@ -11,7 +11,8 @@ from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
 from test_train_node import TRIGGER, _eval_loss, dataset_dir, train_prompt  # noqa: F401  (fixture)
 
 WAN_RUN = dict(steps=40, learning_rate=6e-3, targets="attention + feed-forward", rank=8, alpha=8.0,
-               timestep_sampling="logit-normal")
+               timestep_sampling="logit-normal", validation_prompts=f"{TRIGGER}, a pier", validation_steps=2,
+               validation_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,12 @@ def test_wan_training_lowers_eval_loss(comfy, wan_run):
     samples = comfy.captured["noir_wan_data"].samples
     before = _eval_loss(comfy, base.model, base.clip, base.vae, samples)
     after = _eval_loss(comfy, comfy.captured["noir_wan_model"], base.clip, base.vae, samples)
+    done = wan_run.events_named("lookdev.train.progress")[-1]
+    print(f"wan fixture: eval loss {before:.4f} -> {after:.4f} ({1 - after / before:.0%} lower), "
+          f"{done['step'] / done['elapsed_s']:.2f} steps/s")
     assert after < 0.8 * before, (before, after)
+    # The final validation render, a one-frame Wan video decoded to a still, is shown on the node.
+    assert wan_run.ui["3"]["images"]
 
 
 def test_wan_file_keys_load_in_core_lora_loader(comfy, wan_run, caplog):
@@ -248,3 +254,21 @@ def test_wan_clips_play_in_the_animatic_where_the_edl_says(comfy, wan_board):
             wanted = min(offset, len(clip) - 1)
             # H.264 (yuv420p, crf 18) of 64 px noise-like pictures: about 14 levels off; others 50+.
             assert int(np.argmin(errors)) == wanted and errors[wanted] < min(others), (start, offset, errors)
+
+
+def test_plan_frames_clips_only_for_video_models(tmp_path):
+    from lookdev.trainer.render.storyboard import (
+        RenderConfig, ShotListConfig, plan_frames, plan_storyboard, render_report,
+    )
+
+    board = plan_storyboard(ShotListConfig(shots="A | a | | 1:1 | | 0.5\nB | b | | 1:1", default_duration=2.0), tmp_path)
+    config = RenderConfig(aspect="1:1", base_resolution=64, fps=16.0, max_frames=25)
+    stills = plan_frames(board, config)
+    assert [job.frames for job in stills] == [1, 1]
+    assert render_report(stills, config).splitlines() == ["A: 64x64", "B: 64x64"]
+    clips = plan_frames(board, config, video=True)
+    assert [job.frames for job in clips] == [9, 25]  # 8 frames -> 9; the default 2 s: 32 -> 33, capped at 25
+    assert render_report(clips, config, video=True).splitlines()[1].startswith(
+        "B: 64x64, 25 frames (1.56 s at 16 fps); note: capped at 25 frames")
+    with pytest.raises(ValueError, match="fps"):
+        plan_frames(board, RenderConfig(fps=0.5), video=True)

@@ -29,9 +29,10 @@ _ARCHES = {
     "SD3": "sd3",
     "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
 }
-# Wan 2.1 and 2.2 text-to-video (2.2 A14B's two experts are 2.1-shaped transformers; WAN22_T2V is
-# the 5B model). Their latents are videos [B, 16, frames, h, w]; stills train as one-frame videos.
-_ARCHES.update({"WAN21_T2V": "wan", "WAN22_T2V": "wan"})
+# Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same transformer).
+# Their latents are videos [B, 16, frames, h, w]; stills train as one-frame videos. Wan 2.2 5B
+# (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
+_ARCHES.update({"WAN21_T2V": "wan"})
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -493,6 +494,9 @@ def render(model, positive, negative, vae, width, height, seed, steps, cfg, samp
     import comfy.model_management as mm
 
     if is_video_model(model):
+        if architecture(model) != "wan":
+            raise ValueError(f"LookDev renders clips with Wan 2.1 / 2.2 14B text-to-video models; this video model "
+                             f"is {type(model.model.model_config).__name__}")
         time = [(length - 1) // 4 + 1]
     elif length == 1:
         time = []
