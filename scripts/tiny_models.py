@@ -262,9 +262,9 @@ def save_wan_files(unet_path, clip_path, vae_path, seed=0):
 def load_wan_clip(path):
     """The tiny text encoder file loaded as comfy.sd.load_clip loads a wan-type encoder (the
     tokenizer from the file's spiece_model, every weight from the file), with the tiny config."""
-    import comfy.utils
+    from safetensors.torch import load_file
 
-    state = comfy.utils.load_torch_file(str(path), safe_load=True)
+    state = load_file(str(path))
     clip = _wan_clip({"spiece_model": state.pop("spiece_model")})
     missing, unexpected = clip.load_sd(state)
     if missing or unexpected:
