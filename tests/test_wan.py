@@ -272,3 +272,43 @@ def test_plan_frames_clips_only_for_video_models(tmp_path):
         "B: 64x64, 25 frames (1.56 s at 16 fps); note: capped at 25 frames")
     with pytest.raises(ValueError, match="fps"):
         plan_frames(board, RenderConfig(fps=0.5), video=True)
+
+
+def test_wan_gradient_checkpointing_gives_the_same_gradients(comfy):
+    """Each Wan transformer block is recomputed in backward (the blocks ModuleList's children)."""
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.adapters import AdapterSet, AdapterSpec
+
+    bundle = comfy.tiny_bundle("wan21")
+    modules = dict(bridge.named_layers(bundle.model))
+    calls = {"blocks.0.norm1": 0, "blocks.1.ffn.0": 0}
+
+    def grads(checkpointing):
+        with bridge.training_session(bundle.model, bundle.clip, torch.float32, checkpointing) as den:
+            adapters = AdapterSet({"q": modules["blocks.0.self_attn.q"], "f": modules["blocks.1.ffn.2"]},
+                                  AdapterSpec(rank=4), seed=0)
+            with torch.no_grad():
+                for param in adapters.trainable_parameters():
+                    param.normal_(generator=torch.Generator().manual_seed(param.numel()), std=0.1)
+            cond = den.encode_captions(["a pier"])["a pier"]
+            x = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+            with adapters.attach():
+                den.denoise(x, den.sigmas(torch.tensor([0.6])), [cond]).square().mean().backward()
+            return [p.grad.clone() for p in adapters.trainable_parameters()]
+
+    def count(path):
+        def hook(module, args):
+            calls[path] += 1
+        return hook
+
+    handles = [modules[path].register_forward_pre_hook(count(path)) for path in calls]
+    try:
+        plain = grads(False)
+        assert set(calls.values()) == {1}
+        checkpointed = grads(True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls == {path: 3 for path in calls}  # once more in the checkpointed backward
+    for a, b in zip(plain, checkpointed, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
