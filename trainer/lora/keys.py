@@ -21,7 +21,7 @@ Which spelling, per architecture:
   ComfyUI loads): `lora_unet_` + the module path, which is kohya's naming for SD3 and Flux.
 - "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
   what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
-  spelling), as it loads ai-toolkit's and diffusion-pipe's `diffusion_model.blocks.N...` files.
+  spelling, beside the `diffusion_model.blocks.N...` one).
 
 Text encoders: SD1 `lora_te_`, SD2 `lora_te_` (OpenCLIP-H, kohya's HF layout), SDXL
 `lora_te1_` (CLIP-L) / `lora_te2_` (CLIP-G), SD3 `lora_te1_`/`lora_te2_`/`lora_te3_` (T5),

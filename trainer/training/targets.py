@@ -50,7 +50,7 @@ def _feed_forward(path):
 
 
 # Wan 2.x transformer blocks (comfy/ldm/wan/model.py): self_attn / cross_attn q, k, v, o and the
-# feed-forward ffn.0 / ffn.2, the layers musubi-tuner's and ai-toolkit's Wan LoRAs train. Wan's
+# feed-forward ffn.0 / ffn.2, every Linear of a block: what musubi-tuner's Wan LoRAs train. Wan's
 # attention segment names differ from the UNet/MMDiT ones above, so they have their own rule.
 _WAN_ATTN = re.compile(r"^blocks\.\d+\.(self_attn|cross_attn)\.(q|k|v|o)$")
 _WAN_FFN = re.compile(r"^blocks\.\d+\.ffn\.\d+$")
