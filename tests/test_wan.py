@@ -100,6 +100,22 @@ def test_wan_file_keys_load_in_core_lora_loader(comfy, wan_run, caplog):
     assert len(comfy.captured["wan_file_model"].patches) == len(modules)
 
 
+def test_wan_file_in_lookdev_apply_lora_with_block_weights(comfy, wan_run):
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "wan21"}},
+              "2": {"class_type": "LookDevApplyLoRA", "inputs": {
+                  "model": ["1", 0], "clip": ["1", 1], "lora_name": "noir_wan.safetensors", "strength_model": 1.0,
+                  "strength_clip": 1.0, "block_preset": "all", "block_weights": "B01:0.5"}},
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "wan_applied"}},
+              "4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 3], "label": "wan_apply_report"}}}
+    comfy.run(prompt, fresh=True)
+    report = comfy.captured["wan_apply_report"]
+    assert "noir_wan.safetensors: 60 of 60 keys matched" in report, report  # 20 layers x down, up, alpha
+    strengths = {key: [p[0] for p in patches] for key, patches in comfy.captured["wan_applied"].patches.items()}
+    assert len(strengths) == 20
+    for key, values in strengths.items():
+        assert values == [0.5 if ".blocks.1." in key else 1.0], key
+
+
 def test_wan_file_equals_in_memory_adapter(comfy, wan_run):
     """The model ComfyUI's LoraLoader makes from the file denoises as the trained adapters do."""
     from lookdev.trainer import comfy_bridge as bridge
