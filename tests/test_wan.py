@@ -328,3 +328,18 @@ def test_wan_gradient_checkpointing_gives_the_same_gradients(comfy):
     assert calls == {path: 3 for path in calls}  # once more in the checkpointed backward
     for a, b in zip(plain, checkpointed, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["dora", "loha", "lokr"])
+def test_wan_other_algorithms_load_in_core_lora_loader(comfy, dataset_dir, algorithm, caplog):  # noqa: F811
+    name = f"wan_{algorithm}"
+    comfy.run(train_prompt("wan21", dataset_dir, name, steps=2, algorithm=algorithm))
+    prompt = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "lookdev_tiny_wan2.1_t2v.safetensors",
+                                                         "weight_dtype": "default"}},
+              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": f"{name}.safetensors",
+                                                                   "strength_model": 1.0}},
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": f"{name}_loaded"}}}
+    with caplog.at_level(logging.WARNING):
+        comfy.run(prompt, fresh=True)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    assert len(comfy.captured[f"{name}_loaded"].patches) == 2 * 4 * 2  # attention: 2 blocks x 2 x q k v o
