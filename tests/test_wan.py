@@ -6,6 +6,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
 from test_train_node import TRIGGER, _eval_loss, dataset_dir, train_prompt  # noqa: F401  (fixture)
@@ -343,3 +344,14 @@ def test_wan_other_algorithms_load_in_core_lora_loader(comfy, dataset_dir, algor
         comfy.run(prompt, fresh=True)
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
     assert len(comfy.captured[f"{name}_loaded"].patches) == 2 * 4 * 2  # attention: 2 blocks x 2 x q k v o
+
+
+def test_contact_sheet_shows_each_clip_by_its_first_frame(tmp_path):
+    from lookdev.trainer.render.storyboard import SheetConfig, make_contact_sheet
+
+    clips = [torch.zeros(5, 32, 32, 3), torch.ones(9, 32, 32, 3)]
+    _, paths = make_contact_sheet(clips, ["A", "B"], None, SheetConfig(columns=4, folder="sheet"), tmp_path)
+    with_labels = np.asarray(Image.open(paths[0]))
+    _, paths = make_contact_sheet(clips, None, None, SheetConfig(columns=4, folder="all"), tmp_path)
+    every_frame = np.asarray(Image.open(paths[0]))
+    assert with_labels.shape[0] < every_frame.shape[0]  # 2 cells in one row; 14 cells in four rows

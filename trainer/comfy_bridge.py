@@ -497,12 +497,12 @@ def render(model, positive, negative, vae, width, height, seed, steps, cfg, samp
         if architecture(model) != "wan":
             raise ValueError(f"LookDev renders clips with Wan 2.1 / 2.2 14B text-to-video models; this video model "
                              f"is {type(model.model.model_config).__name__}")
-        time = [(length - 1) // 4 + 1]
+        time_axis = [(length - 1) // 4 + 1]
     elif length == 1:
-        time = []
+        time_axis = []
     else:
         raise ValueError(f"this model makes still images; a clip of {length} frames needs a video model (Wan)")
-    latent = torch.zeros([1, latent_channels(model), *time, height // 8, width // 8],
+    latent = torch.zeros([1, latent_channels(model), *time_axis, height // 8, width // 8],
                          device=mm.intermediate_device())
     latent = comfy.sample.fix_empty_latent_channels(model, latent) \
         if hasattr(comfy.sample, "fix_empty_latent_channels") else latent
