@@ -6,7 +6,7 @@ from ..trainer import comfy_bridge as bridge
 from ..trainer.render.shots import shot_file_path
 from ..trainer.render.storyboard import (
     RenderConfig, SheetConfig, ShotListConfig, help_of, loras_from_stack, make_contact_sheet, plan_frames,
-    plan_storyboard, render_storyboard, storyboard_report, ui_image, image_tensor,
+    plan_storyboard, render_report, render_storyboard, storyboard_report, ui_image, image_tensor,
 )
 from .common import CATEGORY, LORA_STACK, SHOTS, from_config, tip
 
@@ -64,10 +64,12 @@ class StoryboardRender:
                    "output folder, with prompt, seed, sampler and LoRAs in the PNG. Frames may differ in size "
                    "(per-shot aspect), so they come out as a list.")
     CATEGORY = FAMILY
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("images", "labels")
-    OUTPUT_IS_LIST = (True, True)
-    OUTPUT_TOOLTIPS = ("One image per shot, in shot order.", "The shot id of each image, for the contact sheet.")
+    RETURN_TYPES = ("IMAGE", "STRING", "STRING")
+    RETURN_NAMES = ("images", "labels", "report")
+    OUTPUT_IS_LIST = (True, True, False)
+    OUTPUT_TOOLTIPS = ("One image per shot, in shot order; on a video model (Wan) one clip (a batch of frames) "
+                       "per shot.", "The shot id of each image, for the contact sheet.",
+                       "One line per shot: size, and for clips the frame count and any cap note.")
     FUNCTION = "execute"
     OUTPUT_NODE = True
 
@@ -91,6 +93,8 @@ class StoryboardRender:
                 "folder": from_config(RenderConfig, "folder"),
             },
             "optional": {
+                "fps": from_config(RenderConfig, "fps", step=0.001, round=0.001),
+                "max_frames": from_config(RenderConfig, "max_frames"),
                 "lora_stack": tip(LORA_STACK, "The LoRA stack applied to the model, recorded in each frame's "
                                               "metadata (ComfyUI's model does not remember LoRA names). It is "
                                               "not applied here."),
@@ -102,10 +106,13 @@ class StoryboardRender:
                 **settings):
         config = RenderConfig(**settings)
         output = bridge.folder("output")
-        frames = render_storyboard(model, clip, vae, plan_frames(shots, config), config, output,
-                                   loras_from_stack(lora_stack), prompt, extra_pnginfo, unique_id)
+        video = bridge.is_video_model(model)
+        jobs = plan_frames(shots, config, video)
+        frames = render_storyboard(model, clip, vae, jobs, config, output, loras_from_stack(lora_stack), prompt,
+                                   extra_pnginfo, unique_id)
         return {"ui": {"images": [ui_image(frame.path, output) for frame in frames]},
-                "result": ([frame.image for frame in frames], [frame.job.shot_id for frame in frames])}
+                "result": ([frame.image for frame in frames], [frame.job.shot_id for frame in frames],
+                           render_report(jobs, config, video))}
 
 
 class ContactSheet:

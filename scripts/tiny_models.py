@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-ARCHES = ("sd15", "sd15_v", "sdxl", "sd3")
+ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "wan21")
 
 
 class TinyModels(NamedTuple):
@@ -73,7 +73,7 @@ def init_weights_(module, seed):
         is_norm = "norm" in type(sub).__name__.lower()
         for name, param in sorted(sub.named_parameters(recurse=False), key=lambda item: item[0]):
             if is_norm:
-                values = torch.ones(param.shape) if name in ("weight", "scale") else torch.zeros(param.shape)
+                values = torch.ones(param.shape) if name in ("weight", "scale", "gamma") else torch.zeros(param.shape)
             elif param.ndim >= 2:
                 std = 0.02 if isinstance(sub, torch.nn.Embedding) or "embed" in name else 1.0 / math.sqrt(param[0].numel())
                 values = torch.randn(param.shape, generator=gen, dtype=torch.float32) * std
@@ -176,3 +176,97 @@ def save_sd15_checkpoint(path, seed=0):
     state = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     return write_safetensors(path, state, metadata={"lookdev.note": "tiny random-weight SD1.5 checkpoint"})
+
+
+# --- Wan 2.1 / 2.2 (A14B) text-to-video: files as a user has them ---------------------------------
+# Wan ships as three files: the diffusion model (UNETLoader, models/diffusion_models), the
+# UMT5-XXL text encoder (CLIPLoader type wan, models/text_encoders) and the Wan VAE (VAELoader,
+# models/vae). The tiny fixture writes the same three files. ComfyUI reads the transformer's
+# widths from its file (heads = dim / 128) and the VAE's base width from `decoder.head.0.gamma`,
+# so those two load through the core nodes unchanged. The text encoder's shape ComfyUI takes from
+# UMT5-XXL's fixed config (5.7B parameters, detected by its 24th block), so the tiny one is
+# loaded as CLIPLoader loads a wan encoder but with a config override (load_wan_clip).
+# Wan 2.2 A14B is two experts of this same transformer; the 2.2 5B model (48-channel latents,
+# vae2_2) is not built here.
+
+WAN21_TINY_DIT = {  # the keys comfy.model_detection produces for Wan 2.1 t2v, at tiny widths
+    "image_model": "wan2.1", "model_type": "t2v", "dim": 128, "out_dim": 16, "num_heads": 1,
+    "ffn_dim": 256, "num_layers": 2, "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1),
+    "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16,
+}
+
+# UMT5-XXL's d_model (4096: the Wan transformer's text_dim), with 2 blocks, one 64-wide head, a
+# 16-wide feed-forward and a 128-piece vocabulary.
+WAN_TINY_UMT5 = {"num_layers": 2, "num_heads": 1, "d_kv": 64, "d_ff": 16, "vocab_size": 128}
+WAN_TINY_VAE_DIM = 8  # the real Wan 2.1 VAE: 96
+
+_SPIECE_WORDS = ("a the of in on at with and noir film grain lighthouse street night rain shot wide close up "
+                 "portrait city light dark shadow sea storm man woman car window door red blue green high "
+                 "contrast vignette").split()
+
+
+def tiny_spiece_model():
+    """A 128-piece SentencePiece model (the tokenizer format UMT5 uses), trained here in memory."""
+    import io
+
+    import sentencepiece
+
+    lines = [" ".join(_SPIECE_WORDS[i:] + _SPIECE_WORDS[:i]) for i in range(len(_SPIECE_WORDS))] * 4
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=out, vocab_size=WAN_TINY_UMT5["vocab_size"],
+        model_type="bpe", character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    return out.getvalue()
+
+
+def _wan_clip(tokenizer_data):
+    import comfy.sd
+    import comfy.supported_models as sm
+
+    target = sm.WAN21_T2V(dict(WAN21_TINY_DIT)).clip_target()  # WanT5Tokenizer + the umt5xxl model
+    return comfy.sd.CLIP(target, tokenizer_data=tokenizer_data,
+                         model_options={"dtype": torch.float32, "umt5xxl_model_config": dict(WAN_TINY_UMT5)})
+
+
+def save_wan_files(unet_path, clip_path, vae_path, seed=0):
+    """Write the tiny Wan 2.1 diffusion model, text encoder and VAE as the three files users have."""
+    from _pack import alias_pack
+
+    alias_pack()
+    import comfy.supported_models as sm
+    from comfy.ldm.wan.vae import WanVAE
+    from lookdev.trainer.fileio import write_safetensors
+
+    config = sm.WAN21_T2V(dict(WAN21_TINY_DIT))
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, "", device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    write_safetensors(unet_path, {k: v.contiguous() for k, v in model.diffusion_model.state_dict().items()},
+                      metadata={"lookdev.note": "tiny random-weight Wan 2.1 t2v transformer"})
+
+    clip = _wan_clip({"spiece_model": tiny_spiece_model()})
+    init_weights_(clip.cond_stage_model, seed + 1)
+    # A umt5_xxl text-encoder file's layout: the T5 weights at the top level, the tokenizer beside.
+    state = {k.removeprefix("umt5xxl.transformer."): v.contiguous() for k, v in clip.get_sd().items()
+             if k.startswith("umt5xxl.transformer.")}
+    state["spiece_model"] = clip.tokenizer.state_dict()["spiece_model"]
+    write_safetensors(clip_path, state, metadata={"lookdev.note": "tiny random-weight UMT5 text encoder"})
+
+    vae = WanVAE(dim=WAN_TINY_VAE_DIM, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True], dropout=0.0)
+    init_weights_(vae, seed + 2)
+    write_safetensors(vae_path, {k: v.contiguous() for k, v in vae.state_dict().items()},
+                      metadata={"lookdev.note": "tiny random-weight Wan 2.1 VAE"})
+
+
+def load_wan_clip(path):
+    """The tiny text encoder file loaded as comfy.sd.load_clip loads a wan-type encoder (the
+    tokenizer from the file's spiece_model, every weight from the file), with the tiny config."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    clip = _wan_clip({"spiece_model": state.pop("spiece_model")})
+    missing, unexpected = clip.load_sd(state)
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return clip

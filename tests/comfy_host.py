@@ -294,6 +294,23 @@ def tiny_models_module():
     return tiny_models
 
 
+WAN_FILES = {"diffusion_models": "lookdev_tiny_wan2.1_t2v.safetensors",
+             "text_encoders": "lookdev_tiny_umt5.safetensors", "vae": "lookdev_tiny_wan_2.1_vae.safetensors"}
+
+
+def load_tiny_wan(host):
+    """The tiny Wan 2.1 t2v model as a user has it: three files in models/diffusion_models,
+    text_encoders and vae (written once per session), the transformer and VAE loaded by the core
+    UNETLoader and VAELoader nodes, the text encoder as CLIPLoader(type wan) loads it."""
+    tiny = tiny_models_module()
+    paths = {kind: host.models_dir(kind) / name for kind, name in WAN_FILES.items()}
+    if not all(path.exists() for path in paths.values()):
+        tiny.save_wan_files(paths["diffusion_models"], paths["text_encoders"], paths["vae"], seed=0)
+    model = host.node_class("UNETLoader")().load_unet(WAN_FILES["diffusion_models"], "default")[0]
+    vae = host.node_class("VAELoader")().load_vae(WAN_FILES["vae"])[0]
+    return tiny.TinyModels(model, tiny.load_wan_clip(paths["text_encoders"]), vae, "wan21")
+
+
 # ---------------------------------------------------------------------------------------------
 # Test-only nodes, registered in the in-process ComfyUI next to the real ones.
 

@@ -139,6 +139,7 @@ def test_presets_for(arch, names):
 def test_every_preset_parses_for_its_architectures(name):
     present = {"sd1": SD_BLOCKS, "sd2": SD_BLOCKS, "sdxl": SDXL_BLOCKS, "sd3": SD3_BLOCKS,
                "flux": FLUX_BLOCKS, "other": ["BASE"]}
+    present["wan"] = ["BASE", "B00", "B01", "B39"]
     for arch in PRESETS[name].architectures:
         weights = parse_block_weights(name, arch, present[arch])
         assert set(weights) == set(present[arch])

@@ -29,12 +29,16 @@ _ARCHES = {
     "SD3": "sd3",
     "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
 }
+# Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same transformer).
+# Their latents are videos [B, 16, frames, h, w]; stills train as one-frame videos. Wan 2.2 5B
+# (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
+_ARCHES.update({"WAN21_T2V": "wan"})
 
 
 # --- models -----------------------------------------------------------------------------------
 
 def architecture(model):
-    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux' or 'other' for a ComfyUI MODEL."""
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'wan' or 'other' for a ComfyUI MODEL."""
     return _ARCHES.get(type(model.model.model_config).__name__, "other")
 
 
@@ -91,8 +95,22 @@ def conditioning(encoded):
 
 @torch.no_grad()
 def encode_images(vae, images):
-    """Raw VAE latents [B, C, h, w] for IMAGE-layout pixels [B, H, W, 3] in 0..1."""
-    return vae.encode(images[..., :3]).clone()
+    """Raw VAE latents for IMAGE-layout pixels [B, H, W, 3] in 0..1: [B, C, h, w], or for a video
+    VAE (Wan) [B, C, 1, h, w], each image a one-frame video. (A video VAE reads a batch of images
+    as the frames of one clip, so the images are encoded one by one, as VAEEncode encodes one.)"""
+    if not is_video_vae(vae):
+        return vae.encode(images[..., :3]).clone()
+    return torch.cat([vae.encode(image[None, ..., :3]) for image in images]).clone()
+
+
+def is_video_vae(vae):
+    """True for a VAE whose latents have a time axis ([B, C, frames, h, w]), such as Wan's."""
+    return getattr(vae, "latent_dim", 2) == 3
+
+
+def is_video_model(model):
+    """True for a diffusion model that samples video latents [B, C, frames, h, w] (Wan)."""
+    return getattr(model.model.latent_format, "latent_dimensions", 2) == 3
 
 
 _VAE_IDS = weakref.WeakKeyDictionary()  # first_stage_model -> identity, while ComfyUI keeps the VAE
@@ -137,6 +155,10 @@ class ComfyDenoiser:
         self._model_conds = {}
 
     def to_model_space(self, latents):
+        """Raw VAE latents, a batch or one sample, in the model's space. Per-channel latent
+        formats (Wan's mean and std) need the batch axis to broadcast right."""
+        if latents.ndim == getattr(self.model.latent_format, "latent_dimensions", 2) + 1:
+            return self.model.process_latent_in(latents[None])[0]
         return self.model.process_latent_in(latents)
 
     def sigmas(self, u):
@@ -463,19 +485,35 @@ def latent_channels(model):
 
 
 @torch.no_grad()
-def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None):
-    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed)."""
+def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None,
+           length=1):
+    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed); on a
+    video model (Wan) a clip [length, H, W, 3] from the latent EmptyHunyuanLatentVideo makes for
+    `length` (4k+1) frames: [1, C, (length - 1) // 4 + 1, H / 8, W / 8]."""
     import comfy.sample
     import comfy.model_management as mm
 
-    latent = torch.zeros([1, latent_channels(model), height // 8, width // 8], device=mm.intermediate_device())
+    if is_video_model(model):
+        if architecture(model) != "wan":
+            raise ValueError(f"LookDev renders clips with Wan 2.1 / 2.2 14B text-to-video models; this video model "
+                             f"is {type(model.model.model_config).__name__}")
+        time_axis = [(length - 1) // 4 + 1]
+    elif length == 1:
+        time_axis = []
+    else:
+        raise ValueError(f"this model makes still images; a clip of {length} frames needs a video model (Wan)")
+    latent = torch.zeros([1, latent_channels(model), *time_axis, height // 8, width // 8],
+                         device=mm.intermediate_device())
     latent = comfy.sample.fix_empty_latent_channels(model, latent) \
         if hasattr(comfy.sample, "fix_empty_latent_channels") else latent
     noise = comfy.sample.prepare_noise(latent, seed)
     callback = None if on_step is None else (lambda step, x0, x, total: on_step(step + 1, total))
     samples = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                   denoise=1.0, seed=seed, callback=callback, disable_pbar=True)
-    return vae.decode(samples)[..., :3].clamp(0, 1).float().cpu()
+    images = vae.decode(samples)
+    if images.ndim == 5:  # a video VAE's [B, frames, H, W, 3]: frames as images, as VAEDecode does
+        images = images.reshape(-1, *images.shape[-3:])
+    return images[..., :3].clamp(0, 1).float().cpu()
 
 
 # --- folders, progress, websocket ---------------------------------------------------------------

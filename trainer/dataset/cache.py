@@ -115,11 +115,13 @@ def cache_key(sample, vae_id):
 
 
 def _checked_output(latents, count, bucket):
-    if not (isinstance(latents, torch.Tensor) and latents.dim() == 4
-            and latents.shape[0] == count and _downscaled(latents.shape[2:], bucket)):
+    # [count, C, h, w], or a video VAE's [count, C, 1, h, w] (each image a one-frame video)
+    if not (isinstance(latents, torch.Tensor) and (latents.dim() == 4 or (latents.dim() == 5 and latents.shape[2] == 1))
+            and latents.shape[0] == count and _downscaled(latents.shape[-2:], bucket)):
         got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise ValueError(f"the VAE encode function returned {got} for {count} images of "
-                         f"{bucket[0]}x{bucket[1]}; expected a tensor [{count}, C, h, w] with "
+                         f"{bucket[0]}x{bucket[1]}; expected a tensor [{count}, C, h, w] (a video VAE's "
+                         f"[{count}, C, 1, h, w]) with "
                          "h and w the image size divided by the VAE's factor")
     return latents.unbind(0)
 

@@ -45,6 +45,7 @@ _NUMBERED = {
     "flux": {"D": "double_blocks", "S": "single_blocks"},
     "other": {},
 }
+_NUMBERED["wan"] = {"B": "blocks"}  # Wan 2.x transformer blocks: B00, B01, ...
 # A block weight multiplies the node's strengths (themselves -100..100): 0 turns a block off, 1
 # keeps it; beyond +-10 a block's change is far outside anything a LoRA was trained for.
 WEIGHT_RANGE = (-10.0, 10.0)
@@ -73,6 +74,7 @@ PRESETS = {
 
 # Shown when someone gives a number vector for an architecture without a vector convention.
 _NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "other": "'BASE:0.5'"}
+_NAMED_EXAMPLE["wan"] = "'B00-B19:1, B20-B39:0.5'"
 
 
 def presets_for(arch: str) -> list:

@@ -19,6 +19,7 @@ from typing import NamedTuple
 # Short names for messages.
 ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux",
               "other": "another architecture"}
+ARCH_NAMES["wan"] = "Wan 2.x"
 
 _FLUX = re.compile(r"(^|[._])(double_blocks|single_blocks|single_transformer_blocks)[._]")
 _SD3 = re.compile(r"(^|[._])(joint_blocks)[._]")

@@ -19,6 +19,9 @@ Which spelling, per architecture:
   expects for SDXL.
 - "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "other" (any model
   ComfyUI loads): `lora_unet_` + the module path, which is kohya's naming for SD3 and Flux.
+- "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
+  what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
+  spelling, beside the `diffusion_model.blocks.N...` one).
 
 Text encoders: SD1 `lora_te_`, SD2 `lora_te_` (OpenCLIP-H, kohya's HF layout), SDXL
 `lora_te1_` (CLIP-L) / `lora_te2_` (CLIP-G), SD3 `lora_te1_`/`lora_te2_`/`lora_te3_` (T5),
@@ -34,6 +37,7 @@ ARCHITECTURES = {
     "sdxl": "SDXL (ldm UNet, CLIP-L + CLIP-G)",
     "sd3": "Stable Diffusion 3 / 3.5 (MMDiT joint_blocks)",
     "flux": "Flux.1 and its derivatives (double_blocks, single_blocks)",
+    "wan": "Wan 2.1 / 2.2 text-to-video (blocks.N self_attn, cross_attn, ffn)",
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
 
@@ -47,6 +51,7 @@ _TE_PREFIXES = {
     "sdxl": {"clip_l": "lora_te1", "clip_g": "lora_te2"},
     "sd3": {"clip_l": "lora_te1", "clip_g": "lora_te2", "t5xxl": "lora_te3"},
     "flux": {"clip_l": "lora_te1", "t5xxl": "lora_te3"},
+    "wan": {},  # the UMT5 text encoder is not trained
     "other": {},
 }
 _TEXT_ENCODERS = ("clip_l", "clip_g", "clip_h", "t5xxl")

@@ -29,6 +29,7 @@ _MODELSPEC_ARCH = {
     "flux": "flux-1-dev",
     "other": "unknown",
 }
+_MODELSPEC_ARCH["wan"] = "wan-2.1-t2v"  # modelspec has no Wan id; this follows its naming
 # Where each architecture's module names come from (what the file's keys follow).
 _IMPLEMENTATION = {
     "sd1": "diffusers",
@@ -38,6 +39,7 @@ _IMPLEMENTATION = {
     "flux": "https://github.com/black-forest-labs/flux",
     "other": "https://github.com/comfyanonymous/ComfyUI",
 }
+_IMPLEMENTATION["wan"] = "https://github.com/Wan-Video/Wan2.1"
 # kohya's ss_base_model_version values; sd3 is ours (kohya writes the MMDiT variant there).
 _KOHYA_VERSION = {"sdxl": "sdxl_base_v1-0", "sd3": "sd3", "flux": "flux1"}
 

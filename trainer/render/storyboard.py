@@ -134,6 +134,12 @@ class RenderConfig:
     height: int = option(576, "Frame height when aspect is 'custom' (multiple of 8).")
     folder: str = option("storyboard", "Subfolder of ComfyUI's output folder; each frame is saved there as "
                          "<shot_id>.png and replaced when rendered again.")
+    fps: float = option(24.0, "Video models (Wan): frames per second of each shot's clip; a clip lasts the shot's "
+                        "duration, rounded to the 4k+1 frames Wan makes. Keep it equal to LookDev Animatic's fps "
+                        "(it plays one clip frame per animatic frame); Wan's own rate is 16. Image models render "
+                        "one still.", min=1.0, max=120.0)
+    max_frames: int = option(81, "Video models: the most frames one clip may have (Wan is trained on up to 81); "
+                             "longer shots are capped, with a note in the report.", min=1, max=1025)
 
     def validate(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
@@ -160,6 +166,25 @@ class FrameJob:
     seed: int
     width: int
     height: int
+    frames: int = 1  # video frames of the shot's clip; 1 renders a still
+    note: str = ""  # why the clip is shorter than the shot (capped), else empty
+
+
+# Wan's VAE (as HunyuanVideo's) keeps the first frame and packs each following 4 into one latent
+# frame, so its clips have 4k+1 frames: EmptyHunyuanLatentVideo's length 4k+1 -> k+1 latent frames.
+VIDEO_FRAME_STEP = 4
+
+
+def clip_frames(duration, fps, max_frames):
+    """(frames, note) for a shot of `duration` seconds: round(duration x fps) frames, rounded to the
+    nearest 4k+1 (halfway up; at least 1), capped at the largest 4k+1 <= max_frames with a note."""
+    wanted = max(1, round(duration * fps))
+    frames = VIDEO_FRAME_STEP * math.floor((wanted - 1) / VIDEO_FRAME_STEP + 0.5) + 1
+    cap = VIDEO_FRAME_STEP * ((max_frames - 1) // VIDEO_FRAME_STEP) + 1
+    if frames > cap:
+        return cap, (f"capped at {cap} frames ({cap / fps:.2f} s at {fps:g} fps; max_frames {max_frames}) of the "
+                     f"{duration:g} s shot ({frames} frames); the animatic holds its last frame for the rest")
+    return frames, ""
 
 
 def combine_negative(common, own):
@@ -176,12 +201,27 @@ def shot_size(aspect, config):
     return frame_size(aspect, config.base_resolution)
 
 
-def plan_frames(storyboard, config):
-    """One FrameJob per shot, in order."""
+def plan_frames(storyboard, config, video=False):
+    """One FrameJob per shot, in order; for a video model each a clip of the shot's duration."""
     config.validate()
-    return [FrameJob(p.shot.shot_id, p.shot.description, p.prompt, combine_negative(config.negative, p.shot.negative),
-                     p.seed, *shot_size(p.shot.aspect, config))
-            for p in storyboard.shots]
+    jobs = []
+    for p in storyboard.shots:
+        frames, note = clip_frames(storyboard.duration_of(p), config.fps, config.max_frames) if video else (1, "")
+        jobs.append(FrameJob(p.shot.shot_id, p.shot.description, p.prompt,
+                             combine_negative(config.negative, p.shot.negative), p.seed,
+                             *shot_size(p.shot.aspect, config), frames, note))
+    return jobs
+
+
+def render_report(jobs, config, video=False):
+    """One line per shot: its size, and for clips their frames, length and any cap note."""
+    lines = []
+    for job in jobs:
+        line = f"{job.shot_id}: {job.width}x{job.height}"
+        if video:
+            line += f", {job.frames} frames ({job.frames / config.fps:.2f} s at {config.fps:g} fps)"
+        lines.append(line + (f"; note: {job.note}" if job.note else ""))
+    return "\n".join(lines)
 
 
 def loras_from_stack(stack):
@@ -193,8 +233,8 @@ def loras_from_stack(stack):
 @dataclass(frozen=True)
 class RenderedFrame:
     job: FrameJob
-    image: object  # IMAGE tensor [1, H, W, 3]
-    path: Path
+    image: object  # IMAGE tensor [1, H, W, 3], or a clip's frames [frames, H, W, 3]
+    path: Path  # the still (a clip's first frame) as PNG
 
 
 class _Progress:
@@ -254,10 +294,10 @@ def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_
         bridge.check_cancel()
         image = bridge.render(model, conditioning[job.prompt], conditioning[job.negative], vae, job.width, job.height,
                               job.seed, config.steps, config.cfg, config.sampler, config.scheduler,
-                              on_step=progress.step_callback(index, job.shot_id))
+                              on_step=progress.step_callback(index, job.shot_id), length=job.frames)
         meta = FrameMeta(job.shot_id, job.prompt, job.negative, job.seed, config.sampler, config.scheduler,
                          config.steps, config.cfg, (job.width, job.height), tuple(loras))
-        save_frame_png(path, image, meta, png_prompt if keep_prompt else None, extra_pnginfo if keep_prompt else None)
+        save_frame_png(path, image[:1], meta, png_prompt if keep_prompt else None, extra_pnginfo if keep_prompt else None)
         frames.append(RenderedFrame(job, image, path))
     return frames
 
@@ -287,12 +327,13 @@ class SheetConfig:
         return check_options(self)
 
 
-def frames_from_images(images):
-    """PIL frames from IMAGE tensors: a list of single images, batches, or both."""
+def frames_from_images(images, first_only=False):
+    """PIL frames from IMAGE tensors: a list of single images, batches, or both. first_only: one
+    frame per entry (a video model's clips, one per shot)."""
     frames = []
     for image in images:
         batch = image if image.ndim == 4 else image.unsqueeze(0)
-        frames += [to_pil(single) for single in batch]
+        frames += [to_pil(single) for single in (batch[:1] if first_only else batch)]
     return frames
 
 
@@ -314,7 +355,8 @@ def sheet_labels(count, labels, storyboard):
 def make_contact_sheet(images, labels, storyboard, config, output_dir):
     """Draw the sheet for IMAGE tensors and save it (PNG, optionally PDF); returns (sheet, [paths])."""
     config.validate()
-    frames = frames_from_images(images)
+    # One label per entry of the list: the render's clips, each shown by its first frame.
+    frames = frames_from_images(images, first_only=labels is not None and len(labels) == len(images))
     if not frames:
         raise ValueError("images is empty; connect the images output of LookDev Storyboard Render")
     labels, descriptions = sheet_labels(len(frames), labels, storyboard)

@@ -11,6 +11,7 @@ UNets (SD1.x/2.x/SDXL), SD3's MMDiT and Flux.
   B-LoRA's SDXL block.
 - SD3 (MMDiT): image-stream (`x_block`) layers of the second half of the joint blocks.
 - Flux: the single-stream blocks, where community style LoRAs concentrate.
+- Wan 2.x: not defined (no published style/content split for video DiTs); see _WAN below.
 A heuristic outside SDXL: if a look does not take, train "attention + feed-forward".
 """
 
@@ -46,6 +47,22 @@ def _attention(path):
 
 def _feed_forward(path):
     return bool(_FF_SEGMENT.search(path)) or bool(_FLUX_SINGLE_LINEAR.match(path))
+
+
+# Wan 2.x transformer blocks (comfy/ldm/wan/model.py): self_attn / cross_attn q, k, v, o and the
+# feed-forward ffn.0 / ffn.2, every Linear of a block: what musubi-tuner's Wan LoRAs train. Wan's
+# attention segment names differ from the UNet/MMDiT ones above, so they have their own rule.
+_WAN_ATTN = re.compile(r"^blocks\.\d+\.(self_attn|cross_attn)\.(q|k|v|o)$")
+_WAN_FFN = re.compile(r"^blocks\.\d+\.ffn\.\d+$")
+
+
+def _wan_paths(preset, linear_paths):
+    if preset == "attention":
+        return [p for p in linear_paths if _WAN_ATTN.match(p)]
+    if preset == "attention + feed-forward":
+        return [p for p in linear_paths if _WAN_ATTN.match(p) or _WAN_FFN.match(p)]
+    raise ValueError("the 'style blocks' preset has no definition for Wan models (no published split of "
+                     "style and content blocks); choose 'attention' or 'attention + feed-forward'")
 
 
 def _style_paths(arch, linear_paths):
@@ -84,7 +101,9 @@ def select_targets(named_modules, arch, preset):
         chosen = [path for path, module in modules if _is_linear_or_conv(module)]
     else:
         linear = [path for path, module in modules if _is_linear(module)]
-        if preset == "attention":
+        if arch == "wan":
+            chosen = _wan_paths(preset, linear)
+        elif preset == "attention":
             chosen = [p for p in linear if _attention(p)]
         elif preset == "attention + feed-forward":
             chosen = [p for p in linear if _attention(p) or _feed_forward(p)]
