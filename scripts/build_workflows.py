@@ -85,7 +85,8 @@ def checkpoint(node_id, pos):
 
 
 def training_nodes(x, y):
-    """Checkpoint (1), dataset (2), captions (3), trainer (4), loss curve (5) at (x, y)."""
+    """Checkpoint (1), dataset (2), captions (3), trainer (4) at (x, y); the trainer saves its loss
+    curve itself, named after the LoRA."""
     return [
         checkpoint(1, (x, y)),
         Node(2, "LookDevLoadDataset", (x, y + 160), (380, 560), {
@@ -99,8 +100,6 @@ def training_nodes(x, y):
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
             "validation_steps": 20, "validation_size": 512, "validation_prompts": VALIDATION_PROMPTS},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
-        Node(5, "SaveImage", (x + 1420, y), (420, 380), {"filename_prefix": f"lookdev/{LORA_NAME}_loss"},
-             {"images": (4, "loss_curve")}, title="Loss curve"),
     ]
 
 
@@ -161,7 +160,7 @@ NOTE_CAPTIONS = f"""2. CAPTIONS
 
 Captions say what is in the picture ("a man at a bar, neon sign"), never the style. The style words below are removed from every caption, so {TRIGGER} takes on the look by itself.
 
-- 'model for uncaptioned' describes only images without a caption file. It needs a BLIP or Florence-2 folder in models/captioners (nothing is downloaded); pick it in 'captioner'.
+- 'model for uncaptioned' describes only images without a caption file, with a BLIP or Florence-2 folder in models/captioners (nothing is downloaded; pick it in 'captioner'). With captioner (none) those images are captioned from the template (trigger + file name) and the report suggests installing a captioner: it runs either way.
 - 'keep' uses your caption files as they are; 'template' builds captions from the file names.
 - 'write' can save the captions next to the images so you can edit them."""
 
@@ -173,7 +172,7 @@ Good starting values for 10-30 images are already set: 800 steps, rank 16, learn
 - Too weak: more steps or rank 32. Too strong / content leaking: fewer steps, or targets 'style blocks'.
 - Out of memory: turn on gradient_checkpointing.
 
-The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is saved to output/lookdev/."""
+The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is shown on the node and saved as output/lookdev/{LORA_NAME}_loss.png (named after the LoRA)."""
 
 NOTE_STORYBOARD_OVERVIEW = f"""STORYBOARD IN YOUR STYLE - read me first
 
@@ -245,7 +244,7 @@ def train_style_lora():
              Note(12, (480, 1060), (400, 400), NOTE_CAPTIONS),
              Note(13, (1460, 720), (420, 520), NOTE_TRAINING)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5))]
+              Group("3 - Train and save", (4,))]
     return nodes, notes, groups
 
 
@@ -277,7 +276,7 @@ def train_and_storyboard():
              Note(14, (380, 2000), (520, 340), NOTE_SHOTS),
              Note(15, (1520, 2780), (440, 260), NOTE_RENDER)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5)), Group("4 - Storyboard in the new style", (6, 7, 8, 9), "#8a8")]
+              Group("3 - Train and save", (4,)), Group("4 - Storyboard in the new style", (6, 7, 8, 9), "#8a8")]
     return nodes, notes, groups
 
 
@@ -335,7 +334,7 @@ NOTE_REEL_TRAINING = f"""3. TRAINING
 
 The same starting values as for a folder of stills: 800 steps, rank 16, learning rate 1e-4. A reel's frames share one grade, so the look comes through quickly; watch the validation renders every 200 steps and stop when it looks right (re-queue with the same name to continue).
 
-The LoRA is saved as models/loras/{REEL_LORA_NAME}.safetensors, with checkpoints under output/lookdev/{REEL_LORA_NAME}/ and the loss curve in output/lookdev/."""
+The LoRA is saved as models/loras/{REEL_LORA_NAME}.safetensors, with checkpoints under output/lookdev/{REEL_LORA_NAME}/ and the loss curve in output/lookdev/{REEL_LORA_NAME}_loss.png."""
 
 
 def train_style_from_reel():
@@ -355,16 +354,13 @@ def train_style_from_reel():
                 f"{REEL_TRIGGER}, a kitchen table with breakfast, morning light\n"
                 f"{REEL_TRIGGER}, wide shot of a harbour with boats")},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
-        Node(5, "SaveImage", (x + 1420, y), (420, 380),
-             {"filename_prefix": f"lookdev/{REEL_LORA_NAME}_loss"}, {"images": (4, "loss_curve")},
-             title="Loss curve"),
     ]
     notes = [Note(10, (40, -20), (820, 280), NOTE_REEL_OVERVIEW),
              Note(11, (40, 1140), (380, 520), NOTE_REEL),
              Note(12, (480, 1140), (400, 400), NOTE_CAPTIONS.replace(TRIGGER, REEL_TRIGGER)),
              Note(13, (1460, 720), (420, 420), NOTE_REEL_TRAINING)]
     groups = [Group("1 - Reference reel", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5))]
+              Group("3 - Train and save", (4,))]
     return nodes, notes, groups
 
 

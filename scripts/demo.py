@@ -270,8 +270,8 @@ def demo(args):
     pdf = [path.with_suffix(".pdf") for path in sheet if path.with_suffix(".pdf").exists()]
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     print(f"LoRA:           {done.get('path')}")
-    for path in output_files(history, prompt, out, "SaveImage"):
-        print(f"loss chart:     {path}")
+    if done.get("loss_curve"):
+        print(f"loss chart:     {done['loss_curve']}")
     print(f"frames:         {len(frames)} in {frames[0].parent if frames else '-'}")
     for path in frames:
         print(f"  frame:        {path}")

@@ -117,7 +117,16 @@ def test_outputs_and_kohya_file(comfy, sd15_run):
     assert config["steps"] == 8 and config["targets"] == "attention"
     curve = comfy.captured["noir_sd15_curve"]
     assert curve.ndim == 4 and curve.shape[-1] == 3
-    assert result.ui["3"]["images"], "the final validation render is shown on the node"
+    *renders, chart = result.ui["3"]["images"]
+    assert len(renders) == 1 and renders[0]["type"] == "temp", "the final validation render is on the node"
+    # The loss chart is saved under the LoRA's name (no workflow's Save Image prefix) and shown too.
+    assert chart == {"filename": "noir_sd15_loss.png", "subfolder": "lookdev", "type": "output"}
+    saved = comfy.output_dir / "lookdev" / "noir_sd15_loss.png"
+    with Image.open(saved) as image:
+        assert image.size == (curve.shape[2], curve.shape[1])
+    [done] = result.events_named("lookdev.train.done")
+    assert done["loss_curve"] == str(saved)
+    assert f"loss curve {saved}" in result.ui["3"]["text"][0]
 
 
 def test_progress_events_and_checkpoints(comfy, sd15_run):

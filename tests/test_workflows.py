@@ -224,3 +224,11 @@ def test_storyboard_to_animatic_runs_from_timed_shots_to_an_edl(host):
     assert [event[0] for event in events] == [f"{n:03d}" for n in range(1, 8)]  # title card + 6 shots
     assert events[-1][-1] == "01:00:22:00"  # 3 s title + 4 + 3 + 2.5 + 3 + 1.5 + 5 s of shots
     assert (folder / "animatic.mp4").stat().st_size > 0 and (folder / "animatic.csv").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_workflow_hard_codes_a_loss_curve_name(name):
+    """The trainer saves its loss curve as lookdev/<LoRA name>_loss.png itself; a Save Image with a
+    fixed prefix would name every LoRA's curve after the example's."""
+    api = api_workflow(name)
+    assert not [node for node in api.values() if node["class_type"] == "SaveImage"]

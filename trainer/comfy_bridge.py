@@ -616,6 +616,15 @@ def save_temp_image(image, prefix):
     return {"filename": name, "subfolder": "", "type": "temp"}
 
 
+def output_image_ref(path):
+    """The {"ui": {"images": [...]}} entry of a file saved inside ComfyUI's output folder."""
+    from pathlib import Path
+
+    relative = Path(path).resolve().relative_to(Path(folder("output")).resolve())
+    subfolder = "" if relative.parent == Path(".") else relative.parent.as_posix()
+    return {"filename": relative.name, "subfolder": subfolder, "type": "output"}
+
+
 # --- video --------------------------------------------------------------------------------------
 
 def video_source(video):

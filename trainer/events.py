@@ -26,6 +26,7 @@ lookdev.train.done, once the LoRA file is saved:
   steps         steps of the whole LoRA (resumed steps included)
   final_loss    the loss of the LoRA's last step (resumed history included; null if none)
   seconds       seconds this run's training loop took
+  loss_curve    the absolute path of the loss chart PNG (output/lookdev/<name>_loss.png)
 lookdev.render.progress, after every sampling step of a storyboard render:
   shot          the shot's text as the shot list gives it
   index, total  which shot (1..total) and how many shots this render has

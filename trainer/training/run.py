@@ -18,11 +18,12 @@ from .. import comfy_bridge as bridge
 from .. import events
 from ..dataset.cache import LatentCache
 from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_tags
-from ..fileio import keep_aside, remove_stale_temps, write_json
+from ..fileio import keep_aside, remove_stale_temps, write_image, write_json
 from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
 from ..lora.keys import kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
+from ..pixels import to_pil
 from . import state
 from .adapters import AdapterSet
 from .data import Example, derive_seed
@@ -71,6 +72,11 @@ class RunPaths:
         return self.work / "checkpoints"
 
     @property
+    def loss_curve(self):
+        """The loss chart, named after the LoRA beside its work folder: lookdev/<name>_loss.png."""
+        return self.work.parent / f"{self.work.name}_loss.png"
+
+    @property
     def made(self):
         """{"made": n}: how many times a run of this name wrote the final LoRA."""
         return self.work / "made.json"
@@ -82,6 +88,7 @@ class RunOutputs:
     lora: object  # LoraFile
     path: Path
     loss_image: torch.Tensor
+    loss_path: Path  # loss_image saved as a PNG
     previews: list  # [1, H, W, 3] validation renders of the final LoRA
     report: str
 
@@ -349,16 +356,16 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
 
     # 5. apply: the same path as LookDev Apply LoRA, so the output MODEL equals applying the file.
     model = apply_lora(model, None, lora, ApplyOptions(strength_model=1.0, strength_clip=0.0)).model
+    loss_image = loss_curve_image(result.losses, result.snapshot.lrs, f"{config.name} - {config.steps} steps")
+    write_image(paths.loss_curve, to_pil(loss_image[0]), "PNG")
     bridge.send_event(events.EVENT_TRAIN_DONE, {
         "node": node_id, "prompt_id": prompt_id, "name": config.name, "path": str(lora.path),
         "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
-        "seconds": result.seconds})
+        "seconds": result.seconds, "loss_curve": str(paths.loss_curve)})
     report = run_report(config, arch, adapters, dataset, result, cache_stats, [*notes, *([kept] if kept else [])],
                         paths.lora)
-    return RunOutputs(model=model, lora=lora, path=lora.path,
-                      loss_image=loss_curve_image(result.losses, result.snapshot.lrs,
-                                                  f"{config.name} - {config.steps} steps"),
-                      previews=previews, report=report)
+    return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_path=paths.loss_curve,
+                      previews=previews, report=f"{report}\nloss curve {paths.loss_curve}")
 
 
 def run_report(config, arch, adapters, dataset, result, cache_stats, notes, path):
