@@ -35,9 +35,9 @@ LORA_NAME = "noir_style"
 DATASET_FOLDER = "noir_refs"
 STORYBOARD_FOLDER = "storyboard/noir_seq01"
 STYLE_WORDS = "film noir, black and white, monochrome, high contrast, grainy, film grain, vignette"
-VALIDATION_PROMPTS = (f"{TRIGGER}, a detective in a trench coat under a streetlamp, rain\n"
-                      f"{TRIGGER}, an empty diner at night seen through the window\n"
-                      f"{TRIGGER}, close-up of a woman's face half in shadow")
+VALIDATION_PROMPTS = ("{trigger}, a detective in a trench coat under a streetlamp, rain\n"
+                      "{trigger}, an empty diner at night seen through the window\n"
+                      "{trigger}, close-up of a woman's face half in shadow")
 SHOTS = ("# ID | description | seed | aspect | negative | duration | notes   (only the description is required)\n"
          "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39 | | 4 | "
          "slow push in; rain SFX\n"
@@ -111,17 +111,20 @@ def animatic(node_id, pos, render, shots):
         {"images": (render, "images"), "labels": (render, "labels"), "shots": (shots, "shots")})
 
 
-def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None):
-    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s."""
+def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None, lora=None):
+    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s. The
+    shot list's trigger comes from `trigger_link` or the trained `lora`, never typed twice."""
     shots, render, sheet = first_id, first_id + 1, first_id + 2
     links = {"trigger_words": trigger_link} if trigger_link else {}
+    if lora:
+        links["lora"] = lora
     render_links = {"model": model, "clip": clip, "vae": vae, "shots": (shots, "shots")}
     if lora_stack:
         render_links["lora_stack"] = lora_stack
     return [
         Node(shots, "LookDevShotList", (x, y), (520, 420), {
             "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
-            "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100}, links),
+            "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 100}, links),
         Node(render, "LookDevStoryboardRender", (x + 580, y), (440, 720), {
             "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
             "cfg": 7.0, "aspect": "1.78", "base_resolution": 512, "folder": STORYBOARD_FOLDER},
@@ -154,7 +157,7 @@ Put 10-30 images that share the look into a folder inside ComfyUI's input folder
 - A caption file beside an image (shot1.png + shot1.txt) is used as its caption.
 - A subfolder named like 3_night repeats its images 3 times.
 
-The trigger word ({TRIGGER}) is what you type later to call up the style. Its preview grid shows on the node when the workflow runs; to check the dataset alone, connect its preview to a Preview Image node and queue that."""
+The trigger word ({TRIGGER}) is what you type later to call up the style. Set it here only: the captions, the trainer, the LoRA file and the Shot List take it from the dataset (a trigger typed on one of them overrides it there, and its report says so). Its preview grid shows on the node when the workflow runs; to check the dataset alone, connect its preview to a Preview Image node and queue that."""
 
 NOTE_CAPTIONS = f"""2. CAPTIONS
 
@@ -215,7 +218,7 @@ Bottom row: the model coming out of the trainer - with the fresh LoRA already ap
 
 Press Run once: training first, then the storyboard. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
 
-Keep the trigger word the same in Load Dataset and Shot List ({TRIGGER})."""
+The trigger word ({TRIGGER}) is set once, in Load Dataset: the trained LoRA carries it in its file and hands it to the Shot List (its 'lora' input), so every prompt starts with it."""
 
 
 NOTE_ANIMATIC_OVERVIEW = f"""STORYBOARD TO ANIMATIC - read me first
@@ -267,7 +270,8 @@ def storyboard_in_style():
 
 def train_and_storyboard():
     nodes = [*training_nodes(40, 340),
-             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6),
+             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6,
+                               lora=(4, "lora")),
              animatic(9, (2080, 2000), render=7, shots=6)]
     notes = [Note(10, (40, -20), (820, 300), NOTE_BOTH_OVERVIEW),
              Note(11, (40, 1100), (380, 400), NOTE_DATASET),
@@ -288,7 +292,7 @@ def storyboard_to_animatic():
                  {"model": (1, "MODEL"), "lora_stack": (2, "lora_stack"), "clip": (1, "CLIP")})
     shots = Node(4, "LookDevShotList", (880, 300), (520, 420), {
         "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
-        "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100, "default_duration": 2.0},
+        "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 100, "default_duration": 2.0},
         {"trigger_words": (3, "trigger_words")})
     render = Node(5, "LookDevStoryboardRender", (1460, 300), (440, 720), {
         "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
@@ -350,9 +354,9 @@ def train_style_from_reel():
             "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
             "validation_steps": 20, "validation_size": 512, "validation_prompts": (
-                f"{REEL_TRIGGER}, a woman waits at a bus stop at dusk\n"
-                f"{REEL_TRIGGER}, a kitchen table with breakfast, morning light\n"
-                f"{REEL_TRIGGER}, wide shot of a harbour with boats")},
+                "{trigger}, a woman waits at a bus stop at dusk\n"
+                "{trigger}, a kitchen table with breakfast, morning light\n"
+                "{trigger}, wide shot of a harbour with boats")},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
     ]
     notes = [Note(10, (40, -20), (820, 280), NOTE_REEL_OVERVIEW),

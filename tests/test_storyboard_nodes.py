@@ -103,6 +103,7 @@ def test_shot_list_builds_prompts_seeds_and_report(comfy):
     assert [p.shot.line for p in storyboard.shots] == [2, 3, 4]
     assert report.splitlines() == [
         "3 shots from shots, seeds: per-shot seeds",
+        "Trigger: 'lkdv' (set on this node)",
         "A  seed 5  1:1  lkdv, ink drawing, a lighthouse, grain",
         "B  seed 101  2.0  lkdv, ink drawing, a market, grain",
         "C  seed 9  default aspect  lkdv, ink drawing, a pier, grain",

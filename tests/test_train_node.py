@@ -320,3 +320,45 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
         assert error < 1e-4 * max(1.0, change) + 1e-5, (error, change)
     else:
         assert error < 0.02 * change, (error, change)  # measured: 0.35% of the change
+
+
+def test_trigger_set_once_on_the_dataset_reaches_every_node(comfy, dataset_dir):
+    """The trigger typed only on Load Dataset reaches the captions, the LoRA's metadata, Apply LoRA's
+    trigger output and the Shot List's prompts; a value typed on a node overrides it there, and
+    the reports say where each trigger came from."""
+    prompt = train_prompt("sd15", dataset_dir, "trigger_once", steps=1, batch_size=1)
+    prompt["c"] = {"class_type": "LookDevCaptionDataset", "inputs": {
+        "dataset": ["2", 0], "mode": "keep", "captioner": "(none)", "template": "{trigger}", "trigger": "",
+        "style_words": "", "keep_marker": False, "write": "off"}}
+    prompt["3"]["inputs"]["dataset"] = ["c", 0]
+    shots = {"shots": "A | a pier", "style_prefix": "", "style_suffix": "", "seed_policy": "per-shot seeds",
+             "base_seed": 0}
+    prompt.update({
+        "s1": {"class_type": "LookDevShotList", "inputs": {**shots, "trigger_words": "", "lora": ["3", 1]}},
+        "s2": {"class_type": "LookDevShotList", "inputs": {**shots, "trigger_words": "inkwash", "lora": ["3", 1]}},
+        "a": {"class_type": "LookDevApplyLoRA", "inputs": {
+            "model": ["1", 0], "lora_name": "None", "strength_model": 1.0, "strength_clip": 1.0,
+            "block_preset": "all", "block_weights": "", "lora": ["3", 1]}},
+        "k1": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["c", 2], "label": "once_captions"}},
+        "k2": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s1", 0], "label": "once_shots"}},
+        "k3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s1", 1], "label": "once_shots_report"}},
+        "k4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s2", 1], "label": "once_override"}},
+        "k5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["a", 2], "label": "once_apply"}},
+    })
+    result = comfy.run(prompt)
+    assert f"Trigger: '{TRIGGER}' (from the dataset)" in comfy.captured["once_captions"]
+    assert f"Trigger: '{TRIGGER}' (from the dataset)" in result.ui["3"]["text"][0]
+    with safetensors.safe_open(comfy.captured["trigger_once_path"], framework="pt") as handle:
+        assert json.loads(handle.metadata()["lookdev.trigger_words"]) == [TRIGGER]
+    assert comfy.captured["once_apply"] == TRIGGER
+    assert comfy.captured["once_shots"].shots[0].prompt == f"{TRIGGER}, a pier"
+    assert f"Trigger: '{TRIGGER}' (from LoRA trigger_once.safetensors)" in comfy.captured["once_shots_report"]
+    assert (f"Trigger: 'inkwash' (set on this node; overrides '{TRIGGER}' from LoRA trigger_once.safetensors)"
+            in comfy.captured["once_override"])
+
+    # Typed on the trainer: the file carries the trainer's value, and its report says it overrode the dataset's.
+    prompt["3"]["inputs"]["trigger"] = "noirlook"
+    result = comfy.run(prompt)
+    assert f"Trigger: 'noirlook' (set on this node; overrides '{TRIGGER}' from the dataset)" in result.ui["3"]["text"][0]
+    assert comfy.captured["once_apply"] == "noirlook"
+    assert comfy.captured["once_shots"].shots[0].prompt == "noirlook, a pier"

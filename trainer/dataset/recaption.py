@@ -18,6 +18,7 @@ from .captions import (filename_words, join_tags, plain_caption, render_template
                        with_trigger)
 from ..options import option
 from ..pixels import to_pil
+from ..trigger import pick_trigger
 from .dataset import StyleDataset
 from .scan import BACKUP_SUFFIX, Issue, folder_label
 
@@ -48,7 +49,9 @@ class CaptionConfig:
                            "Template mode: each caption from {trigger}, {filename} (words of the file "
                            "name), {folder} (its subfolder's name) and {caption} (its current caption). "
                            "A template without {trigger} gets the trigger first.")
-    trigger: str = option("", "Trigger word(s) put first in every caption; empty keeps the dataset's trigger.")
+    trigger: str = option("", "Trigger word(s) put first in every caption. Leave empty: the dataset's trigger "
+                          "(set once on Load Dataset) is used; a value here overrides it, for these captions "
+                          "and the nodes after them.")
     style_words: str = option("", "Comma-separated words that describe the style (e.g. 'film noir, grainy, "
                               "cinematic'); removed from every caption so the trigger learns the style "
                               "instead of them.")
@@ -93,7 +96,7 @@ def recaption(dataset, config, describe=None, model_name="", no_model_hint=""):
     config.validate()
     if not isinstance(dataset, StyleDataset):
         raise ValueError(f"dataset must be a LookDev dataset, got {type(dataset).__name__}")
-    trigger = config.trigger.strip() or dataset.trigger
+    trigger, trigger_line = pick_trigger(config.trigger, dataset.trigger, "the dataset")
     known_triggers = f"{dataset.trigger}, {trigger}"
     contents = [_content(sample.caption, known_triggers) for sample in dataset.samples]
     described, templated = [], []
@@ -117,7 +120,7 @@ def recaption(dataset, config, describe=None, model_name="", no_model_hint=""):
                               skipped=list(dataset.skipped), notes=list(dataset.notes))
     writes = write_sidecars(new, config.write)
     fallback = len(templated) if config.mode != "template" else 0
-    report = _report(new, config, len(described), model_name, writes, fallback)
+    report = _report(new, config, len(described), model_name, writes, trigger_line, fallback)
     if fallback:
         report += (f"\nnote: no captioning model was picked, so the {fallback} uncaptioned "
                    f"images were captioned from the template {config.template!r}, which names "
@@ -245,14 +248,13 @@ def _write_one(path, caption, mode, writes):
         writes.refused.append(Issue(path, str(exc), "not written"))
 
 
-def _report(dataset, config, described, model_name, writes, fallback=0):
+def _report(dataset, config, described, model_name, writes, trigger_line, fallback=0):
     kept = len(dataset) - described
     how = {"keep": f"{len(dataset)} kept", "template": f"{len(dataset)} from the template"}.get(
         config.mode, f"{described} described by {model_name or 'the model'}, {kept} kept")
     if fallback:
         how = f"{fallback} from the template (no captioning model), {kept - fallback} kept"
-    lines = [f"LookDev captions ({config.mode}): {len(dataset)} images, {how}",
-             f"Trigger: {dataset.trigger!r}" if dataset.trigger else "Trigger: (none)"]
+    lines = [f"LookDev captions ({config.mode}): {len(dataset)} images, {how}", trigger_line]
     if split_tags(config.style_words):
         lines.append("Style words removed: " + ", ".join(split_tags(config.style_words)))
     if config.keep_marker:

@@ -24,6 +24,7 @@ from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
 from ..lora.keys import kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
 from ..pixels import to_pil
+from ..trigger import pick_trigger
 from . import state
 from .adapters import AdapterSet
 from .data import Example, derive_seed
@@ -261,9 +262,14 @@ class LoraWriter:
 
 # -- validation renders and the node's hooks ------------------------------------------------------
 
+def validation_prompts(config):
+    """The validation prompts to render, {trigger} filled in."""
+    return [p.replace("{trigger}", config.trigger) for p in config.validation_prompts if p.strip()]
+
+
 def render_validation(config, clip, vae, patcher):
     """One image per validation prompt, sampled from `patcher` (the model being trained)."""
-    prompts = [p for p in config.validation_prompts if p.strip()]
+    prompts = validation_prompts(config)
     if not prompts:
         return []
     negative = bridge.conditioning(bridge.encode_text(clip, ""))
@@ -307,7 +313,7 @@ class _NodeHooks(TrainHooks):
         if refs:
             bridge.send_event(events.EVENT_TRAIN_PREVIEW, {
                 "node": self.node_id, "prompt_id": self.prompt_id, "step": step, "images": refs,
-                "prompts": list(self.config.validation_prompts)})
+                "prompts": validation_prompts(self.config)})
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -316,6 +322,7 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
     config = config.validate()
     if len(dataset) == 0:
         raise ValueError("the dataset has no images")
+    config.trigger, trigger_line = pick_trigger(config.trigger, dataset.trigger, "the dataset")
     arch = bridge.architecture(model)
     paths = RunPaths.for_name(config.name)
     recipe = state.recipe(config, dataset, arch)
@@ -362,8 +369,8 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         "node": node_id, "prompt_id": prompt_id, "name": config.name, "path": str(lora.path),
         "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
         "seconds": result.seconds, "loss_curve": str(paths.loss_curve)})
-    report = run_report(config, arch, adapters, dataset, result, cache_stats, [*notes, *([kept] if kept else [])],
-                        paths.lora)
+    report = run_report(config, arch, adapters, dataset, result, cache_stats,
+                        [trigger_line, *notes, *([kept] if kept else [])], paths.lora)
     return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_path=paths.loss_curve,
                       previews=previews, report=f"{report}\nloss curve {paths.loss_curve}")
 
