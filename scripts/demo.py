@@ -273,10 +273,17 @@ def show_event(kind, data, progress, estimate=None):
         progress.show(f"training {data['name']}: step {data['step']}/{data['total']}  loss {data['loss']:.4f}  "
                       f"(smoothed {data['loss_smooth']:.4f}, eta {data['eta_s']:.0f}s)",
                       data["step"], data["total"], "train")
+    elif kind == "lookdev.status":
+        if data.get("total"):
+            progress.show(data["text"], data["done"], data["total"], data["phase"])
+        else:
+            progress.line(data["text"])
     elif kind == "lookdev.train.preview":
         progress.line(f"validation renders at step {data['step']}: {len(data['images'])} images")
     elif kind == "lookdev.train.done":
-        progress.line(f"LoRA saved after {data['steps']} steps in {data['seconds']:.0f}s: {data['path']}")
+        phases = ", ".join(f"{name} {duration(seconds)}" for name, seconds in (data.get("phases") or {}).items())
+        progress.line(f"LoRA saved after {data['steps']} steps; the trainer took {duration(data['node_seconds'])} "
+                      f"({phases}): {data['path']}")
     elif kind == "lookdev.render.progress":
         progress.show(f"rendering shot {data['index']}/{data['total']} ({data['shot'][:40]}): "
                       f"step {data['step']}/{data['steps']}",

@@ -231,6 +231,12 @@ def test_progress_counts_shots_times_steps(board):
     assert [(e["shot"], e["index"], e["step"]) for e in events] == [
         (shot, index, step) for index, shot in enumerate("ABC", start=1) for step in (1, 2)]
     assert {(e["node"], e["total"], e["steps"]) for e in events} == {("r", 3, 2)}
+    # The node says when it is finished, after the last shot's last step.
+    [done] = result.events_named("lookdev.status")
+    assert done["node"] == "r" and done["phase"] == "done"
+    assert done["text"] == "done: 3 frames in output/sb/main" and (done["done"], done["total"]) == (3, 3)
+    ours = [event for event, _ in result.events if event.startswith("lookdev.")]
+    assert ours[-2:] == ["lookdev.render.progress", "lookdev.status"]
 
 
 def test_same_inputs_same_frames(comfy, board):

@@ -147,6 +147,32 @@ def test_progress_events_and_checkpoints(comfy, sd15_run):
     assert header["step"] == 8
 
 
+def test_every_phase_sends_a_status_line(comfy, sd15_run):
+    """caching -> training -> validation renders (step 4) -> training -> saving -> final renders ->
+    done: the trainer never sits on a stale step line while it renders or saves."""
+    result, _, _ = sd15_run
+    statuses = [(e["phase"], e["text"]) for e in result.events_named("lookdev.status")]
+    phases = [phase for phase, _ in statuses]
+    assert phases[0] == "caching" and phases[-1] == "done"
+    order = [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]]
+    assert order == ["caching", "training", "validation", "training", "saving", "validation", "done"]
+    texts = [text for _, text in statuses]
+    assert "rendering validation images 1 / 1 (step 4)" in texts
+    assert "rendering final validation images 1 / 1" in texts
+    assert "saving noir_sd15.safetensors" in texts
+    assert texts[-1].startswith("done: 8 steps in ") and texts[-1].endswith("saved noir_sd15.safetensors")
+    caching = [text for phase, text in statuses if phase == "caching"]
+    assert caching[0] == "caching latents of 4 images"  # then "caching latents k / N" unless cached
+    assert {e["node"] for e in result.events_named("lookdev.status")} == {"3"}
+    [done] = result.events_named("lookdev.train.done")
+    assert set(done["phases"]) == {"caching", "training", "saving", "validation"}
+    assert done["node_seconds"] >= done["seconds"] > 0
+    # The final renders and the loss curve, for the node's panel, are the node's own images.
+    assert [*done["images"], done["loss_image"]] == result.ui["3"]["images"]
+    assert done["prompts"] == [f"{TRIGGER}, a pier"]
+    assert "time " in result.ui["3"]["text"][0] and " in all: caching " in result.ui["3"]["text"][0]
+
+
 def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
     prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sd15"}},
               "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],

@@ -551,13 +551,6 @@ def progress_bar(total):
     return comfy.utils.ProgressBar(total)
 
 
-def preview(image, max_size=512):
-    """A ProgressBar preview (shown on the running node) of an IMAGE [1, H, W, 3]."""
-    from .pixels import to_pil
-
-    return ("PNG", to_pil(image[0], rounded=True), max_size)
-
-
 def send_event(event, data):
     """Send a websocket message to the browser that queued the prompt (no-op without a server)."""
     try:

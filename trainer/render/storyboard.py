@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import comfy_bridge as bridge
 from .. import events
+from ..status import send_status
 from ..options import check_options, help_of, option  # noqa: F401  (help_of: the nodes read it from here)
 from ..pixels import image_tensor, to_pil
 from ..lora.metadata import trigger_words as lora_trigger_words
@@ -268,6 +269,9 @@ def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_
                          config.steps, config.cfg, (job.width, job.height), tuple(loras))
         save_frame_png(path, image, meta, png_prompt if keep_prompt else None, extra_pnginfo if keep_prompt else None)
         frames.append(RenderedFrame(job, image, path))
+    folder = "/".join(filter(None, ["output", config.folder.strip("/")]))
+    send_status(node_id, progress.prompt_id, "done",
+                f"done: {len(frames)} frame{'s' * (len(frames) != 1)} in {folder}", len(frames), len(frames))
     return frames
 
 
