@@ -368,6 +368,15 @@ def train_style_from_reel():
     return nodes, notes, groups
 
 
+# Title and one line for each workflow's thumbnail, the card the template browser shows.
+TITLES = {
+    "train_style_lora": ("Train a style LoRA", "Reference images -> captions -> a style LoRA in models/loras"),
+    "storyboard_in_style": ("Storyboard in your style", "Shot list -> frames in your LoRA's look -> contact sheet"),
+    "train_and_storyboard": ("Train, then storyboard", "Train a style LoRA and render a storyboard with it in one run"),
+    "train_style_from_reel": ("Style from a reference reel", "A video -> frames picked per shot -> a style LoRA"),
+    "storyboard_to_animatic": ("Storyboard to animatic", "Timed shots -> frames -> animatic .mp4 and .edl"),
+}
+
 BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
             "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel,
             "storyboard_to_animatic": storyboard_to_animatic}
@@ -506,6 +515,53 @@ def group_json(group, by_id):
             "font_size": 24, "flags": {}}
 
 
+def thumbnail(name, object_info, size=(640, 400)):
+    """A labelled diagram of workflow `name` for the template browser card: title, one line, and
+    its groups left to right with the nodes in each."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    def font(points):
+        try:
+            return ImageFont.load_default(size=points)
+        except TypeError:  # Pillow < 10.1: the fixed bitmap font
+            return ImageFont.load_default()
+
+    nodes, _, groups = BUILDERS[name]()
+    by_id = {node.id: node for node in nodes}
+    title, line = TITLES[name]
+    width, height = size
+    image = Image.new("RGB", size, (30, 30, 34))
+    draw = ImageDraw.Draw(image)
+    draw.text((24, 20), title, fill=(240, 240, 240), font=font(30))
+    draw.text((24, 62), line, fill=(190, 190, 196), font=font(15))
+    gap, top, bottom = 14, 104, height - 24
+    box = (width - 48 - gap * (len(groups) - 1)) / len(groups)
+    for index, group in enumerate(groups):
+        left = 24 + index * (box + gap)
+        draw.rounded_rectangle([left, top, left + box, bottom], radius=10, outline=group.color, width=3,
+                               fill=(40, 44, 52))
+        label = group.title.split(" - ", 1)
+        draw.text((left + 10, top + 10), label[0], fill=group.color, font=font(26))
+        words, lines = (label[-1]).split(), [""]
+        for word in words:  # wrap the group's name to the box
+            trial = f"{lines[-1]} {word}".strip()
+            lines[-1:] = [trial] if draw.textlength(trial, font=font(14)) < box - 20 else [lines[-1], word]
+        y = top + 44
+        for text in lines:
+            draw.text((left + 10, y), text, fill=(230, 230, 230), font=font(14))
+            y += 18
+        y += 8
+        for node_id in group.members:
+            node = by_id[node_id]
+            text = (node.title or object_info[node.type]["display_name"]).removeprefix("LookDev ")
+            while draw.textlength(text, font=font(12)) > box - 28 and len(text) > 4:
+                text = text[:-4] + "..."
+            draw.rounded_rectangle([left + 8, y, left + box - 8, y + 26], radius=5, fill=(64, 70, 84))
+            draw.text((left + 14, y + 6), text, fill=(235, 235, 235), font=font(12))
+            y += 32
+    return image
+
+
 def fetch_object_info():
     with tempfile.TemporaryDirectory(prefix="lookdev-workflows-") as base:
         server = comfy_server.start(Path(base))
@@ -526,13 +582,23 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_jpeg(path, image):
+    from _pack import alias_pack
+
+    alias_pack()
+    from lookdev.trainer.fileio import write_image
+
+    write_image(path, image, "JPEG", quality=88)
+
+
 def main():
     object_info = fetch_object_info()
     for name in BUILDERS:
         ui, api = build(name, object_info)
         write_json(WORKFLOWS / f"{name}.json", ui)
         write_json(WORKFLOWS / "api" / f"{name}.json", api)
-        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+        write_jpeg(WORKFLOWS / f"{name}.jpg", thumbnail(name, object_info))
+        print(f"wrote workflows/{name}.json, workflows/api/{name}.json and the thumbnail workflows/{name}.jpg")
     return 0
 
 

@@ -280,3 +280,16 @@ def test_every_shot_list_aspect_is_a_render_aspect(host):
 
     choices = host.node_class("LookDevStoryboardRender").INPUT_TYPES()["required"]["aspect"][0]
     assert set(ASPECTS) <= set(choices) and "9:16" in choices
+
+
+def test_every_template_has_a_thumbnail(server):
+    """The template browser asks for <workflow>.jpg beside each workflow; a 404 is a blank card."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    for name in NAMES:
+        response = server.get(f"/api/workflow_templates/LookDev/{name}.jpg")
+        assert response.status_code == 200, name
+        with Image.open(BytesIO(response.content)) as image:
+            assert image.format == "JPEG" and image.size == (640, 400)
