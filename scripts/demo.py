@@ -183,10 +183,20 @@ def install_checkpoint(args, models):
 class Progress:
     """One status line: a rewritten line on a terminal, a line every ~10% in a log."""
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream=sys.stdout, clock=time.monotonic):
         self.stream = stream
         self.tty = stream.isatty()
         self.last_key = None
+        self.clock = clock
+        self.started = {}  # key -> (clock, done) at the first report of that phase
+
+    def eta(self, key, done, total):
+        """'eta 2 min 10 s' for a phase from its own pace since its first report, '' before a second."""
+        now = self.clock()
+        began, first = self.started.setdefault(key, (now, done))
+        if done <= first or done >= total:
+            return ""
+        return f"eta {duration((now - began) / (done - first) * (total - done))}"
 
     def show(self, text, done, total, key):
         if self.tty:
@@ -285,9 +295,10 @@ def show_event(kind, data, progress, estimate=None):
         progress.line(f"LoRA saved after {data['steps']} steps; the trainer took {duration(data['node_seconds'])} "
                       f"({phases}): {data['path']}")
     elif kind == "lookdev.render.progress":
+        done, total = (data["index"] - 1) * data["steps"] + data["step"], data["total"] * data["steps"]
+        eta = progress.eta("render", done, total)
         progress.show(f"rendering shot {data['index']}/{data['total']} ({data['shot'][:40]}): "
-                      f"step {data['step']}/{data['steps']}",
-                      (data["index"] - 1) * data["steps"] + data["step"], data["total"] * data["steps"], "render")
+                      f"step {data['step']}/{data['steps']}" + (f"  ({eta})" if eta else ""), done, total, "render")
     elif kind == "execution_error":
         raise DemoError(f"the run failed in node {data.get('node_id')} ({data.get('node_type')}): "
                         f"{data.get('exception_message', '').strip()}")

@@ -243,3 +243,19 @@ def test_the_estimate_scales_one_measured_step_to_the_whole_workflow():
     assert "--quick" in line
     quick = demo.build_prompt(workflow, "tiny.safetensors", "/refs", demo.quick_settings(40))
     assert "--quick" not in demo.estimate_line(quick, 0.2, quick=True)
+
+
+def test_storyboard_progress_has_an_eta():
+    import io
+
+    demo = _demo_module()
+    now = [0.0]
+    out = io.StringIO()
+    progress = demo.Progress(out, clock=lambda: now[0])
+    for index, step, seconds in ((1, 1, 0.0), (1, 2, 90.0), (2, 1, 180.0)):
+        now[0] = seconds
+        demo.show_event("lookdev.render.progress", {"shot": "SH010 wide", "index": index, "total": 3, "step": step,
+                                                    "steps": 2}, progress)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "rendering shot 1/3 (SH010 wide): step 1/2"  # no pace yet
+    assert lines[-1] == "rendering shot 2/3 (SH010 wide): step 1/2  (eta 4 min 30 s)"  # 90 s a step, 3 steps left
