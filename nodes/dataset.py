@@ -5,7 +5,7 @@ a report of everything skipped out."""
 from ..trainer import comfy_bridge
 from ..trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
                                        format_report, preview_grid)
-from ..trainer.dataset.scan import folder_fingerprint, resolve_folder
+from ..trainer.dataset.scan import folder_fingerprint, ready_folder, resolve_folder
 from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 RESOLUTIONS = {"512": 512, "768": 768, "1024": 1024, "custom": None}
@@ -81,6 +81,18 @@ class LoadDataset(_DatasetNode):
             "recursive": from_config(DatasetConfig, "recursive"),
             "caption_extension": from_config(DatasetConfig, "caption_extension"),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, folder=None):
+        """A missing or empty folder is reported when the prompt is queued, with every other
+        missing input (e.g. the checkpoint), before anything runs."""
+        if not isinstance(folder, str):
+            return True  # linked from another node: checked when it runs
+        try:
+            ready_folder(folder, comfy_bridge.folder("input"))
+        except ValueError as exc:
+            return str(exc)
+        return True
 
     @classmethod
     def IS_CHANGED(cls, folder=None, recursive=True, caption_extension="txt", **_):

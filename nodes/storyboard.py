@@ -8,7 +8,7 @@ from ..trainer.render.storyboard import (
     RenderConfig, SheetConfig, ShotListConfig, help_of, loras_from_stack, make_contact_sheet, plan_frames,
     plan_storyboard, render_report, render_storyboard, storyboard_report, ui_image, image_tensor,
 )
-from .common import CATEGORY, LORA_STACK, SHOTS, from_config, tip
+from .common import CATEGORY, LORA, LORA_STACK, SHOTS, from_config, tip
 
 FAMILY = f"{CATEGORY}/storyboard"
 _EXAMPLE = ("SH010 | wide shot, a harbor at dawn, fog | 42 | 2.39\n"
@@ -40,7 +40,10 @@ class ShotList:
                 "seed_policy": from_config(ShotListConfig, "seed_policy"),
                 "base_seed": from_config(ShotListConfig, "base_seed"),
             },
-            "optional": {"shots_file": from_config(ShotListConfig, "shots_file"),
+            "optional": {"lora": tip(LORA, "Optional: the trained LoRA (the trainer's 'lora' output). Its trigger "
+                                     "words, stored in the file, go first in every prompt when 'trigger_words' "
+                                     "is empty."),
+                         "shots_file": from_config(ShotListConfig, "shots_file"),
                          "default_duration": from_config(ShotListConfig, "default_duration", min=0.01,
                                                          max=600.0, step=0.5, round=0.01)},
         }
@@ -52,8 +55,8 @@ class ShotList:
             return ""
         return hashlib.sha256(shot_file_path(bridge.folder("input"), shots_file).read_bytes()).hexdigest()
 
-    def execute(self, **settings):
-        storyboard = plan_storyboard(ShotListConfig(**settings), bridge.folder("input"))
+    def execute(self, lora=None, **settings):
+        storyboard = plan_storyboard(ShotListConfig(**settings), bridge.folder("input"), lora)
         return (storyboard, storyboard_report(storyboard))
 
 

@@ -85,10 +85,8 @@ class TrainStyleLoRA:
     def execute(self, model, clip, vae, dataset, unique_id=None, **settings):
         prompts = tuple(line.strip() for line in settings.pop("validation_prompts", "").splitlines() if line.strip())
         config = TrainConfig(**settings, validation_prompts=prompts)
-        if not config.trigger:
-            config.trigger = dataset.trigger
         out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id())
-        ui_images = [bridge.save_temp_image(image, f"lookdev_{config.name}_final") for i, image in enumerate(out.previews)]
+        ui_images = [*out.preview_refs, bridge.output_image_ref(out.loss_path)]
         return {"ui": {"images": ui_images, "text": [out.report]},
                 "result": (out.model, out.lora, str(out.path), out.loss_image)}
 

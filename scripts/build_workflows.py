@@ -35,9 +35,9 @@ LORA_NAME = "noir_style"
 DATASET_FOLDER = "noir_refs"
 STORYBOARD_FOLDER = "storyboard/noir_seq01"
 STYLE_WORDS = "film noir, black and white, monochrome, high contrast, grainy, film grain, vignette"
-VALIDATION_PROMPTS = (f"{TRIGGER}, a detective in a trench coat under a streetlamp, rain\n"
-                      f"{TRIGGER}, an empty diner at night seen through the window\n"
-                      f"{TRIGGER}, close-up of a woman's face half in shadow")
+VALIDATION_PROMPTS = ("{trigger}, a detective in a trench coat under a streetlamp, rain\n"
+                      "{trigger}, an empty diner at night seen through the window\n"
+                      "{trigger}, close-up of a woman's face half in shadow")
 SHOTS = ("# ID | description | seed | aspect | negative | duration | notes   (only the description is required)\n"
          "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39 | | 4 | "
          "slow push in; rain SFX\n"
@@ -85,7 +85,8 @@ def checkpoint(node_id, pos):
 
 
 def training_nodes(x, y):
-    """Checkpoint (1), dataset (2), captions (3), trainer (4), loss curve (5) at (x, y)."""
+    """Checkpoint (1), dataset (2), captions (3), trainer (4) at (x, y); the trainer saves its loss
+    curve itself, named after the LoRA."""
     return [
         checkpoint(1, (x, y)),
         Node(2, "LookDevLoadDataset", (x, y + 160), (380, 560), {
@@ -99,8 +100,6 @@ def training_nodes(x, y):
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
             "validation_steps": 20, "validation_size": 512, "validation_prompts": VALIDATION_PROMPTS},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
-        Node(5, "SaveImage", (x + 1420, y), (420, 380), {"filename_prefix": f"lookdev/{LORA_NAME}_loss"},
-             {"images": (4, "loss_curve")}, title="Loss curve"),
     ]
 
 
@@ -112,17 +111,20 @@ def animatic(node_id, pos, render, shots):
         {"images": (render, "images"), "labels": (render, "labels"), "shots": (shots, "shots")})
 
 
-def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None):
-    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s."""
+def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None, lora=None):
+    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s. The
+    shot list's trigger comes from `trigger_link` or the trained `lora`, never typed twice."""
     shots, render, sheet = first_id, first_id + 1, first_id + 2
     links = {"trigger_words": trigger_link} if trigger_link else {}
+    if lora:
+        links["lora"] = lora
     render_links = {"model": model, "clip": clip, "vae": vae, "shots": (shots, "shots")}
     if lora_stack:
         render_links["lora_stack"] = lora_stack
     return [
         Node(shots, "LookDevShotList", (x, y), (520, 420), {
             "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
-            "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100}, links),
+            "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 100}, links),
         Node(render, "LookDevStoryboardRender", (x + 580, y), (440, 720), {
             "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
             "cfg": 7.0, "aspect": "1.78", "base_resolution": 512, "folder": STORYBOARD_FOLDER},
@@ -148,20 +150,20 @@ Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes.
 
 NOTE_DATASET = f"""1. YOUR REFERENCE IMAGES
 
-Put 10-30 images that share the look into a folder inside ComfyUI's input folder (here: input/{DATASET_FOLDER}) or type an absolute path.
+Put 10-30 images that share the look into ComfyUI's input folder, in input/{DATASET_FOLDER}, or type another folder (or an absolute path) in 'folder'. No such folder yet? Press Run: LookDev creates input/{DATASET_FOLDER} with a README inside and tells you, together with anything else missing (e.g. the checkpoint), before anything runs.
 
 - Consistency matters more than count: same grade, same kind of light.
 - Vary the content (people, places, objects) so the LoRA learns the look, not a subject.
 - A caption file beside an image (shot1.png + shot1.txt) is used as its caption.
 - A subfolder named like 3_night repeats its images 3 times.
 
-The trigger word ({TRIGGER}) is what you type later to call up the style. Its preview grid shows on the node when the workflow runs; to check the dataset alone, connect its preview to a Preview Image node and queue that."""
+The trigger word ({TRIGGER}) is what you type later to call up the style. Set it here only: the captions, the trainer, the LoRA file and the Shot List take it from the dataset (a trigger typed on one of them overrides it there, and its report says so). Its preview grid shows on the node when the workflow runs; to check the dataset alone, connect its preview to a Preview Image node and queue that."""
 
 NOTE_CAPTIONS = f"""2. CAPTIONS
 
 Captions say what is in the picture ("a man at a bar, neon sign"), never the style. The style words below are removed from every caption, so {TRIGGER} takes on the look by itself.
 
-- 'model for uncaptioned' describes only images without a caption file. It needs a BLIP or Florence-2 folder in models/captioners (nothing is downloaded); pick it in 'captioner'.
+- 'model for uncaptioned' describes only images without a caption file, with a BLIP or Florence-2 folder in models/captioners (nothing is downloaded; pick it in 'captioner'). With captioner (none) those images are captioned from the template (trigger + file name) and the report suggests installing a captioner: it runs either way.
 - 'keep' uses your caption files as they are; 'template' builds captions from the file names.
 - 'write' can save the captions next to the images so you can edit them."""
 
@@ -173,7 +175,7 @@ Good starting values for 10-30 images are already set: 800 steps, rank 16, learn
 - Too weak: more steps or rank 32. Too strong / content leaking: fewer steps, or targets 'style blocks'.
 - Out of memory: turn on gradient_checkpointing.
 
-The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is saved to output/lookdev/."""
+The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is shown on the node and saved as output/lookdev/{LORA_NAME}_loss.png (named after the LoRA)."""
 
 NOTE_STORYBOARD_OVERVIEW = f"""STORYBOARD IN YOUR STYLE - read me first
 
@@ -216,7 +218,7 @@ Bottom row: the model coming out of the trainer - with the fresh LoRA already ap
 
 Press Run once: training first, then the storyboard. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
 
-Keep the trigger word the same in Load Dataset and Shot List ({TRIGGER})."""
+The trigger word ({TRIGGER}) is set once, in Load Dataset: the trained LoRA carries it in its file and hands it to the Shot List (its 'lora' input), so every prompt starts with it."""
 
 
 NOTE_ANIMATIC_OVERVIEW = f"""STORYBOARD TO ANIMATIC - read me first
@@ -245,7 +247,7 @@ def train_style_lora():
              Note(12, (480, 1060), (400, 400), NOTE_CAPTIONS),
              Note(13, (1460, 720), (420, 520), NOTE_TRAINING)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5))]
+              Group("3 - Train and save", (4,))]
     return nodes, notes, groups
 
 
@@ -268,7 +270,8 @@ def storyboard_in_style():
 
 def train_and_storyboard():
     nodes = [*training_nodes(40, 340),
-             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6),
+             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6,
+                               lora=(4, "lora")),
              animatic(9, (2080, 2000), render=7, shots=6)]
     notes = [Note(10, (40, -20), (820, 300), NOTE_BOTH_OVERVIEW),
              Note(11, (40, 1100), (380, 400), NOTE_DATASET),
@@ -277,7 +280,7 @@ def train_and_storyboard():
              Note(14, (380, 2000), (520, 340), NOTE_SHOTS),
              Note(15, (1520, 2780), (440, 260), NOTE_RENDER)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5)), Group("4 - Storyboard in the new style", (6, 7, 8, 9), "#8a8")]
+              Group("3 - Train and save", (4,)), Group("4 - Storyboard in the new style", (6, 7, 8, 9), "#8a8")]
     return nodes, notes, groups
 
 
@@ -289,7 +292,7 @@ def storyboard_to_animatic():
                  {"model": (1, "MODEL"), "lora_stack": (2, "lora_stack"), "clip": (1, "CLIP")})
     shots = Node(4, "LookDevShotList", (880, 300), (520, 420), {
         "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
-        "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100, "default_duration": 2.0},
+        "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 100, "default_duration": 2.0},
         {"trigger_words": (3, "trigger_words")})
     render = Node(5, "LookDevStoryboardRender", (1460, 300), (440, 720), {
         "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
@@ -335,7 +338,7 @@ NOTE_REEL_TRAINING = f"""3. TRAINING
 
 The same starting values as for a folder of stills: 800 steps, rank 16, learning rate 1e-4. A reel's frames share one grade, so the look comes through quickly; watch the validation renders every 200 steps and stop when it looks right (re-queue with the same name to continue).
 
-The LoRA is saved as models/loras/{REEL_LORA_NAME}.safetensors, with checkpoints under output/lookdev/{REEL_LORA_NAME}/ and the loss curve in output/lookdev/."""
+The LoRA is saved as models/loras/{REEL_LORA_NAME}.safetensors, with checkpoints under output/lookdev/{REEL_LORA_NAME}/ and the loss curve in output/lookdev/{REEL_LORA_NAME}_loss.png."""
 
 
 def train_style_from_reel():
@@ -351,22 +354,28 @@ def train_style_from_reel():
             "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
             "validation_steps": 20, "validation_size": 512, "validation_prompts": (
-                f"{REEL_TRIGGER}, a woman waits at a bus stop at dusk\n"
-                f"{REEL_TRIGGER}, a kitchen table with breakfast, morning light\n"
-                f"{REEL_TRIGGER}, wide shot of a harbour with boats")},
+                "{trigger}, a woman waits at a bus stop at dusk\n"
+                "{trigger}, a kitchen table with breakfast, morning light\n"
+                "{trigger}, wide shot of a harbour with boats")},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
-        Node(5, "SaveImage", (x + 1420, y), (420, 380),
-             {"filename_prefix": f"lookdev/{REEL_LORA_NAME}_loss"}, {"images": (4, "loss_curve")},
-             title="Loss curve"),
     ]
     notes = [Note(10, (40, -20), (820, 280), NOTE_REEL_OVERVIEW),
              Note(11, (40, 1140), (380, 520), NOTE_REEL),
              Note(12, (480, 1140), (400, 400), NOTE_CAPTIONS.replace(TRIGGER, REEL_TRIGGER)),
              Note(13, (1460, 720), (420, 420), NOTE_REEL_TRAINING)]
     groups = [Group("1 - Reference reel", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5))]
+              Group("3 - Train and save", (4,))]
     return nodes, notes, groups
 
+
+# Title and one line for each workflow's thumbnail, the card the template browser shows.
+TITLES = {
+    "train_style_lora": ("Train a style LoRA", "Reference images -> captions -> a style LoRA in models/loras"),
+    "storyboard_in_style": ("Storyboard in your style", "Shot list -> frames in your LoRA's look -> contact sheet"),
+    "train_and_storyboard": ("Train, then storyboard", "Train a style LoRA and render a storyboard with it in one run"),
+    "train_style_from_reel": ("Style from a reference reel", "A video -> frames picked per shot -> a style LoRA"),
+    "storyboard_to_animatic": ("Storyboard to animatic", "Timed shots -> frames -> animatic .mp4 and .edl"),
+}
 
 BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
             "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel,
@@ -506,6 +515,53 @@ def group_json(group, by_id):
             "font_size": 24, "flags": {}}
 
 
+def thumbnail(name, object_info, size=(640, 400)):
+    """A labelled diagram of workflow `name` for the template browser card: title, one line, and
+    its groups left to right with the nodes in each."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    def font(points):
+        try:
+            return ImageFont.load_default(size=points)
+        except TypeError:  # Pillow < 10.1: the fixed bitmap font
+            return ImageFont.load_default()
+
+    nodes, _, groups = BUILDERS[name]()
+    by_id = {node.id: node for node in nodes}
+    title, line = TITLES[name]
+    width, height = size
+    image = Image.new("RGB", size, (30, 30, 34))
+    draw = ImageDraw.Draw(image)
+    draw.text((24, 20), title, fill=(240, 240, 240), font=font(30))
+    draw.text((24, 62), line, fill=(190, 190, 196), font=font(15))
+    gap, top, bottom = 14, 104, height - 24
+    box = (width - 48 - gap * (len(groups) - 1)) / len(groups)
+    for index, group in enumerate(groups):
+        left = 24 + index * (box + gap)
+        draw.rounded_rectangle([left, top, left + box, bottom], radius=10, outline=group.color, width=3,
+                               fill=(40, 44, 52))
+        label = group.title.split(" - ", 1)
+        draw.text((left + 10, top + 10), label[0], fill=group.color, font=font(26))
+        words, lines = (label[-1]).split(), [""]
+        for word in words:  # wrap the group's name to the box
+            trial = f"{lines[-1]} {word}".strip()
+            lines[-1:] = [trial] if draw.textlength(trial, font=font(14)) < box - 20 else [lines[-1], word]
+        y = top + 44
+        for text in lines:
+            draw.text((left + 10, y), text, fill=(230, 230, 230), font=font(14))
+            y += 18
+        y += 8
+        for node_id in group.members:
+            node = by_id[node_id]
+            text = (node.title or object_info[node.type]["display_name"]).removeprefix("LookDev ")
+            while draw.textlength(text, font=font(12)) > box - 28 and len(text) > 4:
+                text = text[:-4] + "..."
+            draw.rounded_rectangle([left + 8, y, left + box - 8, y + 26], radius=5, fill=(64, 70, 84))
+            draw.text((left + 14, y + 6), text, fill=(235, 235, 235), font=font(12))
+            y += 32
+    return image
+
+
 def fetch_object_info():
     with tempfile.TemporaryDirectory(prefix="lookdev-workflows-") as base:
         server = comfy_server.start(Path(base))
@@ -526,13 +582,23 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_jpeg(path, image):
+    from _pack import alias_pack
+
+    alias_pack()
+    from lookdev.trainer.fileio import write_image
+
+    write_image(path, image, "JPEG", quality=88)
+
+
 def main():
     object_info = fetch_object_info()
     for name in BUILDERS:
         ui, api = build(name, object_info)
         write_json(WORKFLOWS / f"{name}.json", ui)
         write_json(WORKFLOWS / "api" / f"{name}.json", api)
-        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+        write_jpeg(WORKFLOWS / f"{name}.jpg", thumbnail(name, object_info))
+        print(f"wrote workflows/{name}.json, workflows/api/{name}.json and the thumbnail workflows/{name}.jpg")
     return 0
 
 

@@ -50,6 +50,15 @@ class RunResult:
         return None
 
     @property
+    def refusal(self):
+        """The details of every node error when validation refused the prompt, else None."""
+        for event, data in self.messages:
+            if event == "validation_error":
+                return "\n".join(error["details"] for node in data["node_errors"].values()
+                                 for error in node["errors"])
+        return None
+
+    @property
     def interrupted(self):
         return any(event == "execution_interrupted" for event, _ in self.messages)
 

@@ -282,11 +282,13 @@ def test_the_pack_adds_no_server_routes(comfy):
     assert added_web == {"LookDev": ROOT / "web"}
     assert sorted(p.suffix for p in (ROOT / "web").rglob("*") if p.is_file()) == [".js"] * 3
     # ComfyUI itself serves a pack's example-workflow folder, read-only, for its template browser:
-    # the pack has one, `workflows/`, and it holds workflow JSON only.
+    # the pack has one, `workflows/`, and it holds workflow JSON and each workflow's card thumbnail only.
     served = [p.name for p in ROOT.iterdir() if p.name in ("example_workflows", "example", "examples", "workflow",
                                                            "workflows", "subgraphs")]
     assert served == ["workflows"]
-    assert {p.suffix for p in (ROOT / "workflows").rglob("*") if p.is_file()} == {".json"}
+    files = [p for p in (ROOT / "workflows").rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".json", ".jpg"}
+    assert all(p.with_suffix(".json").is_file() for p in files if p.suffix == ".jpg")
 
 
 TEST_NODES = '''"""Test-only custom nodes. LookDevTest_TinyModels: the tests' tiny SD1.5 MODEL/CLIP/VAE.

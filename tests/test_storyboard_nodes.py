@@ -96,6 +96,7 @@ def test_shot_list_builds_prompts_seeds_and_report(comfy):
     assert [p.shot.line for p in storyboard.shots] == [2, 3, 4]
     assert report.splitlines() == [
         "3 shots from shots, seeds: per-shot seeds",
+        "Trigger: 'lkdv' (set on this node)",
         "A  seed 5  1:1  lkdv, ink drawing, a lighthouse, grain",
         "B  seed 101  2.0  lkdv, ink drawing, a market, grain",
         "C  seed 9  default aspect  lkdv, ink drawing, a pier, grain",
@@ -223,6 +224,12 @@ def test_progress_counts_shots_times_steps(board):
     assert [(e["shot"], e["index"], e["step"]) for e in events] == [
         (shot, index, step) for index, shot in enumerate("ABC", start=1) for step in (1, 2)]
     assert {(e["node"], e["total"], e["steps"]) for e in events} == {("r", 3, 2)}
+    # The node says when it is finished, after the last shot's last step.
+    [done] = result.events_named("lookdev.status")
+    assert done["node"] == "r" and done["phase"] == "done"
+    assert done["text"] == "done: 3 frames in output/sb/main" and (done["done"], done["total"]) == (3, 3)
+    ours = [event for event, _ in result.events if event.startswith("lookdev.")]
+    assert ours[-2:] == ["lookdev.render.progress", "lookdev.status"]
 
 
 def test_same_inputs_same_frames(comfy, board):

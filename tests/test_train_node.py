@@ -117,7 +117,16 @@ def test_outputs_and_kohya_file(comfy, sd15_run):
     assert config["steps"] == 8 and config["targets"] == "attention"
     curve = comfy.captured["noir_sd15_curve"]
     assert curve.ndim == 4 and curve.shape[-1] == 3
-    assert result.ui["3"]["images"], "the final validation render is shown on the node"
+    *renders, chart = result.ui["3"]["images"]
+    assert len(renders) == 1 and renders[0]["type"] == "temp", "the final validation render is on the node"
+    # The loss chart is saved under the LoRA's name (no workflow's Save Image prefix) and shown too.
+    assert chart == {"filename": "noir_sd15_loss.png", "subfolder": "lookdev", "type": "output"}
+    saved = comfy.output_dir / "lookdev" / "noir_sd15_loss.png"
+    with Image.open(saved) as image:
+        assert image.size == (curve.shape[2], curve.shape[1])
+    [done] = result.events_named("lookdev.train.done")
+    assert done["loss_curve"] == str(saved)
+    assert f"loss curve {saved}" in result.ui["3"]["text"][0]
 
 
 def test_progress_events_and_checkpoints(comfy, sd15_run):
@@ -136,6 +145,32 @@ def test_progress_events_and_checkpoints(comfy, sd15_run):
     assert (work / "noir_sd15-step000004.safetensors").exists()
     path, header = latest_checkpoint(work / "checkpoints")
     assert header["step"] == 8
+
+
+def test_every_phase_sends_a_status_line(comfy, sd15_run):
+    """caching -> training -> validation renders (step 4) -> training -> saving -> final renders ->
+    done: the trainer never sits on a stale step line while it renders or saves."""
+    result, _, _ = sd15_run
+    statuses = [(e["phase"], e["text"]) for e in result.events_named("lookdev.status")]
+    phases = [phase for phase, _ in statuses]
+    assert phases[0] == "caching" and phases[-1] == "done"
+    order = [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]]
+    assert order == ["caching", "training", "validation", "training", "saving", "validation", "done"]
+    texts = [text for _, text in statuses]
+    assert "rendering validation images 1 / 1 (step 4)" in texts
+    assert "rendering final validation images 1 / 1" in texts
+    assert "saving noir_sd15.safetensors" in texts
+    assert texts[-1].startswith("done: 8 steps in ") and texts[-1].endswith("saved noir_sd15.safetensors")
+    caching = [text for phase, text in statuses if phase == "caching"]
+    assert caching[0] == "caching latents of 4 images"  # then "caching latents k / N" unless cached
+    assert {e["node"] for e in result.events_named("lookdev.status")} == {"3"}
+    [done] = result.events_named("lookdev.train.done")
+    assert set(done["phases"]) == {"caching", "training", "saving", "validation"}
+    assert done["node_seconds"] >= done["seconds"] > 0
+    # The final renders and the loss curve, for the node's panel, are the node's own images.
+    assert [*done["images"], done["loss_image"]] == result.ui["3"]["images"]
+    assert done["prompts"] == [f"{TRIGGER}, a pier"]
+    assert "time " in result.ui["3"]["text"][0] and " in all: caching " in result.ui["3"]["text"][0]
 
 
 def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
@@ -311,3 +346,45 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
         assert error < 1e-4 * max(1.0, change) + 1e-5, (error, change)
     else:
         assert error < 0.02 * change, (error, change)  # measured: 0.35% of the change
+
+
+def test_trigger_set_once_on_the_dataset_reaches_every_node(comfy, dataset_dir):
+    """The trigger typed only on Load Dataset reaches the captions, the LoRA's metadata, Apply LoRA's
+    trigger output and the Shot List's prompts; a value typed on a node overrides it there, and
+    the reports say where each trigger came from."""
+    prompt = train_prompt("sd15", dataset_dir, "trigger_once", steps=1, batch_size=1)
+    prompt["c"] = {"class_type": "LookDevCaptionDataset", "inputs": {
+        "dataset": ["2", 0], "mode": "keep", "captioner": "(none)", "template": "{trigger}", "trigger": "",
+        "style_words": "", "keep_marker": False, "write": "off"}}
+    prompt["3"]["inputs"]["dataset"] = ["c", 0]
+    shots = {"shots": "A | a pier", "style_prefix": "", "style_suffix": "", "seed_policy": "per-shot seeds",
+             "base_seed": 0}
+    prompt.update({
+        "s1": {"class_type": "LookDevShotList", "inputs": {**shots, "trigger_words": "", "lora": ["3", 1]}},
+        "s2": {"class_type": "LookDevShotList", "inputs": {**shots, "trigger_words": "inkwash", "lora": ["3", 1]}},
+        "a": {"class_type": "LookDevApplyLoRA", "inputs": {
+            "model": ["1", 0], "lora_name": "None", "strength_model": 1.0, "strength_clip": 1.0,
+            "block_preset": "all", "block_weights": "", "lora": ["3", 1]}},
+        "k1": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["c", 2], "label": "once_captions"}},
+        "k2": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s1", 0], "label": "once_shots"}},
+        "k3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s1", 1], "label": "once_shots_report"}},
+        "k4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s2", 1], "label": "once_override"}},
+        "k5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["a", 2], "label": "once_apply"}},
+    })
+    result = comfy.run(prompt)
+    assert f"Trigger: '{TRIGGER}' (from the dataset)" in comfy.captured["once_captions"]
+    assert f"Trigger: '{TRIGGER}' (from the dataset)" in result.ui["3"]["text"][0]
+    with safetensors.safe_open(comfy.captured["trigger_once_path"], framework="pt") as handle:
+        assert json.loads(handle.metadata()["lookdev.trigger_words"]) == [TRIGGER]
+    assert comfy.captured["once_apply"] == TRIGGER
+    assert comfy.captured["once_shots"].shots[0].prompt == f"{TRIGGER}, a pier"
+    assert f"Trigger: '{TRIGGER}' (from LoRA trigger_once.safetensors)" in comfy.captured["once_shots_report"]
+    assert (f"Trigger: 'inkwash' (set on this node; overrides '{TRIGGER}' from LoRA trigger_once.safetensors)"
+            in comfy.captured["once_override"])
+
+    # Typed on the trainer: the file carries the trainer's value, and its report says it overrode the dataset's.
+    prompt["3"]["inputs"]["trigger"] = "noirlook"
+    result = comfy.run(prompt)
+    assert f"Trigger: 'noirlook' (set on this node; overrides '{TRIGGER}' from the dataset)" in result.ui["3"]["text"][0]
+    assert comfy.captured["once_apply"] == "noirlook"
+    assert comfy.captured["once_shots"].shots[0].prompt == "noirlook, a pier"

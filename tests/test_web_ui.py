@@ -194,11 +194,21 @@ SHOW_SHEET = f"""() => {{
 }}"""
 
 
+RENDER_STATUS = f"""() => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevStoryboardRender");
+  return node.widgets?.find((w) => w.name === "lookdev_progress")?.element.textContent ?? null;
+}}"""
+
+
 def queue_and_wait(page, log, server):
     """Queue the workflow as the Run button does; wait for the trainer's done event and the end of
     the prompt (the storyboard renders after training). Returns the prompt's /history entry."""
-    page.evaluate("""() => window.comfyAPI.api.api.addEventListener("execution_error",
-                         ({ detail }) => { window.lookdevTestError = detail; })""")
+    page.evaluate("""() => {
+      const api = window.comfyAPI.api.api;
+      api.addEventListener("execution_error", ({ detail }) => { window.lookdevTestError = detail; });
+      window.lookdevStatuses = [];
+      api.addEventListener("lookdev.status", ({ detail }) => { window.lookdevStatuses.push(detail); });
+    }""")
     finished_before = len(server.get("/history").json())
     page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
     queue = server.get("/queue").json()
@@ -246,8 +256,11 @@ def training_page(app_page, server, tiny_checkpoint):
     page.wait_for_function(SHEET_LOADED, timeout=60_000)
     state = page.evaluate(TRAINER_STATE)
     sheet = page.evaluate(SHEET_STATE)
+    statuses = page.evaluate("() => window.lookdevStatuses")
+    render_status = page.evaluate(RENDER_STATUS)
     keep_screenshots(page, "train_and_storyboard")
-    return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry}
+    return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry,
+            "statuses": statuses, "render_status": render_status}
 
 
 def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training_page):
@@ -272,10 +285,31 @@ def test_loss_chart_receives_every_step(training_page, server):
 
 def test_validation_previews_appear(training_page):
     state = training_page["state"]
-    assert [p["step"] for p in state["chart"]["previews"]] == list(range(VALIDATE_EVERY, STEPS, VALIDATE_EVERY))
-    images = state["images"]
-    assert [img["title"] for img in images] == PROMPTS
-    assert all(img["loaded"] and "/view?" in img["src"] and "type=temp" in img["src"] for img in images)
+    previews = state["chart"]["previews"]
+    assert [p["step"] for p in previews] == list(range(VALIDATE_EVERY, STEPS, VALIDATE_EVERY))
+    assert all([img["prompt"] for img in p["images"]] == PROMPTS for p in previews)
+
+
+def test_final_renders_and_loss_curve_replace_the_mid_run_previews(training_page):
+    images = training_page["state"]["images"]
+    assert [img["title"] for img in images] == [*PROMPTS, "loss curve"]
+    assert all(img["loaded"] and "/view?" in img["src"] for img in images)
+    assert all("type=temp" in img["src"] and "_final_" in img["src"] for img in images[:-1])
+    assert "filename=web_ui_chart_loss.png" in images[-1]["src"] and "type=output" in images[-1]["src"]
+    assert training_page["state"]["chart"]["final"]["label"] == "final"
+
+
+def test_every_phase_has_a_status_line(training_page):
+    statuses = training_page["statuses"]
+    trainer = [s for s in statuses if s["phase"] in ("caching", "training", "validation", "saving")
+               or s["text"].startswith("done: ") and "steps" in s["text"]]
+    phases = [s["phase"] for s in trainer]
+    order = [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]]
+    assert order == ["caching", "training", "validation", "training", "saving", "validation", "done"]
+    assert {"rendering validation images 2 / 2 (step 3)", "rendering final validation images 2 / 2",
+            "saving web_ui_chart.safetensors"} <= {s["text"] for s in trainer}
+    assert training_page["render_status"] == "done: 2 frames in output/web_ui_board"
+    assert training_page["log"].from_lookdev() == []
 
 
 def test_contact_sheet_shows_on_its_node(training_page):

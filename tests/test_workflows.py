@@ -8,11 +8,13 @@ training workflow makes) are put into the model folders first, as a user would h
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from lookdev.trainer.render import batch
+from dataset_files import write_image
 from lora_files import write_lora
 
 pytestmark = [pytest.mark.server]
@@ -66,9 +68,14 @@ def object_info(server, comfy, tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def host(comfy, tiny_checkpoint):
-    """The in-process ComfyUI with the workflows' model files, for prompt validation."""
+    """The in-process ComfyUI with the workflows' model files and reference images, for prompt
+    validation."""
     provide_model_files(comfy.models_dir("checkpoints"), comfy.models_dir("loras"),
                         comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
+    for name in NAMES:
+        for node in api_workflow(name).values():
+            if node["class_type"] == "LookDevLoadDataset":
+                write_image(comfy.input_dir / node["inputs"]["folder"] / "ref.png", (96, 96), seed=1)
     return comfy
 
 
@@ -224,3 +231,65 @@ def test_storyboard_to_animatic_runs_from_timed_shots_to_an_edl(host):
     assert [event[0] for event in events] == [f"{n:03d}" for n in range(1, 8)]  # title card + 6 shots
     assert events[-1][-1] == "01:00:22:00"  # 3 s title + 4 + 3 + 2.5 + 3 + 1.5 + 5 s of shots
     assert (folder / "animatic.mp4").stat().st_size > 0 and (folder / "animatic.csv").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_workflow_hard_codes_a_loss_curve_name(name):
+    """The trainer saves its loss curve as lookdev/<LoRA name>_loss.png itself; a Save Image with a
+    fixed prefix would name every LoRA's curve after the example's."""
+    api = api_workflow(name)
+    assert not [node for node in api.values() if node["class_type"] == "SaveImage"]
+
+
+def test_run_with_defaults_reports_every_missing_input_at_once(host):
+    """The shipped training workflow as a new user queues it: no checkpoint of that name and no
+    dataset folder yet. Validation refuses it naming both, nothing runs, and the folder the
+    workflow's note points at now exists, with a README saying what to put there."""
+    api = api_workflow("train_style_lora")
+    by_type = {node["class_type"]: node_id for node_id, node in api.items()}
+    api[by_type["CheckpointLoaderSimple"]]["inputs"]["ckpt_name"] = "not_downloaded_yet.safetensors"
+    # The shipped folder name with a suffix: `host` holds the shipped one, with an image.
+    typed = api[by_type["LookDevLoadDataset"]]["inputs"]["folder"] + "_new_user"
+    api[by_type["LookDevLoadDataset"]]["inputs"]["folder"] = typed
+    folder = host.input_dir / typed
+    assert not folder.exists()
+    try:
+        result = host.run(api, expect_error=True)
+        [(event, data)] = result.messages
+        assert event == "validation_error"
+        errors = data["node_errors"]
+        assert set(errors) == {by_type["CheckpointLoaderSimple"], by_type["LookDevLoadDataset"]}
+        [folder_error] = errors[by_type["LookDevLoadDataset"]]["errors"]
+        assert f"dataset folder {folder} did not exist: LookDev created it" in folder_error["details"]
+        assert "put 10-30 reference images" in folder_error["details"]
+        assert "Put 10-30 reference images" in (folder / "LOOKDEV_README.txt").read_text()
+        refusal = host.run(api, expect_error=True).refusal  # still no images: said again, before running
+        assert f"dataset folder {folder} holds no files" in refusal
+        write_image(folder / "first.png", (96, 96), seed=2)  # the user follows the README
+        loader = dict(api[by_type["LookDevLoadDataset"]], inputs={
+            **api[by_type["LookDevLoadDataset"]]["inputs"], "resolution": "custom", "custom_resolution": 128})
+        host.run({"1": loader, "2": {"class_type": "LookDevTest_Capture",
+                                     "inputs": {"value": ["1", 3], "label": "defaults_report"}}})
+        assert "LOOKDEV_README" not in host.captured["defaults_report"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_every_shot_list_aspect_is_a_render_aspect(host):
+    from lookdev.trainer.render.framing import ASPECTS
+
+    choices = host.node_class("LookDevStoryboardRender").INPUT_TYPES()["required"]["aspect"][0]
+    assert set(ASPECTS) <= set(choices) and "9:16" in choices
+
+
+def test_every_template_has_a_thumbnail(server):
+    """The template browser asks for <workflow>.jpg beside each workflow; a 404 is a blank card."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    for name in NAMES:
+        response = server.get(f"/api/workflow_templates/LookDev/{name}.jpg")
+        assert response.status_code == 200, name
+        with Image.open(BytesIO(response.content)) as image:
+            assert image.format == "JPEG" and image.size == (640, 400)

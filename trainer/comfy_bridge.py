@@ -589,13 +589,6 @@ def progress_bar(total):
     return comfy.utils.ProgressBar(total)
 
 
-def preview(image, max_size=512):
-    """A ProgressBar preview (shown on the running node) of an IMAGE [1, H, W, 3]."""
-    from .pixels import to_pil
-
-    return ("PNG", to_pil(image[0], rounded=True), max_size)
-
-
 def send_event(event, data):
     """Send a websocket message to the browser that queued the prompt (no-op without a server)."""
     try:
@@ -652,6 +645,15 @@ def save_temp_image(image, prefix):
     name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
     write_bytes(Path(folder("temp")) / name, data)
     return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+def output_image_ref(path):
+    """The {"ui": {"images": [...]}} entry of a file saved inside ComfyUI's output folder."""
+    from pathlib import Path
+
+    relative = Path(path).resolve().relative_to(Path(folder("output")).resolve())
+    subfolder = "" if relative.parent == Path(".") else relative.parent.as_posix()
+    return {"filename": relative.name, "subfolder": subfolder, "type": "output"}
 
 
 # --- video --------------------------------------------------------------------------------------

@@ -13,4 +13,5 @@ export const EVENTS = {
   trainDone: "lookdev.train.done",
   renderProgress: "lookdev.render.progress",
   renderEncoding: "lookdev.render.encoding",
+  status: "lookdev.status",
 };

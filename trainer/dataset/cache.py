@@ -36,13 +36,14 @@ class LatentCache:
         self.folder = Path(folder)
         self.stats = CacheStats()
 
-    def latents_for(self, samples, vae_id, encode, batch_size=4):
+    def latents_for(self, samples, vae_id, encode, batch_size=4, on_progress=None):
         """One latent per sample, in order, as CPU tensors [C, h, w].
 
         vae_id: a string that changes whenever the VAE's weights do (e.g. its file hash).
         encode: callable taking float32 images [B, H, W, 3] in 0..1 and returning latents
         [B, C, h, w]; only called for samples not in the cache, with same-bucket samples
-        batched (at most `batch_size` at a time).
+        batched (at most `batch_size` at a time). on_progress(done, total): after each encoded
+        batch, with the count of images to encode.
         """
         if not isinstance(vae_id, str) or not vae_id.strip():
             raise ValueError(f"vae_id must be a non-empty string naming the VAE, got {vae_id!r}")
@@ -61,10 +62,10 @@ class LatentCache:
                 found[key] = latent
         self.stats.hits += len(keys) - len(pending)
         self.stats.misses += len(pending)
-        found.update(self._encode_missing(pending, encode, batch_size))
+        found.update(self._encode_missing(pending, encode, batch_size, on_progress))
         return [found[key] for key in keys]
 
-    def _encode_missing(self, pending, encode, batch_size):
+    def _encode_missing(self, pending, encode, batch_size, on_progress=None):
         by_bucket = {}
         for key, sample in pending.items():
             by_bucket.setdefault(tuple(sample.bucket), []).append((key, sample))
@@ -77,6 +78,8 @@ class LatentCache:
                 latents = _checked_output(encode(batch), len(chunk), bucket)
                 for (key, _), latent in zip(chunk, latents):
                     encoded[key] = self._write(key, latent)
+                if on_progress is not None:
+                    on_progress(len(encoded), len(pending))
         return encoded
 
     def _path(self, key):

@@ -19,10 +19,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .captions import join_tags, split_tags
+from ..fileio import write_text
 from ..unicode_paths import on_disk
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif")
 CACHE_DIRNAME = "lookdev_cache"
+# What ready_folder writes into a dataset folder it creates; scans and fingerprints skip it.
+FOLDER_README = "LOOKDEV_README.txt"
+FOLDER_README_TEXT = """Put 10-30 reference images that share one look into this folder (PNG, JPEG, WebP,
+BMP, TIFF or GIF), then press Run again in ComfyUI.
+
+- Vary the content (people, places, objects); keep the look the same (grade, light, grain).
+- A caption file beside an image (shot1.png + shot1.txt) is its caption; images without one
+  are captioned by LookDev Caption Dataset.
+- A subfolder named like 3_night repeats its images 3 times.
+
+LookDev made this folder because a workflow named it and it did not exist. This file is never
+read as a caption or image; delete it if you like.
+"""
 """A latent cache kept inside a dataset folder under this name is never scanned as images."""
 
 BACKUP_SUFFIX = ".bak"
@@ -124,6 +138,25 @@ def resolve_folder(folder, base, name="folder"):
     return on_disk(joined)
 
 
+def ready_folder(folder, base, name="folder"):
+    """The dataset folder typed as `folder`, checked before a run: DatasetError if it cannot be
+    used as typed, does not exist, or holds no files yet. A missing folder typed relative to
+    `base` (ComfyUI's input folder), as the shipped workflows name theirs, is created with a
+    README saying what to put there, so following the workflow's note finds it in place."""
+    root = resolve_folder(folder, base, name)
+    if not root.exists() and not root.is_symlink() and not Path(str(folder).strip()).expanduser().is_absolute():
+        write_text(root / FOLDER_README, FOLDER_README_TEXT)
+        raise DatasetError(f"dataset folder {root} did not exist: LookDev created it (with {FOLDER_README}); "
+                           f"put 10-30 reference images ({', '.join(IMAGE_EXTENSIONS)}) into it and run again")
+    _checked_root(root)
+    for here, dirnames, filenames in os.walk(root):
+        if any(not _hidden(file) for file in filenames):
+            return root
+        dirnames[:] = [d for d in dirnames if not _hidden(d) and d != CACHE_DIRNAME]
+    raise DatasetError(f"dataset folder {root} holds no files; add 10-30 reference images "
+                       f"({', '.join(IMAGE_EXTENSIONS)})")
+
+
 def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
     """A short digest of the name and content of every file a scan of `folder` looks at: it
     changes when a file is added, removed, replaced or edited (even when the edit kept the old
@@ -220,7 +253,8 @@ def _checked_root(folder):
 
 
 def _hidden(name):
-    return name.startswith(".")
+    """Hidden files, and the README ready_folder writes: never part of a dataset."""
+    return name.startswith(".") or name == FOLDER_README
 
 
 class _Walk:

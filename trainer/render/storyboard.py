@@ -11,9 +11,12 @@ from pathlib import Path
 
 from .. import comfy_bridge as bridge
 from .. import events
+from ..status import send_status
 from ..options import check_options, help_of, option  # noqa: F401  (help_of: the nodes read it from here)
 from ..pixels import image_tensor, to_pil
+from ..lora.metadata import trigger_words as lora_trigger_words
 from ..lora.stack import normalize_stack
+from ..trigger import pick_trigger
 from .framing import ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, seed_for
 from .pngmeta import FrameMeta, LoraUse, frame_path, output_path, save_frame_png
 from .sheet import contact_sheet, save_sheet_pdf, save_sheet_png
@@ -39,7 +42,8 @@ class ShotListConfig:
     style_prefix: str = option("", "Put before every shot's description, e.g. 'cinematic film still, 35mm'.")
     style_suffix: str = option("", "Put after every shot's description, e.g. 'muted palette, soft window light'.")
     trigger_words: str = option("", "Trigger word(s) of your style LoRA, comma-separated; each goes first in every "
-                                "prompt, once.")
+                                "prompt, once. Leave empty to use the trigger of the LoRA connected to 'lora' "
+                                "(stored in the file by the trainer); a value here overrides it.")
     seed_policy: str = option("per-shot seeds", "same seed for all shots: only the description changes; per-shot "
                               "seeds: a shot's own seed, else base_seed + its index; base + index: "
                               "ignore the shots' seeds.", choices=tuple(SEED_POLICIES))
@@ -81,6 +85,7 @@ class Storyboard:
     warnings: tuple = ()
     name: str = ""  # the shot list file's stem; empty for typed shots
     default_duration: float = 2.0  # seconds, for shots whose line gives none
+    trigger_line: str = ""  # which trigger the prompts got and where from, for the report
 
     def duration_of(self, planned):
         """Seconds `planned` (one of self.shots) lasts in an animatic."""
@@ -90,9 +95,13 @@ class Storyboard:
         return next((planned.shot.description for planned in self.shots if planned.shot.shot_id == shot_id), "")
 
 
-def plan_storyboard(config, input_dir):
-    """Parse the shots (text or file), raise one ValueError listing every bad line, build prompts and seeds."""
+def plan_storyboard(config, input_dir, lora=None):
+    """Parse the shots (text or file), raise one ValueError listing every bad line, build prompts and seeds.
+    lora: a LoraFile (e.g. the trainer's) whose metadata trigger words are used unless config gives some."""
     config.validate()
+    carried = ", ".join(lora_trigger_words(lora.metadata)) if lora is not None else ""
+    triggers, trigger_line = pick_trigger(config.trigger_words, carried,
+                                          f"LoRA {lora.path.name}" if lora is not None else "")
     if config.shots.strip():
         shot_list, name = parse_shot_text(config.shots, source="shots"), ""
     else:
@@ -100,17 +109,18 @@ def plan_storyboard(config, input_dir):
         shot_list, name = load_shot_file(path), path.stem
     shot_list.raise_if_problems()
     planned = tuple(
-        PlannedShot(shot, build_prompt(shot, config.style_prefix, config.style_suffix, config.trigger_words),
+        PlannedShot(shot, build_prompt(shot, config.style_prefix, config.style_suffix, triggers),
                     seed_for(config.seed_policy, config.base_seed, index, shot))
         for index, shot in enumerate(shot_list.shots))
     return Storyboard(planned, shot_list.source, config.seed_policy, tuple(str(w) for w in shot_list.warnings), name,
-                      float(config.default_duration))
+                      float(config.default_duration), trigger_line)
 
 
 def storyboard_report(storyboard):
     """A readable summary: count, source, seed policy, then warnings and one line per shot."""
     count = len(storyboard.shots)
     lines = [f"{count} shot{'s' if count != 1 else ''} from {storyboard.source}, seeds: {storyboard.seed_policy}"]
+    lines += [storyboard.trigger_line] if storyboard.trigger_line else []
     lines += [f"note: {warning}" for warning in storyboard.warnings]
     lines += [f"{p.shot.shot_id}  seed {p.seed}  {p.shot.aspect or 'default aspect'}  {p.prompt}"
               for p in storyboard.shots]
@@ -299,6 +309,9 @@ def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_
                          config.steps, config.cfg, (job.width, job.height), tuple(loras))
         save_frame_png(path, image[:1], meta, png_prompt if keep_prompt else None, extra_pnginfo if keep_prompt else None)
         frames.append(RenderedFrame(job, image, path))
+    folder = "/".join(filter(None, ["output", config.folder.strip("/")]))
+    send_status(node_id, progress.prompt_id, "done",
+                f"done: {len(frames)} frame{'s' * (len(frames) != 1)} in {folder}", len(frames), len(frames))
     return frames
 
 

@@ -18,7 +18,9 @@ _NAME_PUNCTUATION = " _.-"
 class TrainConfig:
     name: str = option("my_style", "File name of the LoRA (no extension): letters and digits of any script, spaces, "
                                     "'.', '_', '-'. Checkpoints of the same name resume.")
-    trigger: str = option("", "Trigger word(s) stored in the file so appliers can show them.")
+    trigger: str = option("", "Trigger word(s) stored in the LoRA file, so Apply LoRA and the Shot List pick them up. "
+                              "Leave empty: the dataset's trigger (set once on Load Dataset) is used; a value here "
+                              "overrides it and the report says so.")
     steps: int = option(600, "Optimizer steps. 10-30 images: 400-1500 steps is typical.", min=1, max=100000)
     batch_size: int = option(1, "Images per step. Batches never mix aspect buckets, so a bucket with fewer "
                              "images gives a smaller batch.", min=1, max=64)
@@ -56,7 +58,8 @@ class TrainConfig:
                              min=0, max=100000)
     validate_every: int = option(0, "Render the validation prompts every N steps (0 = only at the end, if prompts are given).",
                                  min=0, max=100000)
-    validation_prompts: tuple = option((), "Prompts rendered with the LoRA during training, one per line.")
+    validation_prompts: tuple = option((), "Prompts rendered with the LoRA during training, one per line; "
+                                       "{trigger} stands for the trigger word.")
     validation_seed: int = option(42, "Seed for validation renders, fixed so renders compare across steps.")
     validation_steps: int = option(20, "Sampling steps of validation renders.", min=1, max=150)
     validation_size: int = option(512, "Longest side of validation renders, in pixels.", min=64, max=4096, step=64)

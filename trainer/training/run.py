@@ -18,11 +18,14 @@ from .. import comfy_bridge as bridge
 from .. import events
 from ..dataset.cache import LatentCache
 from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_tags
-from ..fileio import keep_aside, remove_stale_temps, write_json
+from ..fileio import keep_aside, remove_stale_temps, write_image, write_json
 from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
 from ..lora.keys import kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
+from ..pixels import to_pil
+from ..status import duration, send_status
+from ..trigger import pick_trigger
 from . import state
 from .adapters import AdapterSet
 from .data import Example, derive_seed
@@ -71,6 +74,11 @@ class RunPaths:
         return self.work / "checkpoints"
 
     @property
+    def loss_curve(self):
+        """The loss chart, named after the LoRA beside its work folder: lookdev/<name>_loss.png."""
+        return self.work.parent / f"{self.work.name}_loss.png"
+
+    @property
     def made(self):
         """{"made": n}: how many times a run of this name wrote the final LoRA."""
         return self.work / "made.json"
@@ -82,7 +90,9 @@ class RunOutputs:
     lora: object  # LoraFile
     path: Path
     loss_image: torch.Tensor
+    loss_path: Path  # loss_image saved as a PNG
     previews: list  # [1, H, W, 3] validation renders of the final LoRA
+    preview_refs: list  # those renders saved in the temp folder, as {filename, subfolder, type}
     report: str
 
 
@@ -108,11 +118,12 @@ def _lora_metadata(path):
 
 # -- 1. prepare data --------------------------------------------------------------------------
 
-def prepare_latents(dataset, vae, cache_folder):
-    """(raw VAE latents per sample, cache stats): cached by image content and VAE."""
+def prepare_latents(dataset, vae, cache_folder, on_progress=None):
+    """(raw VAE latents per sample, cache stats): cached by image content and VAE.
+    on_progress(done, total): after each encoded batch of the images not in the cache."""
     cache = LatentCache(cache_folder)
     latents = cache.latents_for(dataset.samples, bridge.vae_identity(vae),
-                                lambda images: bridge.encode_images(vae, images))
+                                lambda images: bridge.encode_images(vae, images), on_progress=on_progress)
     return latents, cache.stats
 
 
@@ -254,16 +265,24 @@ class LoraWriter:
 
 # -- validation renders and the node's hooks ------------------------------------------------------
 
-def render_validation(config, clip, vae, patcher):
-    """One image per validation prompt, sampled from `patcher` (the model being trained)."""
-    prompts = [p for p in config.validation_prompts if p.strip()]
+def validation_prompts(config):
+    """The validation prompts to render, {trigger} filled in."""
+    return [p.replace("{trigger}", config.trigger) for p in config.validation_prompts if p.strip()]
+
+
+def render_validation(config, clip, vae, patcher, on_image=None):
+    """One image per validation prompt, sampled from `patcher` (the model being trained).
+    on_image(k, K): before the k-th of K images is rendered."""
+    prompts = validation_prompts(config)
     if not prompts:
         return []
     negative = bridge.conditioning(bridge.encode_text(clip, ""))
     size = config.validation_size
     images = []
     with torch.no_grad():
-        for prompt in prompts:
+        for index, prompt in enumerate(prompts, start=1):
+            if on_image is not None:
+                on_image(index, len(prompts))
             positive = bridge.conditioning(bridge.encode_text(clip, prompt))
             images.append(bridge.render(patcher, positive, negative, vae, size, size, config.validation_seed,
                                         config.validation_steps, 5.0, "euler", "normal"))
@@ -277,6 +296,7 @@ class _NodeHooks(TrainHooks):
         self.config, self.writer, self.render, self.start = config, writer, render, start
         self.node_id, self.prompt_id = node_id, prompt_id
         self.bar = bridge.progress_bar(config.steps)
+        self.validation_seconds = 0.0  # spent in renders during the loop
 
     def check_cancel(self):
         bridge.check_cancel()
@@ -291,16 +311,20 @@ class _NodeHooks(TrainHooks):
     def on_checkpoint(self, snapshot):
         self.writer.save_checkpoint(snapshot)
 
+    def status(self, phase, text, done=None, total=None):
+        send_status(self.node_id, self.prompt_id, phase, text, done, total)
+
     def on_validate(self, step):
-        images = self.render()
+        began = time.perf_counter()
+        images = self.render(lambda k, n: self.status("validation", f"rendering validation images {k} / {n} "
+                                                                      f"(step {step})", k, n))
         refs = [bridge.save_temp_image(image, f"lookdev_{self.config.name}_step{step:06d}") for image in images]
-        if images:
-            # ComfyUI's own node preview, shown even without LookDev's web extension.
-            self.bar.update_absolute(step, self.config.steps, bridge.preview(images[0]))
+        self.validation_seconds += time.perf_counter() - began
+        self.status("training", f"training: step {step} / {self.config.steps}", step, self.config.steps)
         if refs:
             bridge.send_event(events.EVENT_TRAIN_PREVIEW, {
                 "node": self.node_id, "prompt_id": self.prompt_id, "step": step, "images": refs,
-                "prompts": list(self.config.validation_prompts)})
+                "prompts": validation_prompts(self.config)})
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -309,13 +333,22 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
     config = config.validate()
     if len(dataset) == 0:
         raise ValueError("the dataset has no images")
+    config.trigger, trigger_line = pick_trigger(config.trigger, dataset.trigger, "the dataset")
     arch = bridge.architecture(model)
     paths = RunPaths.for_name(config.name)
     recipe = state.recipe(config, dataset, arch)
     notes = [f"removed {path.name}, a partial file of an interrupted run" for path in paths.remove_stale_temps()]
 
+    began = time.perf_counter()
+
+    def status(phase, text, done=None, total=None):
+        send_status(node_id, prompt_id, phase, text, done, total)
+
     # 1. prepare data
-    raw_latents, cache_stats = prepare_latents(dataset, vae, paths.cache)
+    status("caching", f"caching latents of {len(dataset)} images")
+    raw_latents, cache_stats = prepare_latents(
+        dataset, vae, paths.cache, lambda done, total: status("caching", f"caching latents {done} / {total}", done, total))
+    phases = {"caching": time.perf_counter() - began}
     compute_dtype = bridge.resolve_dtype(config.dtype, DTYPES)
     with bridge.training_session(model, clip, compute_dtype, config.gradient_checkpointing) as den:
         # Loaded inside the session: tensors made under the executor's inference mode could not be
@@ -333,32 +366,46 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
                             base_weights={name: layer.weight for name, layer in layers.items()},
                             v_prediction=den.kind == "v")
 
-        def render():
-            return render_validation(config, clip, vae, den.patcher)
+        def render(on_image=None):
+            return render_validation(config, clip, vae, den.patcher, on_image)
 
         hooks = _NodeHooks(config, writer, render, resume.step if resume else 0, node_id, prompt_id)
         with adapters.attach():
             # 3. train
+            status("training", f"training: {config.steps} steps", resume.step if resume else 0, config.steps)
             adapters.train()
             result = train(config, den, adapters, examples, hooks=hooks, resume=resume, recipe=recipe)
             adapters.eval()
+            phases["training"] = result.seconds - hooks.validation_seconds
             # 4. save (before the final renders, so a Cancel during them loses nothing)
+            status("saving", f"saving {paths.lora.name}")
+            saving = time.perf_counter()
             writer.save_checkpoint(result.snapshot, intermediate=False)
             lora, kept = writer.save_final(result.snapshot)
-            previews = render()
+            phases["saving"] = time.perf_counter() - saving
+            rendering = time.perf_counter()
+            previews = render(lambda k, n: status("validation", f"rendering final validation images {k} / {n}", k, n))
+            preview_refs = [bridge.save_temp_image(image, f"lookdev_{config.name}_final") for image in previews]
+            phases["validation"] = hooks.validation_seconds + time.perf_counter() - rendering
 
     # 5. apply: the same path as LookDev Apply LoRA, so the output MODEL equals applying the file.
     model = apply_lora(model, None, lora, ApplyOptions(strength_model=1.0, strength_clip=0.0)).model
+    loss_image = loss_curve_image(result.losses, result.snapshot.lrs, f"{config.name} - {config.steps} steps")
+    write_image(paths.loss_curve, to_pil(loss_image[0]), "PNG")
+    node_seconds = time.perf_counter() - began
     bridge.send_event(events.EVENT_TRAIN_DONE, {
         "node": node_id, "prompt_id": prompt_id, "name": config.name, "path": str(lora.path),
         "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
-        "seconds": result.seconds})
-    report = run_report(config, arch, adapters, dataset, result, cache_stats, [*notes, *([kept] if kept else [])],
-                        paths.lora)
-    return RunOutputs(model=model, lora=lora, path=lora.path,
-                      loss_image=loss_curve_image(result.losses, result.snapshot.lrs,
-                                                  f"{config.name} - {config.steps} steps"),
-                      previews=previews, report=report)
+        "seconds": result.seconds, "node_seconds": node_seconds, "phases": phases,
+        "loss_curve": str(paths.loss_curve), "loss_image": bridge.output_image_ref(paths.loss_curve),
+        "images": preview_refs, "prompts": validation_prompts(config)})
+    status("done", f"done: {config.steps} steps in {duration(node_seconds)} · saved {lora.path.name}")
+    report = run_report(config, arch, adapters, dataset, result, cache_stats,
+                        [trigger_line, *notes, *([kept] if kept else [])], paths.lora)
+    times = ", ".join(f"{name} {duration(seconds)}" for name, seconds in phases.items())
+    return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_path=paths.loss_curve,
+                      previews=previews, preview_refs=preview_refs,
+                      report=f"{report}\nloss curve {paths.loss_curve}\ntime {duration(node_seconds)} in all: {times}")
 
 
 def run_report(config, arch, adapters, dataset, result, cache_stats, notes, path):
