@@ -38,6 +38,30 @@ def architecture(model):
     return _ARCHES.get(type(model.model.model_config).__name__, "other")
 
 
+# Inputs by which ComfyUI's loader nodes name the model file: CheckpointLoaderSimple and the other
+# checkpoint loaders (ckpt_name), UNETLoader (unet_name).
+_MODEL_FILE_INPUTS = ("ckpt_name", "unet_name")
+
+
+def model_file_name(prompt, node_id, input_name="model"):
+    """The file name (no folders) of the checkpoint or diffusion model that node `node_id`'s MODEL
+    input was loaded from, or None when the graph does not tell. ComfyUI keeps no file name on a
+    MODEL, so this follows the API-format prompt (the node's hidden PROMPT input) upstream,
+    through nodes that pass a MODEL on by their `model` input (LoRA loaders, patches), to the
+    loader node."""
+    if not isinstance(prompt, dict):
+        return None
+    link, seen = (prompt.get(str(node_id)) or {}).get("inputs", {}).get(input_name), set()
+    while isinstance(link, list) and len(link) == 2 and str(link[0]) not in seen:
+        seen.add(str(link[0]))
+        inputs = (prompt.get(str(link[0])) or {}).get("inputs", {})
+        for key in _MODEL_FILE_INPUTS:
+            if isinstance(inputs.get(key), str) and inputs[key].strip():
+                return inputs[key].replace("\\", "/").rsplit("/", 1)[-1]
+        link = inputs.get("model")
+    return None
+
+
 def diffusion_model(model):
     return model.model.diffusion_model
 

@@ -177,13 +177,33 @@ def target_layers(model, arch, targets):
 
 # -- 4. save --------------------------------------------------------------------------------------
 
+IN_MEMORY_FOLDER = "images"  # ss_dataset_dirs key of images that came from no file (IMAGE inputs, unwritten frames)
+
+
+def dataset_folders(dataset):
+    """({folder name: {tag: count}}, {folder name: {"n_repeats", "img_count"}}): kohya's
+    ss_tag_frequency and ss_dataset_dirs, one entry per folder the images came from, keyed by
+    the folder's name ("10_noir", as kohya keys its subsets) and never by its path, which would
+    tell everyone the file is shared with where the user keeps their work."""
+    tags, dirs = {}, {}
+    for sample in dataset.samples:
+        folder = (sample.source.parent.name if sample.source is not None else "") or IN_MEMORY_FOLDER
+        entry = dirs.setdefault(folder, {"n_repeats": sample.repeats, "img_count": 0})
+        entry["n_repeats"] = max(entry["n_repeats"], sample.repeats)
+        entry["img_count"] += 1
+        counts = tags.setdefault(folder, {})
+        for tag in split_tags(plain_caption(sample.caption)):
+            counts[tag] = counts.get(tag, 0) + 1
+    return tags, dirs
+
+
 class LoraWriter:
     """Writes this run's checkpoints, intermediate LoRAs and final LoRA, each with metadata that
     describes exactly the weights in it."""
 
-    def __init__(self, config, paths, recipe, dataset, arch, base_weights, v_prediction):
+    def __init__(self, config, paths, recipe, dataset, arch, base_weights, v_prediction, base_model=None):
         self.config, self.paths, self.recipe, self.dataset, self.arch = config, paths, recipe, dataset, arch
-        self.base_weights, self.v_prediction = base_weights, v_prediction
+        self.base_weights, self.v_prediction, self.base_model = base_weights, v_prediction, base_model
         self.started_at = time.time()
 
     def save_checkpoint(self, snapshot, intermediate=True):
@@ -225,10 +245,7 @@ class LoraWriter:
         config, dataset = self.config, self.dataset
         algo = config.algorithm
         widths = sorted(dataset.buckets(), key=lambda wh: -wh[0] * wh[1])
-        tags = {}
-        for caption in dataset.captions():
-            for tag in split_tags(plain_caption(caption)):
-                tags[tag] = tags.get(tag, 0) + 1
+        tags, dirs = dataset_folders(dataset)
         return TrainingFacts(
             arch=self.arch, output_name=config.name, lookdev_version=VERSION, network_dim=config.rank,
             network_alpha=config.alpha, steps=steps, max_train_steps=config.steps,
@@ -245,9 +262,7 @@ class LoraWriter:
             noise_offset=config.noise_offset or None, min_snr_gamma=config.min_snr_gamma or None,
             caption_dropout_rate=config.caption_dropout, keep_tokens=config.keep_tokens,
             shuffle_caption=config.shuffle_captions, v_prediction=self.v_prediction,
-            tag_frequency={dataset.source: tags},
-            dataset_dirs={dataset.source: {"n_repeats": max((s.repeats for s in dataset.samples), default=1),
-                                           "img_count": len(dataset)}},
+            tag_frequency=tags, dataset_dirs=dirs, sd_model_name=self.base_model or "",
             trigger_words=[w for w in (config.trigger or dataset.trigger).split(",") if w.strip()],
             config=config.to_dict())
 
@@ -305,7 +320,9 @@ class _NodeHooks(TrainHooks):
 
 # -- the run ----------------------------------------------------------------------------------------
 
-def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None):
+def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None, base_model=None):
+    """Train, save and apply; `base_model`: the file name of the checkpoint MODEL came from, if
+    known (written as ss_sd_model_name)."""
     config = config.validate()
     if len(dataset) == 0:
         raise ValueError("the dataset has no images")
@@ -331,7 +348,7 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         adapters.to_training(den.device)
         writer = LoraWriter(config, paths, recipe, dataset, arch,
                             base_weights={name: layer.weight for name, layer in layers.items()},
-                            v_prediction=den.kind == "v")
+                            v_prediction=den.kind == "v", base_model=base_model)
 
         def render():
             return render_validation(config, clip, vae, den.patcher)

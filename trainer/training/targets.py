@@ -19,7 +19,10 @@ import re
 TARGET_PRESETS = {
     "attention": "Attention projections (q, k, v, out) only: small files, strong style transfer.",
     "attention + feed-forward": "Attention and feed-forward layers: more capacity for texture and brushwork.",
-    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file.",
+    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file. "
+                           "kohya's networks.lora does not resume it whole: its network_weights loading "
+                           "skips the conv_in, conv_out and time_embedding layers (and SDXL's "
+                           "add_embedding), which it never trains.",
     "style blocks": "Only the blocks that carry style (B-LoRA for SDXL; see docs per architecture): "
                     "learns the look while leaving composition and content alone.",
 }
