@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-ARCHES = ("sd15", "sd15_v", "sdxl", "sd3")
+ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "auraflow")
 
 
 class TinyModels(NamedTuple):
@@ -52,6 +52,12 @@ SD3_TINY_DIT = {
                                 "params": {"in_features": 4096, "out_features": 128}},
     "num_patches": 1024, "pos_embed_max_size": 32, "pos_embed_scaling_factor": None,
     "x_block_self_attn_layers": [],
+}
+
+# A model ComfyUI loads that LookDev does not train (the trainer must refuse it by name).
+AURAFLOW_TINY_DIT = {
+    "cond_seq_dim": 2048, "in_channels": 4, "out_channels": 4, "patch_size": 2, "dim": 64, "n_heads": 2,
+    "n_double_layers": 1, "n_layers": 2, "global_conddim": 64, "max_seq": 256,
 }
 
 TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
@@ -101,6 +107,10 @@ def _unet_model(arch, unet_config, device):
         config = sm.SD3(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return comfy.model_base.SD3(config, device=device)
+    if arch == "auraflow":
+        config = sm.AuraFlow(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return comfy.model_base.AuraFlow(config, device=device)
     raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
 
 
@@ -110,7 +120,7 @@ def build_model(arch, seed=0, unet_config=None):
     import comfy.model_patcher
 
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
-               "sd3": SD3_TINY_DIT}
+               "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -127,7 +137,7 @@ def build_clip(arch, seed=0, model_options=None):
     import comfy.supported_models_base as smb
     import comfy.text_encoders.sd3_clip as sd3_clip
 
-    if arch in ("sd15", "sd15_v"):
+    if arch in ("sd15", "sd15_v", "auraflow"):  # auraflow: only its MODEL matters (the trainer refuses it)
         target = smb.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
     elif arch == "sdxl":
         target = smb.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)

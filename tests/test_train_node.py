@@ -353,3 +353,20 @@ def test_all_linear_and_conv_says_what_kohya_resume_skips(comfy):
     tooltip = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["required"]["targets"][1]["tooltip"]
     assert "'all linear and conv'" in tooltip
     assert all(name in tooltip for name in ("networks.lora", "conv_in", "conv_out", "time_embedding"))
+
+
+def _files_under(folder):
+    return sorted(str(p) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_unsupported_architecture_stops_before_any_work(comfy, dataset_dir):
+    """AuraFlow loads in ComfyUI but LookDev has no targets or names for it: refused by name."""
+    from lookdev.trainer.lora.keys import ARCHITECTURES, TRAINABLE
+
+    written_before = _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras"))
+    result = comfy.run(train_prompt("auraflow", dataset_dir, "aura_style"), fresh=True, expect_error=True)
+    message = result.error["exception_message"]
+    assert "ComfyUI loaded it as AuraFlow, an architecture LookDev does not handle" in message
+    assert all(ARCHITECTURES[arch] in message for arch in TRAINABLE) and "Nothing was written" in message
+    assert not result.events_named("lookdev.train.progress")
+    assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before

@@ -62,6 +62,12 @@ def model_file_name(prompt, node_id, input_name="model"):
     return None
 
 
+def model_class_name(model):
+    """The name ComfyUI gives the model's architecture: its supported_models class ('SDXL',
+    'AuraFlow', ...)."""
+    return type(model.model.model_config).__name__
+
+
 def diffusion_model(model):
     return model.model.diffusion_model
 

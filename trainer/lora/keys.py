@@ -37,6 +37,9 @@ ARCHITECTURES = {
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
 
+# What the trainer trains: every named architecture ("other" is for applying LoRAs only).
+TRAINABLE = tuple(arch for arch in ARCHITECTURES if arch != "other")
+
 # Architectures whose diffusion model is an ldm UNet with input/middle/output blocks.
 UNET_ARCHITECTURES = ("sd1", "sd2", "sdxl")
 _DIFFUSERS_NAMED = ("sd1", "sd2")

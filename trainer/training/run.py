@@ -21,7 +21,7 @@ from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_
 from ..fileio import keep_aside, remove_stale_temps, write_json
 from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
-from ..lora.keys import kohya_names
+from ..lora.keys import ARCHITECTURES, TRAINABLE, kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
 from . import state
 from .adapters import AdapterSet
@@ -104,6 +104,18 @@ def _lora_metadata(path):
         return read_metadata(path)
     except (OSError, LoraFileError):
         return {}
+
+
+def check_trainable(model):
+    """LookDev's architecture name for the model; ValueError naming ComfyUI's name for it and the
+    supported ones when LookDev cannot train it. Called before anything is read or written."""
+    arch = bridge.architecture(model)
+    if arch not in TRAINABLE:
+        supported = "\n".join(f"- {ARCHITECTURES[name]}" for name in TRAINABLE)
+        raise ValueError(f"LookDev cannot train this model: ComfyUI loaded it as {bridge.model_class_name(model)}, "
+                         "an architecture LookDev does not handle (it has no target layers or LoRA names for it). "
+                         f"Nothing was written. LookDev trains:\n{supported}")
+    return arch
 
 
 # -- 1. prepare data --------------------------------------------------------------------------
@@ -324,9 +336,9 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
     """Train, save and apply; `base_model`: the file name of the checkpoint MODEL came from, if
     known (written as ss_sd_model_name)."""
     config = config.validate()
+    arch = check_trainable(model)
     if len(dataset) == 0:
         raise ValueError("the dataset has no images")
-    arch = bridge.architecture(model)
     paths = RunPaths.for_name(config.name)
     recipe = state.recipe(config, dataset, arch)
     notes = [f"removed {path.name}, a partial file of an interrupted run" for path in paths.remove_stale_temps()]
