@@ -13,7 +13,8 @@ from typing import NamedTuple
 
 import torch
 
-ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "auraflow")
+ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "auraflow", "flux_dev", "flux_schnell", "chroma")
+FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
 
 
 class TinyModels(NamedTuple):
@@ -59,6 +60,28 @@ AURAFLOW_TINY_DIT = {
     "cond_seq_dim": 2048, "in_channels": 4, "out_channels": 4, "patch_size": 2, "dim": 64, "n_heads": 2,
     "n_double_layers": 1, "n_layers": 2, "global_conddim": 64, "max_seq": 256,
 }
+
+# Flux.1 / Chroma: the configs comfy.model_detection makes for them (image_model, patch 2, 16
+# latent channels, qkv bias, mlp ratio 4, theta 10000), at hidden 64 = 2 heads of 32
+# (axes_dim sums to the head width). context_in_dim is the tiny T5's width (4096 in the real one).
+TINY_T5_WIDTH = 64
+FLUX_TINY_DIT = {
+    "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
+    "context_in_dim": TINY_T5_WIDTH, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2,
+    "depth_single_blocks": 2, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True,
+    "guidance_embed": True,
+}
+FLUX_SCHNELL_TINY_DIT = {**FLUX_TINY_DIT, "guidance_embed": False}
+# Chroma: no vector_in/guidance_in and no per-block modulation layers; a distilled_guidance_layer
+# (approximator, in_dim 64 fixed by its embeddings) makes every block's modulation.
+CHROMA_TINY_DIT = {
+    "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": TINY_T5_WIDTH,
+    "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
+    "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "in_dim": 64, "out_dim": 64,
+    "hidden_dim": 128, "n_layers": 2,
+}
+TINY_T5 = {"t5xxl_model_config": {"d_model": TINY_T5_WIDTH, "d_ff": 128, "num_layers": 2, "num_heads": 2,
+                                  "d_kv": 32}}
 
 TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
                     "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 512}}
@@ -111,6 +134,10 @@ def _unet_model(arch, unet_config, device):
         config = sm.AuraFlow(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return comfy.model_base.AuraFlow(config, device=device)
+    if arch in FLUX_FAMILY:
+        config = {"flux_dev": sm.Flux, "flux_schnell": sm.FluxSchnell, "chroma": sm.Chroma}[arch](dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return config.get_model({}, "", device=device)
     raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
 
 
@@ -120,7 +147,8 @@ def build_model(arch, seed=0, unet_config=None):
     import comfy.model_patcher
 
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
-               "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT}
+               "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
+               "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -143,9 +171,16 @@ def build_clip(arch, seed=0, model_options=None):
         target = smb.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)
     elif arch == "sd3":
         target = smb.ClipTarget(sd3_clip.SD3Tokenizer, sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False))
+    elif arch in ("flux_dev", "flux_schnell"):  # DualCLIPLoader type flux: CLIP-L + T5
+        import comfy.text_encoders.flux as flux_te
+        target = smb.ClipTarget(flux_te.FluxTokenizer, flux_te.flux_clip())
+    elif arch == "chroma":  # CLIPLoader type chroma: T5 alone
+        import comfy.text_encoders.pixart_t5 as pixart_t5
+        target = smb.ClipTarget(pixart_t5.PixArtTokenizer, pixart_t5.pixart_te())
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
-    options = {"dtype": torch.float32, **(TINY_CLIP_LAYERS if model_options is None else model_options)}
+    tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in FLUX_FAMILY else TINY_CLIP_LAYERS
+    options = {"dtype": torch.float32, **(tiny if model_options is None else model_options)}
     clip = comfy.sd.CLIP(target, model_options=options)
     init_weights_(clip.cond_stage_model, seed + 1)
     return clip
@@ -155,7 +190,7 @@ def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    latent_channels = 16 if arch == "sd3" else 4
+    latent_channels = 16 if arch in ("sd3", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
     autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
     vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)

@@ -29,6 +29,19 @@ _ARCHES = {
     "SD3": "sd3",
     "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
 }
+# Flux.1 derivatives: same double/single block layout and LoRA names (issue 15).
+_ARCHES.update({"Chroma": "flux"})
+# ModelSpec architecture ids (without "/lora") of ComfyUI classes that share a LookDev
+# architecture name with another id; the rest use metadata.py's default for the architecture.
+_MODELSPEC_IDS = {"Flux": "flux-1-dev", "FluxInpaint": "flux-1-dev", "FluxSchnell": "flux-1-schnell",
+                  "Chroma": "chroma"}
+# Classes whose training runs at distilled guidance 1 (Flux.1 dev LoRA practice: kohya's
+# guidance_scale default, ai-toolkit); Chroma keeps its own default (0), as it samples.
+_GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell")
+# Flux.1 dev's resolution-dependent shift (BFL's flux/sampling.py get_schedule; kohya sd-scripts
+# timestep_sampling flux_shift; ComfyUI's ModelSamplingFlux node): mu grows linearly with the
+# image's token count from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024).
+_RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15)}
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -60,6 +73,11 @@ def model_file_name(prompt, node_id, input_name="model"):
                 return inputs[key].replace("\\", "/").rsplit("/", 1)[-1]
         link = inputs.get("model")
     return None
+
+
+def modelspec_id(model):
+    """The ModelSpec architecture id of a model class that has its own ('flux-1-schnell'), or ''."""
+    return _MODELSPEC_IDS.get(model_class_name(model), "")
 
 
 def model_class_name(model):
@@ -161,6 +179,7 @@ class ComfyDenoiser:
         self.compute_dtype = compute_dtype
         self.sampling = patcher.get_model_object("model_sampling")
         self.kind = model_kind(patcher)
+        self.model_class = model_class_name(patcher)
         self.sigma_data = float(getattr(self.sampling, "sigma_data", 1.0))
         self._t_lo = float(self.sampling.timestep(self.sampling.sigma_min))
         self._t_hi = float(self.sampling.timestep(self.sampling.sigma_max))
@@ -169,8 +188,17 @@ class ComfyDenoiser:
     def to_model_space(self, latents):
         return self.model.process_latent_in(latents)
 
-    def sigmas(self, u):
-        return self.sampling.sigma(self._t_lo + u * (self._t_hi - self._t_lo)).to(self.device)
+    def sigmas(self, u, latent_shape=None):
+        t = self._t_lo + u * (self._t_hi - self._t_lo)
+        shift = _RESOLUTION_SHIFT.get(self.model_class)
+        if shift is None or latent_shape is None:
+            return self.sampling.sigma(t).to(self.device)
+        import comfy.model_sampling as ms
+
+        x1, y1, x2, y2 = shift
+        tokens = (latent_shape[-2] // 2) * (latent_shape[-1] // 2)  # 2x2 patches
+        mu = y1 + (y2 - y1) / (x2 - x1) * (tokens - x1)
+        return ms.flux_time_shift(mu, 1.0, t).to(self.device)
 
     def noise_scaling(self, sigma, noise, x0):
         return self.sampling.noise_scaling(sigma, noise, x0)
@@ -184,7 +212,8 @@ class ComfyDenoiser:
             params = {k: v for k, v in encoded.items() if k != "cond"}
             params.update(cross_attn=encoded["cond"], device=self.device, noise=x_one,
                           width=x_one.shape[-1] * 8, height=x_one.shape[-2] * 8, prompt_type="positive")
-            params.setdefault("guidance", 1.0)  # Flux-dev LoRAs train at guidance 1
+            if self.model_class in _GUIDANCE_ONE:
+                params.setdefault("guidance", 1.0)
             with torch.no_grad():
                 conds = self.model.extra_conds(**params)
                 self._model_conds[key] = {name: c.process_cond(batch_size=1, device=self.device, area=None)
@@ -193,6 +222,10 @@ class ComfyDenoiser:
 
     def denoise(self, x, sigma, conds):
         per_sample = [self._conds_for(enc, x[i:i + 1]) for i, enc in enumerate(conds)]
+        if not all(first.can_concat(s[name]) for s in per_sample[1:] for name, first in per_sample[0].items()):
+            # Conditioning that does not batch (Chroma's unpadded T5 tokens of captions of other
+            # lengths): one sample at a time, as ComfyUI's sampler does with such conds.
+            return torch.cat([self.denoise(x[i:i + 1], sigma[i:i + 1], [enc]) for i, enc in enumerate(conds)])
         kwargs = {}
         for name, first in per_sample[0].items():
             value = first.concat([s[name] for s in per_sample[1:]]) if len(per_sample) > 1 else first.cond
@@ -218,7 +251,8 @@ def training_session(model, clip, compute_dtype, gradient_checkpointing=False):
         grads = {name: p.requires_grad for name, p in patcher.model.named_parameters()}
         patcher.model.requires_grad_(False)
         try:
-            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing):
+            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing), \
+                    _norm_inputs_kept(patcher.model.diffusion_model, model_class_name(patcher) in _INPLACE_RESIDUALS):
                 yield ComfyDenoiser(patcher, clip, compute_dtype)
         finally:
             for name, param in patcher.model.named_parameters():
@@ -239,6 +273,34 @@ def _thaw_inference_tensors(module):
         for name, buf in list(sub._buffers.items()):
             if buf is not None and buf.is_inference():
                 sub._buffers[name] = buf.clone()
+
+
+# Models whose blocks add to the residual stream in place (`x += ...`) after a LayerNorm has read
+# it: ComfyUI's Flux double/single stream blocks, which Chroma uses too. Fine for sampling, but the
+# norm keeps its input for backward, so autograd refuses the modified tensor.
+_INPLACE_RESIDUALS = ("Flux", "FluxSchnell", "FluxInpaint", "Chroma")
+
+
+@contextlib.contextmanager
+def _norm_inputs_kept(diffusion_model, enabled):
+    """While training, each LayerNorm of the model reads a copy of its input, so the block's
+    in-place residual add changes a tensor autograd does not need (outputs stay bit-identical)."""
+    if not enabled:
+        yield
+        return
+
+    def copy_input(_module, args):
+        if torch.is_grad_enabled() and args and torch.is_tensor(args[0]):
+            return (args[0].clone(), *args[1:])
+        return None
+
+    handles = [module.register_forward_pre_hook(copy_input) for module in diffusion_model.modules()
+               if isinstance(module, torch.nn.LayerNorm)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager

@@ -213,9 +213,11 @@ class LoraWriter:
     """Writes this run's checkpoints, intermediate LoRAs and final LoRA, each with metadata that
     describes exactly the weights in it."""
 
-    def __init__(self, config, paths, recipe, dataset, arch, base_weights, v_prediction, base_model=None):
+    def __init__(self, config, paths, recipe, dataset, arch, base_weights, v_prediction, base_model=None,
+                 modelspec_id=""):
         self.config, self.paths, self.recipe, self.dataset, self.arch = config, paths, recipe, dataset, arch
         self.base_weights, self.v_prediction, self.base_model = base_weights, v_prediction, base_model
+        self.modelspec_id = modelspec_id
         self.started_at = time.time()
 
     def save_checkpoint(self, snapshot, intermediate=True):
@@ -274,6 +276,7 @@ class LoraWriter:
             noise_offset=config.noise_offset or None, min_snr_gamma=config.min_snr_gamma or None,
             caption_dropout_rate=config.caption_dropout, keep_tokens=config.keep_tokens,
             shuffle_caption=config.shuffle_captions, v_prediction=self.v_prediction,
+            modelspec_architecture=self.modelspec_id,
             tag_frequency=tags, dataset_dirs=dirs, sd_model_name=self.base_model or "",
             trigger_words=[w for w in (config.trigger or dataset.trigger).split(",") if w.strip()],
             config=config.to_dict())
@@ -360,7 +363,8 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         adapters.to_training(den.device)
         writer = LoraWriter(config, paths, recipe, dataset, arch,
                             base_weights={name: layer.weight for name, layer in layers.items()},
-                            v_prediction=den.kind == "v", base_model=base_model)
+                            v_prediction=den.kind == "v", base_model=base_model,
+                            modelspec_id=bridge.modelspec_id(model))
 
         def render():
             return render_validation(config, clip, vae, den.patcher)

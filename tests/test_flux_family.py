@@ -1,0 +1,203 @@
+"""Flux.1 dev (distilled guidance), Flux.1 schnell and Chroma end to end through ComfyUI's executor
+on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the saved
+file, core LoraLoader, Apply LoRA and Storyboard Render."""
+
+import json
+import logging
+import time
+
+import pytest
+import safetensors
+import torch
+from PIL import Image, ImageDraw
+
+from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
+
+FAMILY = ("flux_dev", "flux_schnell", "chroma")
+MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma"}
+CLASS = {"flux_dev": "Flux", "flux_schnell": "FluxSchnell", "chroma": "Chroma"}
+TRIGGER = "lkdv noir"
+CAPTION = "a figure in an alley"
+
+
+def _scene(index, size=128):
+    img = Image.new("RGB", (size, size), (12, 12, 16))
+    draw = ImageDraw.Draw(img)
+    x = 10 + (index * 23) % (size - 40)
+    draw.rectangle([x, 20, x + 28, size - 10], fill=(230, 225, 210))
+    draw.polygon([(0, size), (size, size // 2), (size, size)], fill=(40, 40, 48))
+    return img
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(comfy):
+    folder = comfy.input_dir / "flux_noir"
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for i in range(3):
+            _scene(i).save(folder / f"alley_{i}.png")
+            (folder / f"alley_{i}.txt").write_text(f"{CAPTION}, rain, lamp {i}")
+    return "flux_noir"
+
+
+def train_prompt(arch, name, **settings):
+    inputs = {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "dataset": ["2", 0], "name": name,
+              "steps": 24, "learning_rate": 3e-3, "rank": 8, "alpha": 8.0, "batch_size": 2,
+              "targets": "attention + feed-forward", "seed": 7, "timestep_sampling": "logit-normal",
+              "caption_dropout": 0.0, "save_dtype": "fp32"}
+    inputs.update(settings)
+    return {
+        "1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+        "2": {"class_type": "LookDevLoadDataset", "inputs": {
+            "folder": "flux_noir", "trigger": TRIGGER, "resolution": "custom", "custom_resolution": 128,
+            "no_upscale": False, "repeats": 1, "recursive": True, "caption_extension": "txt"}},
+        "3": {"class_type": "LookDevTrainStyleLoRA", "inputs": inputs},
+        "4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 0], "label": f"{name}_model"}},
+        "5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 2], "label": f"{name}_path"}},
+        "6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": f"{name}_data"}},
+    }
+
+
+def _eval_loss(model, clip, vae, samples):
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.data import Example
+    from lookdev.trainer.training.loop import evaluation_loss
+
+    with torch.inference_mode():
+        latents = [bridge.encode_images(vae, s.image[None]) for s in samples]
+    with bridge.training_session(model, clip, torch.float32) as den:
+        examples = [Example(latent=den.to_model_space(l.clone())[0], captions=(s.caption,), dropped_caption="")
+                    for l, s in zip(latents, samples)]
+        return evaluation_loss(den, examples)
+
+
+@pytest.fixture(scope="module")
+def trained(comfy, dataset_dir):
+    """One training run per family (validation renders on): {arch: facts}."""
+    runs = {}
+    for arch in FAMILY:
+        name = f"noir_{arch}"
+        began = time.perf_counter()
+        result = comfy.run(train_prompt(arch, name, validate_every=12, validation_prompts=f"{TRIGGER}, a pier",
+                                        validation_steps=2, validation_size=64), fresh=True)
+        seconds = time.perf_counter() - began
+        base = comfy.tiny_bundle(arch)
+        samples = comfy.captured[f"{name}_data"].samples
+        runs[arch] = {
+            "name": name, "result": result, "seconds": seconds,
+            "before": _eval_loss(base.model, base.clip, base.vae, samples),
+            "after": _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples),
+            "path": comfy.captured[f"{name}_path"],
+        }
+        print(f"{arch}: 24 steps + 3 validation renders in {seconds:.1f}s; eval loss "
+              f"{runs[arch]['before']:.4f} -> {runs[arch]['after']:.4f}")
+    return runs
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_training_lowers_the_evaluation_loss(trained, arch):
+    run = trained[arch]
+    assert run["after"] < 0.8 * run["before"], (run["before"], run["after"])
+    previews = run["result"].events_named("lookdev.train.preview")
+    assert [p["step"] for p in previews] == [12]  # a validation render during training
+    assert run["result"].ui["3"]["images"]  # and the final one on the node
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_file_has_kohya_flux_names_and_the_family_metadata(trained, arch):
+    with safetensors.safe_open(trained[arch]["path"], framework="pt") as handle:
+        keys, meta = list(handle.keys()), handle.metadata()
+    modules = {key.split(".")[0] for key in keys}
+    assert any(m.startswith("lora_unet_double_blocks_0_img_attn_qkv") for m in modules)
+    assert any(m.startswith("lora_unet_double_blocks_1_txt_mlp_0") for m in modules)
+    assert any(m.startswith("lora_unet_single_blocks_1_linear1") for m in modules)
+    assert all(m.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for m in modules)
+    assert meta["modelspec.architecture"] == f"{MODELSPEC[arch]}/lora"
+    assert meta["modelspec.implementation"] == "https://github.com/black-forest-labs/flux"
+    assert meta["ss_base_model_version"] == "flux1" and meta["lookdev.architecture"] == "flux"
+    assert "modelspec.prediction_type" not in meta
+    print(f"{arch}: {len(keys)} tensors in the file")
+
+
+def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0):
+    positive = ["r1", 0]
+    nodes = {
+        "r1": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": f"{TRIGGER}, a lighthouse"}},
+        "r2": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": ""}},
+        "r3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "r5": {"class_type": "VAEDecode", "inputs": {"samples": ["r4", 0], "vae": vae_ref}},
+        "r6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r5", 0], "label": label}},
+    }
+    if guidance is not None:
+        nodes["r7"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["r1", 0], "guidance": guidance}}
+        positive = ["r7", 0]
+    nodes["r4"] = {"class_type": "KSampler", "inputs": {
+        "model": model_ref, "positive": positive, "negative": ["r2", 0], "latent_image": ["r3", 0], "seed": 5,
+        "steps": 3, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}}
+    return nodes
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_file_through_core_loader_matches_the_trained_model(comfy, trained, arch, caplog):
+    name = trained[arch]["name"]
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "strength_model": 1.0,
+                                                                   "lora_name": f"{name}.safetensors"}}}
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_from_file"))
+    with caplog.at_level(logging.WARNING):
+        comfy.run(prompt, fresh=True)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    trained_graph = train_prompt(arch, name, validate_every=12, validation_prompts=f"{TRIGGER}, a pier",
+                                 validation_steps=2, validation_size=64)
+    trained_graph.update(_render(["3", 0], ["1", 1], ["1", 2], f"{arch}_in_memory"))
+    comfy.run(trained_graph)  # the training itself is ComfyUI's cached result
+    base = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
+    base.update(_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_base"))
+    comfy.run(base)
+    assert torch.equal(comfy.captured[f"{arch}_from_file"], comfy.captured[f"{arch}_in_memory"])
+    assert not torch.equal(comfy.captured[f"{arch}_from_file"], comfy.captured[f"{arch}_base"])
+
+
+def _denoiser_outputs(comfy, arch, name, targets):
+    """(peft adapters' output, the saved file's output through ComfyUI, the base model's output) of
+    the denoiser at one noise level, for the run `name`."""
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.lora.keys import kohya_names
+    from lookdev.trainer.training.adapters import AdapterSet
+    from lookdev.trainer.training.config import TrainConfig
+    from lookdev.trainer.training.targets import select_targets
+
+    base = comfy.tiny_bundle(arch)
+    path, _ = latest_checkpoint(comfy.output_dir / "lookdev" / name / "checkpoints")
+    snapshot = load_checkpoint(path)
+    config = TrainConfig(**{**snapshot.config, "validation_prompts": tuple(snapshot.config["validation_prompts"])})
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.6])
+    outputs = {}
+    for label, model in (("peft", base.model), ("file", comfy.captured[f"{name}_model"]), ("base", base.model)):
+        with torch.no_grad(), bridge.training_session(model, base.clip, torch.float32) as den:
+            cond = den.encode_captions([CAPTION])[CAPTION]
+            if label == "peft":
+                paths = select_targets(bridge.named_layers(model), "flux", targets)
+                names = kohya_names(paths, "flux", bridge.lora_key_map(model))
+                modules = dict(bridge.named_layers(model))
+                adapters = AdapterSet({n: modules[p] for p, n in names.items()}, config.adapter_spec())
+                adapters.load_adapter_state(snapshot.adapter_state)
+                adapters.eval()
+                with adapters.attach():
+                    outputs[label] = den.denoise(x, sigma, [cond])
+            else:
+                outputs[label] = den.denoise(x, sigma, [cond])
+    return outputs["peft"], outputs["file"], outputs["base"]
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+@pytest.mark.parametrize("algorithm", ["lora", "loha"])
+def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, arch, algorithm):
+    name = f"exact_{arch}_{algorithm}"
+    comfy.run(train_prompt(arch, name, steps=4, learning_rate=1e-2, algorithm=algorithm), fresh=True)
+    peft, from_file, base = _denoiser_outputs(comfy, arch, name, "attention + feed-forward")
+    change = (peft - base).abs().max().item()
+    error = (peft - from_file).abs().max().item()
+    assert change > 1e-3, "training changed nothing to compare"
+    assert error <= 1e-4 * change + 1e-6, (error, change)
