@@ -201,3 +201,57 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, arch, al
     error = (peft - from_file).abs().max().item()
     assert change > 1e-3, "training changed nothing to compare"
     assert error <= 1e-4 * change + 1e-6, (error, change)
+
+
+def _apply(lora_name, preset="all", weights="", model=("1", 0)):
+    return {"class_type": "LookDevApplyLoRA", "inputs": {
+        "model": list(model), "lora_name": lora_name, "strength_model": 1.0, "strength_clip": 0.0,
+        "block_preset": preset, "block_weights": weights}}
+
+
+def _stack_nodes(lora_name):
+    rows = {}
+    for r in range(1, 5):
+        rows.update({f"on_{r}": r == 1, f"lora_{r}": lora_name if r == 1 else "None",
+                     f"strength_model_{r}": 1.0, f"strength_clip_{r}": 0.0})
+    return {"s1": {"class_type": "LookDevLoRAStack", "inputs": rows},
+            "s2": {"class_type": "LookDevApplyLoRAStack", "inputs": {"model": ["1", 0], "lora_stack": ["s1", 0]}}}
+
+
+def _apply_and_render(comfy, arch, node, label, extra=None):
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}, "2": node, **(extra or {})}
+    prompt["9"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 3], "label": f"{label}_report"}}
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], label))
+    comfy.run(prompt)
+    return comfy.captured[label], comfy.captured[f"{label}_report"]
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
+    lora = f"{trained[arch]['name']}.safetensors"
+    full, report = _apply_and_render(comfy, arch, _apply(lora), f"{arch}_all")
+    assert f"{trained[arch]['name']}" in report and "keys matched" in report
+    double, _ = _apply_and_render(comfy, arch, _apply(lora, "double blocks only"), f"{arch}_double")
+    single, _ = _apply_and_render(comfy, arch, _apply(lora, "single blocks only"), f"{arch}_single")
+    by_name, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:1, S:0"), f"{arch}_d1s0")
+    off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:0, S:0"), f"{arch}_off")
+    comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+               **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+    assert torch.equal(double, by_name)  # the preset is the D/S block weights it names
+    assert torch.equal(off, comfy.captured[f"{arch}_plain"])
+    assert not torch.equal(double, full) and not torch.equal(single, full) and not torch.equal(double, single)
+    stacked, _ = _apply_and_render(comfy, arch, _stack_nodes(lora)["s2"], f"{arch}_stacked",
+                                   extra={"s1": _stack_nodes(lora)["s1"]})
+    assert torch.equal(stacked, full)
+
+
+def test_a_lora_for_another_family_is_named_both_ways(comfy):
+    from lora_files import write_lora
+
+    sd15_lora = write_lora(comfy.models_dir("loras"), "lookdev_t_sd15_for_flux.safetensors",
+                           comfy.tiny_bundle("sd15"), "sd15", text_encoder=False).name
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "flux_dev"}}, "2": _apply(sd15_lora),
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "mismatch"}}}
+    message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+    assert "this Flux model" in message and "The LoRA looks made for SD1.x" in message
+    assert "but the model is Flux: use it with SD1.x models" in message
