@@ -255,3 +255,33 @@ def test_a_lora_for_another_family_is_named_both_ways(comfy):
     message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
     assert "this Flux model" in message and "The LoRA looks made for SD1.x" in message
     assert "but the model is Flux: use it with SD1.x models" in message
+
+
+# Flux.1 dev samples with distilled guidance and no CFG (cfg 1); Storyboard Render passes no
+# guidance, so the model's default applies, 3.5, which is also FluxGuidance's default. schnell:
+# cfg 1, no guidance; Chroma: real CFG.
+SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None)}
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
+    cfg, guidance = SAMPLING[arch]
+    lora = f"{trained[arch]['name']}.safetensors"
+    prompt = {
+        "1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+        "2": _apply(lora),
+        "s": {"class_type": "LookDevShotList", "inputs": {
+            "shots": f"SH010 | {TRIGGER}, a lighthouse | 5", "style_prefix": "", "style_suffix": "",
+            "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 0}},
+        "r": {"class_type": "LookDevStoryboardRender", "inputs": {
+            "model": ["2", 0], "clip": ["1", 1], "vae": ["1", 2], "shots": ["s", 0], "negative": "",
+            "sampler": "euler", "scheduler": "simple", "steps": 3, "cfg": cfg, "aspect": "1:1",
+            "base_resolution": 64, "width": 64, "height": 64, "folder": f"flux_sb/{arch}"}},
+        "c": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r", 0], "label": f"{arch}_frame"}},
+    }
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg))
+    comfy.run(prompt, fresh=True)
+    frame, core = comfy.captured[f"{arch}_frame"], comfy.captured[f"{arch}_core"]
+    assert frame.shape == core.shape == (1, 64, 64, 3)
+    assert torch.equal(frame, core)
+    assert (comfy.output_dir / "flux_sb" / arch / "SH010.png").exists()
