@@ -285,3 +285,27 @@ def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
     assert frame.shape == core.shape == (1, 64, 64, 3)
     assert torch.equal(frame, core)
     assert (comfy.output_dir / "flux_sb" / arch / "SH010.png").exists()
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_timestep_shift_follows_the_image_size_for_flux_dev_only(comfy, arch):
+    """Flux.1 dev trains with mu from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024), the schedule
+    ComfyUI's model_sampling uses at 1024 px; schnell and Chroma keep their own schedule."""
+    import math
+
+    from lookdev.trainer import comfy_bridge as bridge
+
+    u = torch.tensor([0.1, 0.5, 0.9])
+    base = comfy.tiny_bundle(arch)
+    with torch.no_grad(), bridge.training_session(base.model, base.clip, torch.float32) as den:
+        own = den.sigmas(u)
+        at_1024 = den.sigmas(u, (1, 16, 128, 128))
+        at_128 = den.sigmas(u, (1, 16, 16, 16))
+    assert torch.allclose(at_1024, own, atol=1e-6)
+    if arch != "flux_dev":
+        assert torch.equal(at_128, own)
+        return
+    t = den._t_lo + u * (den._t_hi - den._t_lo)
+    mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (64 - 256)
+    assert torch.allclose(at_128, math.exp(mu) / (math.exp(mu) + (1 / t - 1)), atol=1e-6)
+    assert (at_128 < own).all()  # a small image is trained at less noise, as BFL's schedule samples it
