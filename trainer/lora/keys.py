@@ -33,7 +33,7 @@ ARCHITECTURES = {
     "sd2": "Stable Diffusion 2.x (ldm UNet, OpenCLIP-H)",
     "sdxl": "SDXL (ldm UNet, CLIP-L + CLIP-G)",
     "sd3": "Stable Diffusion 3 / 3.5 (MMDiT joint_blocks)",
-    "flux": "Flux.1 and its derivatives (double_blocks, single_blocks)",
+    "flux": "Flux.1 dev and schnell, and derivatives such as Chroma (double_blocks, single_blocks)",
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
 
