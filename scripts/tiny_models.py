@@ -15,6 +15,9 @@ import torch
 
 ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "auraflow", "flux_dev", "flux_schnell", "chroma")
 FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
+ARCHES = ARCHES + ("zimage",)
+# The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
+MODEL_CLASS = {"zimage": "ZImage"}
 
 
 class TinyModels(NamedTuple):
@@ -83,6 +86,20 @@ CHROMA_TINY_DIT = {
 TINY_T5 = {"t5xxl_model_config": {"d_model": TINY_T5_WIDTH, "d_ff": 128, "num_layers": 2, "num_heads": 2,
                                   "d_kv": 32}}
 
+# Z-Image: the config comfy.model_detection makes for it (NextDiT, z_image_modulation, qk norm,
+# rope theta 256, time scale 1000, 8/3 ffn, its head width 128 and rope axes) at dim 256 = 2
+# heads (ComfyUI's z_image modulation assumes dim >= 256); cap_feat_dim is the tiny Qwen3's
+# width (2560 in the real one). The Qwen3 keeps its fixed head_dim 128.
+TINY_QWEN3_WIDTH = 64
+ZIMAGE_TINY_DIT = {
+    "image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256, "cap_feat_dim": TINY_QWEN3_WIDTH,
+    "n_layers": 2, "n_refiner_layers": 1, "qk_norm": True, "n_heads": 2, "n_kv_heads": 2, "axes_dims": [32, 48, 48],
+    "axes_lens": [1536, 512, 512], "rope_theta": 256.0, "ffn_dim_multiplier": 8.0 / 3.0, "multiple_of": 32,
+    "z_image_modulation": True, "time_scale": 1000.0, "pad_tokens_multiple": 32,
+}
+TINY_QWEN3 = {"qwen3_4b_model_config": {"hidden_size": TINY_QWEN3_WIDTH, "intermediate_size": 128,
+                                        "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}}
+
 TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
                     "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 512}}
 
@@ -138,7 +155,25 @@ def _unet_model(arch, unet_config, device):
         config = {"flux_dev": sm.Flux, "flux_schnell": sm.FluxSchnell, "chroma": sm.Chroma}[arch](dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return config.get_model({}, "", device=device)
+    if arch == "zimage":
+        config = model_class(arch)(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return config.get_model({}, "", device=device)
     raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
+
+
+class MissingModelClass(RuntimeError):
+    """This ComfyUI has no model class for the architecture (an older version)."""
+
+
+def model_class(arch):
+    """comfy.supported_models' class for `arch` (MODEL_CLASS); MissingModelClass when absent."""
+    import comfy.supported_models as sm
+
+    name = MODEL_CLASS[arch]
+    if not hasattr(sm, name):
+        raise MissingModelClass(f"this ComfyUI has no comfy.supported_models.{name}")
+    return getattr(sm, name)
 
 
 def build_model(arch, seed=0, unet_config=None):
@@ -148,7 +183,7 @@ def build_model(arch, seed=0, unet_config=None):
 
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
                "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
-               "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT}
+               "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -177,9 +212,13 @@ def build_clip(arch, seed=0, model_options=None):
     elif arch == "chroma":  # CLIPLoader type chroma: T5 alone
         import comfy.text_encoders.pixart_t5 as pixart_t5
         target = smb.ClipTarget(pixart_t5.PixArtTokenizer, pixart_t5.pixart_te())
+    elif arch == "zimage":  # CLIPLoader type lumina2/z_image: Qwen3
+        import comfy.text_encoders.z_image as z_image_te
+        target = smb.ClipTarget(z_image_te.ZImageTokenizer, z_image_te.te())
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in FLUX_FAMILY else TINY_CLIP_LAYERS
+    tiny = TINY_QWEN3 if arch == "zimage" else tiny
     options = {"dtype": torch.float32, **(tiny if model_options is None else model_options)}
     clip = comfy.sd.CLIP(target, model_options=options)
     init_weights_(clip.cond_stage_model, seed + 1)
@@ -190,7 +229,7 @@ def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    latent_channels = 16 if arch in ("sd3", *FLUX_FAMILY) else 4
+    latent_channels = 16 if arch in ("sd3", "zimage", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
     autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
     vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)

@@ -31,6 +31,7 @@ _ARCHES = {
 }
 # Flux.1 derivatives: same double/single block layout and LoRA names (issue 15).
 _ARCHES.update({"Chroma": "flux"})
+_ARCHES.update({"ZImage": "zimage"})  # Lumina 2 itself (Gemma TE) is not trained: untested
 # ModelSpec architecture ids (without "/lora") of ComfyUI classes that share a LookDev
 # architecture name with another id; the rest use metadata.py's default for the architecture.
 _MODELSPEC_IDS = {"Flux": "flux-1-dev", "FluxInpaint": "flux-1-dev", "FluxSchnell": "flux-1-schnell",

@@ -17,8 +17,9 @@ Which spelling, per architecture:
 - "sdxl": `lora_unet_` + the ldm path (`lora_unet_input_blocks_4_1_proj_in`). This is what
   kohya's SDXL trainer writes (its SDXL UNet keeps the sgm module names) and what A1111
   expects for SDXL.
-- "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "other" (any model
-  ComfyUI loads): `lora_unet_` + the module path, which is kohya's naming for SD3 and Flux.
+- "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "zimage" (layers,
+  noise_refiner, context_refiner), "other" (any model ComfyUI loads): `lora_unet_` + the module
+  path, which is kohya's naming for SD3 and Flux.
 
 Text encoders: SD1 `lora_te_`, SD2 `lora_te_` (OpenCLIP-H, kohya's HF layout), SDXL
 `lora_te1_` (CLIP-L) / `lora_te2_` (CLIP-G), SD3 `lora_te1_`/`lora_te2_`/`lora_te3_` (T5),
@@ -37,6 +38,10 @@ ARCHITECTURES = {
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
 
+# Z-Image (issue 15): Lumina 2's NextDiT layout; `lora_unet_` + the module path, like SD3 and Flux.
+ARCHITECTURES["zimage"] = "Z-Image (NextDiT layers, noise_refiner, context_refiner)"
+ARCHITECTURES["other"] = ARCHITECTURES.pop("other")  # stays last
+
 # What the trainer trains: every named architecture ("other" is for applying LoRAs only).
 TRAINABLE = tuple(arch for arch in ARCHITECTURES if arch != "other")
 
@@ -52,6 +57,7 @@ _TE_PREFIXES = {
     "flux": {"clip_l": "lora_te1", "t5xxl": "lora_te3"},
     "other": {},
 }
+_TE_PREFIXES["zimage"] = {}  # no kohya naming for its Qwen3 text encoder; LookDev trains none
 _TEXT_ENCODERS = ("clip_l", "clip_g", "clip_h", "t5xxl")
 _PATH_SYNTAX = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 

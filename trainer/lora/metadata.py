@@ -38,6 +38,9 @@ _IMPLEMENTATION = {
     "flux": "https://github.com/black-forest-labs/flux",
     "other": "https://github.com/comfyanonymous/ComfyUI",
 }
+# Z-Image: no published ModelSpec id; ours.
+_MODELSPEC_ARCH["zimage"] = "z-image"
+_IMPLEMENTATION["zimage"] = "https://github.com/Tongyi-MAI/Z-Image"
 # kohya's ss_base_model_version values; sd3 is ours (kohya writes the MMDiT variant there).
 _KOHYA_VERSION = {"sdxl": "sdxl_base_v1-0", "sd3": "sd3", "flux": "flux1"}
 

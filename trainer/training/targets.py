@@ -11,6 +11,7 @@ UNets (SD1.x/2.x/SDXL), SD3's MMDiT and Flux.
   B-LoRA's SDXL block.
 - SD3 (MMDiT): image-stream (`x_block`) layers of the second half of the joint blocks.
 - Flux: the single-stream blocks, where community style LoRAs concentrate.
+- Z-Image: the second half of the main `layers` (after the refiners), as for SD3.
 A heuristic outside SDXL: if a look does not take, train "attention + feed-forward".
 """
 
@@ -73,6 +74,10 @@ def _style_paths(arch, linear_paths):
                 if p.startswith("joint_blocks.") and int(p.split(".")[1]) >= half and ".x_block." in p]
     if arch == "flux":
         return [p for p in linear_paths if p.startswith("single_blocks.")]
+    if arch == "zimage":  # heuristic, as for SD3: the second half of the main layers
+        depths = sorted({int(p.split(".")[1]) for p in linear_paths if p.startswith("layers.")})
+        half = depths[len(depths) // 2] if depths else 0
+        return [p for p in linear_paths if p.startswith("layers.") and int(p.split(".")[1]) >= half]
     raise ValueError(f"the 'style blocks' preset has no definition for architecture {arch!r}; "
                      "choose 'attention' or 'attention + feed-forward'")
 

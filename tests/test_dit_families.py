@@ -1,6 +1,7 @@
-"""Flux.1 dev (distilled guidance), Flux.1 schnell and Chroma end to end through ComfyUI's executor
-on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the saved
-file, core LoraLoader, Apply LoRA and Storyboard Render."""
+"""Flux.1 dev (distilled guidance), Flux.1 schnell, Chroma and Z-Image end to end through ComfyUI's
+executor on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the
+saved file, core LoraLoader, Apply LoRA and Storyboard Render. A family whose model class this
+ComfyUI lacks is skipped, naming the class."""
 
 import json
 import logging
@@ -13,9 +14,29 @@ from PIL import Image, ImageDraw
 
 from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
 
-FAMILY = ("flux_dev", "flux_schnell", "chroma")
-MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma"}
-CLASS = {"flux_dev": "Flux", "flux_schnell": "FluxSchnell", "chroma": "Chroma"}
+FLUX = ("flux_dev", "flux_schnell", "chroma")
+FAMILY = (*FLUX, "zimage")
+MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma", "zimage": "z-image"}
+LOOKDEV_ARCH = {"flux_dev": "flux", "flux_schnell": "flux", "chroma": "flux", "zimage": "zimage"}
+
+
+def _missing(arch):
+    """Why this ComfyUI cannot build the family (its model class is absent), or ''."""
+    import comfy_host
+
+    tiny = comfy_host.tiny_models_module()
+    if arch not in tiny.MODEL_CLASS:
+        return ""
+    try:
+        tiny.model_class(arch)
+    except tiny.MissingModelClass as exc:
+        return str(exc)
+    return ""
+
+
+def _need(arch):
+    if _missing(arch):
+        pytest.skip(_missing(arch))
 TRIGGER = "lkdv noir"
 CAPTION = "a figure in an alley"
 
@@ -71,52 +92,76 @@ def _eval_loss(model, clip, vae, samples):
         return evaluation_loss(den, examples)
 
 
-@pytest.fixture(scope="module")
-def trained(comfy, dataset_dir):
-    """One training run per family (validation renders on): {arch: facts}."""
-    runs = {}
-    for arch in FAMILY:
-        name = f"noir_{arch}"
+# Per-family training settings over train_prompt's; Z-Image's schedule (shift 3) puts most
+# steps at high noise, where the loss moves slowly, so it gets more steps.
+RUN_SETTINGS = {"zimage": {"steps": 48, "learning_rate": 5e-3}}
+
+
+class _Runs(dict):
+    """One training run per family (validation renders on), made when a test first asks for it."""
+
+    def __init__(self, comfy):
+        super().__init__()
+        self.comfy = comfy
+
+    def __missing__(self, arch):
+        comfy, name = self.comfy, f"noir_{arch}"
         began = time.perf_counter()
-        result = comfy.run(train_prompt(arch, name, validate_every=12, validation_prompts=f"{TRIGGER}, a pier",
-                                        validation_steps=2, validation_size=64), fresh=True)
+        result = comfy.run(train_prompt(arch, name, **self.settings(arch)), fresh=True)
         seconds = time.perf_counter() - began
         base = comfy.tiny_bundle(arch)
         samples = comfy.captured[f"{name}_data"].samples
-        runs[arch] = {
-            "name": name, "result": result, "seconds": seconds,
-            "before": _eval_loss(base.model, base.clip, base.vae, samples),
-            "after": _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples),
-            "path": comfy.captured[f"{name}_path"],
-        }
-        print(f"{arch}: 24 steps + 3 validation renders in {seconds:.1f}s; eval loss "
-              f"{runs[arch]['before']:.4f} -> {runs[arch]['after']:.4f}")
-    return runs
+        run = {"name": name, "result": result, "seconds": seconds, "path": comfy.captured[f"{name}_path"],
+               "before": _eval_loss(base.model, base.clip, base.vae, samples),
+               "after": _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples)}
+        print(f"{arch}: {result.ui['3']['text'][0].splitlines()[1]}; run with validation renders {seconds:.1f}s; "
+              f"eval loss {run['before']:.4f} -> {run['after']:.4f}")
+        self[arch] = run
+        return run
+
+    @staticmethod
+    def settings(arch):
+        return {"validate_every": 12, "validation_prompts": f"{TRIGGER}, a pier", "validation_steps": 2,
+                "validation_size": 64, **RUN_SETTINGS.get(arch, {})}
+
+
+@pytest.fixture(scope="module")
+def trained(comfy, dataset_dir):
+    return _Runs(comfy)
 
 
 @pytest.mark.parametrize("arch", FAMILY)
 def test_training_lowers_the_evaluation_loss(trained, arch):
+    _need(arch)
     run = trained[arch]
     assert run["after"] < 0.8 * run["before"], (run["before"], run["after"])
     previews = run["result"].events_named("lookdev.train.preview")
-    assert [p["step"] for p in previews] == [12]  # a validation render during training
+    steps = RUN_SETTINGS.get(arch, {}).get("steps", 24)
+    assert [p["step"] for p in previews] == list(range(12, steps, 12))  # validation renders while training
     assert run["result"].ui["3"]["images"]  # and the final one on the node
 
 
 @pytest.mark.parametrize("arch", FAMILY)
-def test_file_has_kohya_flux_names_and_the_family_metadata(trained, arch):
+def test_file_has_kohya_names_and_the_family_metadata(trained, arch):
+    _need(arch)
     with safetensors.safe_open(trained[arch]["path"], framework="pt") as handle:
         keys, meta = list(handle.keys()), handle.metadata()
     modules = {key.split(".")[0] for key in keys}
+    print(f"{arch}: {len(keys)} tensors in the file")
+    assert meta["modelspec.architecture"] == f"{MODELSPEC[arch]}/lora"
+    assert meta["lookdev.architecture"] == LOOKDEV_ARCH[arch] and "modelspec.prediction_type" not in meta
+    if arch == "zimage":
+        assert {"lora_unet_layers_0_attention_qkv", "lora_unet_layers_1_feed_forward_w2",
+                "lora_unet_noise_refiner_0_attention_out", "lora_unet_context_refiner_0_feed_forward_w1"} <= modules
+        assert meta["modelspec.implementation"] == "https://github.com/Tongyi-MAI/Z-Image"
+        assert "ss_base_model_version" not in meta
+        return
     assert any(m.startswith("lora_unet_double_blocks_0_img_attn_qkv") for m in modules)
     assert any(m.startswith("lora_unet_double_blocks_1_txt_mlp_0") for m in modules)
     assert any(m.startswith("lora_unet_single_blocks_1_linear1") for m in modules)
     assert all(m.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for m in modules)
-    assert meta["modelspec.architecture"] == f"{MODELSPEC[arch]}/lora"
     assert meta["modelspec.implementation"] == "https://github.com/black-forest-labs/flux"
-    assert meta["ss_base_model_version"] == "flux1" and meta["lookdev.architecture"] == "flux"
-    assert "modelspec.prediction_type" not in meta
-    print(f"{arch}: {len(keys)} tensors in the file")
+    assert meta["ss_base_model_version"] == "flux1"
 
 
 def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0):
@@ -139,6 +184,7 @@ def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0):
 
 @pytest.mark.parametrize("arch", FAMILY)
 def test_file_through_core_loader_matches_the_trained_model(comfy, trained, arch, caplog):
+    _need(arch)
     name = trained[arch]["name"]
     prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
               "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "strength_model": 1.0,
@@ -147,8 +193,7 @@ def test_file_through_core_loader_matches_the_trained_model(comfy, trained, arch
     with caplog.at_level(logging.WARNING):
         comfy.run(prompt, fresh=True)
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
-    trained_graph = train_prompt(arch, name, validate_every=12, validation_prompts=f"{TRIGGER}, a pier",
-                                 validation_steps=2, validation_size=64)
+    trained_graph = train_prompt(arch, name, **_Runs.settings(arch))
     trained_graph.update(_render(["3", 0], ["1", 1], ["1", 2], f"{arch}_in_memory"))
     comfy.run(trained_graph)  # the training itself is ComfyUI's cached result
     base = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
@@ -178,8 +223,8 @@ def _denoiser_outputs(comfy, arch, name, targets):
         with torch.no_grad(), bridge.training_session(model, base.clip, torch.float32) as den:
             cond = den.encode_captions([CAPTION])[CAPTION]
             if label == "peft":
-                paths = select_targets(bridge.named_layers(model), "flux", targets)
-                names = kohya_names(paths, "flux", bridge.lora_key_map(model))
+                paths = select_targets(bridge.named_layers(model), LOOKDEV_ARCH[arch], targets)
+                names = kohya_names(paths, LOOKDEV_ARCH[arch], bridge.lora_key_map(model))
                 modules = dict(bridge.named_layers(model))
                 adapters = AdapterSet({n: modules[p] for p, n in names.items()}, config.adapter_spec())
                 adapters.load_adapter_state(snapshot.adapter_state)
@@ -194,6 +239,7 @@ def _denoiser_outputs(comfy, arch, name, targets):
 @pytest.mark.parametrize("arch", FAMILY)
 @pytest.mark.parametrize("algorithm", ["lora", "loha"])
 def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, arch, algorithm):
+    _need(arch)
     name = f"exact_{arch}_{algorithm}"
     comfy.run(train_prompt(arch, name, steps=4, learning_rate=1e-2, algorithm=algorithm), fresh=True)
     peft, from_file, base = _denoiser_outputs(comfy, arch, name, "attention + feed-forward")
@@ -228,9 +274,21 @@ def _apply_and_render(comfy, arch, node, label, extra=None):
 
 @pytest.mark.parametrize("arch", FAMILY)
 def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
+    _need(arch)
     lora = f"{trained[arch]['name']}.safetensors"
     full, report = _apply_and_render(comfy, arch, _apply(lora), f"{arch}_all")
     assert f"{trained[arch]['name']}" in report and "keys matched" in report
+    stacked, _ = _apply_and_render(comfy, arch, _stack_nodes(lora)["s2"], f"{arch}_stacked",
+                                   extra={"s1": _stack_nodes(lora)["s1"]})
+    assert torch.equal(stacked, full)
+    if arch == "zimage":  # blocks by index: L (layers), NR / CR (refiners); BASE holds t_embedder.mlp
+        comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+        off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "BASE:0, L:0, NR:0, CR:0"), f"{arch}_off")
+        late, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "BASE:0, L00:0, NR:0, CR:0"), f"{arch}_late")
+        assert torch.equal(off, comfy.captured[f"{arch}_plain"])
+        assert not torch.equal(late, off) and not torch.equal(late, full)
+        return
     double, _ = _apply_and_render(comfy, arch, _apply(lora, "double blocks only"), f"{arch}_double")
     single, _ = _apply_and_render(comfy, arch, _apply(lora, "single blocks only"), f"{arch}_single")
     by_name, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:1, S:0"), f"{arch}_d1s0")
@@ -240,9 +298,6 @@ def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
     assert torch.equal(double, by_name)  # the preset is the D/S block weights it names
     assert torch.equal(off, comfy.captured[f"{arch}_plain"])
     assert not torch.equal(double, full) and not torch.equal(single, full) and not torch.equal(double, single)
-    stacked, _ = _apply_and_render(comfy, arch, _stack_nodes(lora)["s2"], f"{arch}_stacked",
-                                   extra={"s1": _stack_nodes(lora)["s1"]})
-    assert torch.equal(stacked, full)
 
 
 def test_a_lora_for_another_family_is_named_both_ways(comfy):
@@ -260,11 +315,12 @@ def test_a_lora_for_another_family_is_named_both_ways(comfy):
 # Flux.1 dev samples with distilled guidance and no CFG (cfg 1); Storyboard Render passes no
 # guidance, so the model's default applies, 3.5, which is also FluxGuidance's default. schnell:
 # cfg 1, no guidance; Chroma: real CFG.
-SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None)}
+SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None), "zimage": (4.0, None)}
 
 
 @pytest.mark.parametrize("arch", FAMILY)
 def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
+    _need(arch)
     cfg, guidance = SAMPLING[arch]
     lora = f"{trained[arch]['name']}.safetensors"
     prompt = {
@@ -290,7 +346,8 @@ def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
 @pytest.mark.parametrize("arch", FAMILY)
 def test_timestep_shift_follows_the_image_size_for_flux_dev_only(comfy, arch):
     """Flux.1 dev trains with mu from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024), the schedule
-    ComfyUI's model_sampling uses at 1024 px; schnell and Chroma keep their own schedule."""
+    ComfyUI's model_sampling uses at 1024 px; the other families keep their own schedule."""
+    _need(arch)
     import math
 
     from lookdev.trainer import comfy_bridge as bridge
@@ -309,3 +366,26 @@ def test_timestep_shift_follows_the_image_size_for_flux_dev_only(comfy, arch):
     mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (64 - 256)
     assert torch.allclose(at_128, math.exp(mu) / (math.exp(mu) + (1 / t - 1)), atol=1e-6)
     assert (at_128 < own).all()  # a small image is trained at less noise, as BFL's schedule samples it
+
+
+def test_a_flux_lora_on_z_image_is_named_both_ways(comfy, trained):
+    _need("zimage")
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "zimage"}},
+              "2": _apply(f"{trained['flux_dev']['name']}.safetensors"),
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "mismatch_z"}}}
+    message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+    assert "this Z-Image model" in message and "The LoRA looks made for Flux" in message
+    assert "but the model is Z-Image: use it with Flux models" in message
+
+
+def test_missing_model_class_is_named(comfy):
+    import comfy_host
+
+    tiny = comfy_host.tiny_models_module()
+    tiny.MODEL_CLASS["lookdev_absent"] = "NoSuchModel"
+    try:
+        with pytest.raises(tiny.MissingModelClass, match="this ComfyUI has no comfy.supported_models.NoSuchModel"):
+            tiny.model_class("lookdev_absent")
+        assert _missing("lookdev_absent") == "this ComfyUI has no comfy.supported_models.NoSuchModel"
+    finally:
+        del tiny.MODEL_CLASS["lookdev_absent"]
