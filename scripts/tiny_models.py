@@ -15,7 +15,7 @@ import torch
 
 ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "auraflow", "flux_dev", "flux_schnell", "chroma")
 FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
-ARCHES = ARCHES + ("zimage",)
+ARCHES = ARCHES + ("zimage", "flux_dev_fp8")
 # The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
 MODEL_CLASS = {"zimage": "ZImage"}
 
@@ -155,6 +155,12 @@ def _unet_model(arch, unet_config, device):
         config = {"flux_dev": sm.Flux, "flux_schnell": sm.FluxSchnell, "chroma": sm.Chroma}[arch](dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return config.get_model({}, "", device=device)
+    if arch == "flux_dev_fp8":
+        # What UNETLoader's weight_dtype fp8_e4m3fn does (comfy.sd.load_diffusion_model_state_dict):
+        # weights stored in fp8, every layer cast to the compute dtype as it runs.
+        config = sm.Flux(dict(unet_config))
+        config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
+        return config.get_model({}, "", device=device)
     if arch == "zimage":
         config = model_class(arch)(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
@@ -183,7 +189,8 @@ def build_model(arch, seed=0, unet_config=None):
 
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
                "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
-               "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT}
+               "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT,
+               "flux_dev_fp8": FLUX_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -206,7 +213,7 @@ def build_clip(arch, seed=0, model_options=None):
         target = smb.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)
     elif arch == "sd3":
         target = smb.ClipTarget(sd3_clip.SD3Tokenizer, sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False))
-    elif arch in ("flux_dev", "flux_schnell"):  # DualCLIPLoader type flux: CLIP-L + T5
+    elif arch in ("flux_dev", "flux_schnell", "flux_dev_fp8"):  # DualCLIPLoader type flux: CLIP-L + T5
         import comfy.text_encoders.flux as flux_te
         target = smb.ClipTarget(flux_te.FluxTokenizer, flux_te.flux_clip())
     elif arch == "chroma":  # CLIPLoader type chroma: T5 alone
@@ -217,7 +224,7 @@ def build_clip(arch, seed=0, model_options=None):
         target = smb.ClipTarget(z_image_te.ZImageTokenizer, z_image_te.te())
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
-    tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in FLUX_FAMILY else TINY_CLIP_LAYERS
+    tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in (*FLUX_FAMILY, "flux_dev_fp8") else TINY_CLIP_LAYERS
     tiny = TINY_QWEN3 if arch == "zimage" else tiny
     options = {"dtype": torch.float32, **(tiny if model_options is None else model_options)}
     clip = comfy.sd.CLIP(target, model_options=options)
@@ -229,7 +236,7 @@ def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    latent_channels = 16 if arch in ("sd3", "zimage", *FLUX_FAMILY) else 4
+    latent_channels = 16 if arch in ("sd3", "zimage", "flux_dev_fp8", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
     autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
     vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)
