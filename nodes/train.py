@@ -69,7 +69,7 @@ class TrainStyleLoRA:
         required.update({name: from_config(TrainConfig, name, **opts) for name, opts in _REQUIRED.items()})
         optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
         optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True, default="")
-        return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
+        return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
     @classmethod
     def IS_CHANGED(cls, name=None, **_):
@@ -82,10 +82,11 @@ class TrainStyleLoRA:
         except ValueError as exc:
             return f"unusable: {exc}"  # execute raises this same error for the user
 
-    def execute(self, model, clip, vae, dataset, unique_id=None, **settings):
+    def execute(self, model, clip, vae, dataset, unique_id=None, prompt=None, **settings):
         prompts = tuple(line.strip() for line in settings.pop("validation_prompts", "").splitlines() if line.strip())
         config = TrainConfig(**settings, validation_prompts=prompts)
-        out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id())
+        out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id(),
+                           base_model=bridge.model_file_name(prompt, unique_id))
         ui_images = [*out.preview_refs, bridge.output_image_ref(out.loss_path)]
         return {"ui": {"images": ui_images, "text": [out.report]},
                 "result": (out.model, out.lora, str(out.path), out.loss_image)}

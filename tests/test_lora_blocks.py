@@ -13,6 +13,7 @@ from lookdev.trainer.lora.blocks import (
 SD_BLOCKS = ["BASE", "IN01", "IN02", "IN04", "IN05", "IN07", "IN08", "MID"] + [f"OUT{i:02d}" for i in range(3, 12)]
 SDXL_BLOCKS = ["BASE", "IN04", "IN05", "IN07", "IN08", "MID"] + [f"OUT{i:02d}" for i in range(6)]
 FLUX_BLOCKS = ["BASE", "D00", "D01", "D18", "S00", "S03", "S37"]
+ZIMAGE_BLOCKS = ["BASE", *(f"L{i:02d}" for i in range(30)), "NR00", "NR01", "CR00", "CR01"]
 SD3_BLOCKS = ["BASE", "J00", "J01", "J02", "J03"]
 
 
@@ -32,6 +33,10 @@ SD3_BLOCKS = ["BASE", "J00", "J01", "J02", "J03"]
     ("sdxl", "clip_g.transformer.text_model.encoder.layers.31.mlp.fc1.weight", "BASE"),
     ("sd3", "diffusion_model.joint_blocks.12.x_block.attn.qkv.weight", "J12"),
     ("sd3", "diffusion_model.x_embedder.proj.weight", "BASE"),
+    ("zimage", "diffusion_model.layers.12.attention.qkv.weight", "L12"),
+    ("zimage", "diffusion_model.noise_refiner.1.feed_forward.w1.weight", "NR01"),
+    ("zimage", "diffusion_model.context_refiner.0.attention.out.weight", "CR00"),
+    ("zimage", "diffusion_model.cap_embedder.1.weight", "BASE"),
     ("sd3", "t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight", "BASE"),
     ("flux", "diffusion_model.double_blocks.0.img_attn.qkv.weight", "D00"),
     ("flux", "diffusion_model.single_blocks.37.linear2.weight", "S37"),
@@ -130,6 +135,7 @@ def test_parse_block_weights_errors(arch, present, text, fragment):
     ("flux", ["all", "double blocks only", "single blocks only"]),
     ("sd3", ["all"]),
     ("other", ["all"]),
+    ("zimage", ["all"]),
 ])
 def test_presets_for(arch, names):
     assert presets_for(arch) == names
@@ -138,7 +144,7 @@ def test_presets_for(arch, names):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_parses_for_its_architectures(name):
     present = {"sd1": SD_BLOCKS, "sd2": SD_BLOCKS, "sdxl": SDXL_BLOCKS, "sd3": SD3_BLOCKS,
-               "flux": FLUX_BLOCKS, "other": ["BASE"]}
+               "flux": FLUX_BLOCKS, "other": ["BASE"], "zimage": ZIMAGE_BLOCKS}
     present["wan"] = ["BASE", "B00", "B01", "B39"]
     for arch in PRESETS[name].architectures:
         weights = parse_block_weights(name, arch, present[arch])

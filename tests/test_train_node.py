@@ -113,6 +113,12 @@ def test_outputs_and_kohya_file(comfy, sd15_run):
     assert meta["ss_network_dim"] == "4" and meta["ss_network_module"] == "networks.lora"
     assert meta["modelspec.architecture"].startswith("stable-diffusion-v1")
     assert json.loads(meta["lookdev.trigger_words"]) == [TRIGGER]
+    # kohya's keys: the folders' names, never where the user keeps them; no base-model name to tell
+    assert json.loads(meta["ss_dataset_dirs"]) == {"noir_set": {"n_repeats": 1, "img_count": 3},
+                                                   "2_night": {"n_repeats": 2, "img_count": 1}}
+    assert set(json.loads(meta["ss_tag_frequency"])) == {"noir_set", "2_night"}
+    assert not [key for key, value in meta.items() if str(comfy.base) in value or str(comfy.input_dir) in value]
+    assert "ss_sd_model_name" not in meta
     config = json.loads(meta["lookdev.config"])
     assert config["steps"] == 8 and config["targets"] == "attention"
     curve = comfy.captured["noir_sd15_curve"]
@@ -388,3 +394,56 @@ def test_trigger_set_once_on_the_dataset_reaches_every_node(comfy, dataset_dir):
     assert f"Trigger: 'noirlook' (set on this node; overrides '{TRIGGER}' from the dataset)" in result.ui["3"]["text"][0]
     assert comfy.captured["once_apply"] == "noirlook"
     assert comfy.captured["once_shots"].shots[0].prompt == "noirlook, a pier"
+
+
+def test_base_model_file_is_named_through_loaders(comfy, dataset_dir, tiny_checkpoint):
+    """ss_sd_model_name: the checkpoint the MODEL came from, followed through a LoRA loader."""
+    prompt = train_prompt("sd15", dataset_dir, "named_base", steps=1)
+    prompt["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_checkpoint}}
+    from lora_files import write_lora
+
+    write_lora(comfy.models_dir("loras"), "between.safetensors", comfy.tiny_bundle("sd15"), "sd15")
+    prompt["9"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "strength_model": 0.0,
+                                                                  "lora_name": "between.safetensors"}}
+    prompt["3"]["inputs"]["model"] = ["9", 0]
+    comfy.run(prompt, fresh=True)
+    with safetensors.safe_open(comfy.captured["named_base_path"], framework="pt") as handle:
+        assert handle.metadata()["ss_sd_model_name"] == tiny_checkpoint
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ({"3": {"inputs": {"model": ["2", 0]}}, "2": {"inputs": {"model": ["1", 0], "lora_name": "x.safetensors"}},
+      "1": {"inputs": {"ckpt_name": "sdxl/juggernaut.safetensors"}}}, "juggernaut.safetensors"),
+    ({"3": {"inputs": {"model": ["1", 0]}}, "1": {"inputs": {"unet_name": "flux\\flux1-dev.safetensors"}}},
+     "flux1-dev.safetensors"),
+    ({"3": {"inputs": {"model": ["1", 0]}}, "1": {"inputs": {"arch": "sd15"}}}, None),
+    ({"3": {"inputs": {"model": ["2", 0]}}, "2": {"inputs": {"model": ["2", 0]}}}, None),  # a loop
+    (None, None),
+])
+def test_model_file_name_follows_model_links(prompt, expected):
+    from lookdev.trainer import comfy_bridge as bridge
+
+    assert bridge.model_file_name(prompt, "3") == expected
+
+
+def test_all_linear_and_conv_says_what_kohya_resume_skips(comfy):
+    tooltip = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["required"]["targets"][1]["tooltip"]
+    assert "'all linear and conv'" in tooltip
+    assert all(name in tooltip for name in ("networks.lora", "conv_in", "conv_out", "time_embedding"))
+
+
+def _files_under(folder):
+    return sorted(str(p) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_unsupported_architecture_stops_before_any_work(comfy, dataset_dir):
+    """AuraFlow loads in ComfyUI but LookDev has no targets or names for it: refused by name."""
+    from lookdev.trainer.lora.keys import ARCHITECTURES, TRAINABLE
+
+    written_before = _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras"))
+    result = comfy.run(train_prompt("auraflow", dataset_dir, "aura_style"), fresh=True, expect_error=True)
+    message = result.error["exception_message"]
+    assert "ComfyUI loaded it as AuraFlow, an architecture LookDev does not handle" in message
+    assert all(ARCHITECTURES[arch] in message for arch in TRAINABLE) and "Nothing was written" in message
+    assert not result.events_named("lookdev.train.progress")
+    assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before

@@ -40,7 +40,7 @@ class ToyDenoiser:
     def __init__(self, kind, net):
         self.kind, self.net, self.sigma_data, self.device = kind, net, 1.0, torch.device("cpu")
 
-    def sigmas(self, u):
+    def sigmas(self, u, latent_shape=None):
         return u if self.kind == "flow" else 0.03 + u * 10.0
 
     def noise_scaling(self, sigma, noise, x0):

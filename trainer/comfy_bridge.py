@@ -27,19 +27,67 @@ _ARCHES = {
     "SDXL": "sdxl", "SDXLRefiner": "sdxl", "SSD1B": "sdxl", "Segmind_Vega": "sdxl", "KOALA_700M": "sdxl",
     "KOALA_1B": "sdxl", "SDXL_instructpix2pix": "sdxl",
     "SD3": "sd3",
-    "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
+    # Chroma: a Flux.1 derivative, same double/single block layout and LoRA names.
+    "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux", "Chroma": "flux",
+    "ZImage": "zimage",  # Lumina 2 itself (Gemma TE) is not trained: untested
+    # Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same
+    # transformer). Latents are videos [B, 16, frames, h, w]; stills train as one-frame videos.
+    # Wan 2.2 5B (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
+    "WAN21_T2V": "wan",
 }
-# Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same transformer).
-# Their latents are videos [B, 16, frames, h, w]; stills train as one-frame videos. Wan 2.2 5B
-# (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
-_ARCHES.update({"WAN21_T2V": "wan"})
+# ModelSpec architecture ids (without "/lora") of ComfyUI classes that share a LookDev
+# architecture name with another id; the rest use metadata.py's default for the architecture.
+_MODELSPEC_IDS = {"Flux": "flux-1-dev", "FluxInpaint": "flux-1-dev", "FluxSchnell": "flux-1-schnell",
+                  "Chroma": "chroma"}
+# Classes whose training runs at distilled guidance 1 (Flux.1 dev LoRA practice: kohya's
+# guidance_scale default, ai-toolkit); Chroma keeps its own default (0), as it samples.
+_GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell")
+# Flux.1 dev's resolution-dependent shift (BFL's flux/sampling.py get_schedule; kohya sd-scripts
+# timestep_sampling flux_shift; ComfyUI's ModelSamplingFlux node): mu grows linearly with the
+# image's token count from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024).
+_RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15)}
 
 
 # --- models -----------------------------------------------------------------------------------
 
 def architecture(model):
-    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'wan' or 'other' for a ComfyUI MODEL."""
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'wan' or 'other' for a ComfyUI MODEL."""
     return _ARCHES.get(type(model.model.model_config).__name__, "other")
+
+
+# Inputs by which ComfyUI's loader nodes name the model file: CheckpointLoaderSimple and the other
+# checkpoint loaders (ckpt_name), UNETLoader (unet_name).
+_MODEL_FILE_INPUTS = ("ckpt_name", "unet_name")
+
+
+def model_file_name(prompt, node_id, input_name="model"):
+    """The file name (no folders) of the checkpoint or diffusion model that node `node_id`'s MODEL
+    input was loaded from, or None when the graph does not tell. ComfyUI keeps no file name on a
+    MODEL, so this follows the API-format prompt (the node's hidden PROMPT input) upstream,
+    through nodes that pass a MODEL on by their `model` input (LoRA loaders, patches), to the
+    loader node."""
+    if not isinstance(prompt, dict):
+        return None
+    link, seen = (prompt.get(str(node_id)) or {}).get("inputs", {}).get(input_name), set()
+    while isinstance(link, list) and len(link) == 2 and str(link[0]) not in seen:
+        seen.add(str(link[0]))
+        inputs = (prompt.get(str(link[0])) or {}).get("inputs", {})
+        for key in _MODEL_FILE_INPUTS:
+            if isinstance(inputs.get(key), str) and inputs[key].strip():
+                return inputs[key].replace("\\", "/").rsplit("/", 1)[-1]
+        link = inputs.get("model")
+    return None
+
+
+def modelspec_id(model):
+    """The ModelSpec architecture id of a model class that has its own ('flux-1-schnell'), or ''."""
+    return _MODELSPEC_IDS.get(model_class_name(model), "")
+
+
+def model_class_name(model):
+    """The name ComfyUI gives the model's architecture: its supported_models class ('SDXL',
+    'AuraFlow', ...)."""
+    return type(model.model.model_config).__name__
 
 
 def diffusion_model(model):
@@ -149,6 +197,7 @@ class ComfyDenoiser:
         self.compute_dtype = compute_dtype
         self.sampling = patcher.get_model_object("model_sampling")
         self.kind = model_kind(patcher)
+        self.model_class = model_class_name(patcher)
         self.sigma_data = float(getattr(self.sampling, "sigma_data", 1.0))
         self._t_lo = float(self.sampling.timestep(self.sampling.sigma_min))
         self._t_hi = float(self.sampling.timestep(self.sampling.sigma_max))
@@ -161,8 +210,17 @@ class ComfyDenoiser:
             return self.model.process_latent_in(latents[None])[0]
         return self.model.process_latent_in(latents)
 
-    def sigmas(self, u):
-        return self.sampling.sigma(self._t_lo + u * (self._t_hi - self._t_lo)).to(self.device)
+    def sigmas(self, u, latent_shape=None):
+        t = self._t_lo + u * (self._t_hi - self._t_lo)
+        shift = _RESOLUTION_SHIFT.get(self.model_class)
+        if shift is None or latent_shape is None:
+            return self.sampling.sigma(t).to(self.device)
+        import comfy.model_sampling as ms
+
+        x1, y1, x2, y2 = shift
+        tokens = (latent_shape[-2] // 2) * (latent_shape[-1] // 2)  # 2x2 patches
+        mu = y1 + (y2 - y1) / (x2 - x1) * (tokens - x1)
+        return ms.flux_time_shift(mu, 1.0, t).to(self.device)
 
     def noise_scaling(self, sigma, noise, x0):
         return self.sampling.noise_scaling(sigma, noise, x0)
@@ -176,7 +234,8 @@ class ComfyDenoiser:
             params = {k: v for k, v in encoded.items() if k != "cond"}
             params.update(cross_attn=encoded["cond"], device=self.device, noise=x_one,
                           width=x_one.shape[-1] * 8, height=x_one.shape[-2] * 8, prompt_type="positive")
-            params.setdefault("guidance", 1.0)  # Flux-dev LoRAs train at guidance 1
+            if self.model_class in _GUIDANCE_ONE:
+                params.setdefault("guidance", 1.0)
             with torch.no_grad():
                 conds = self.model.extra_conds(**params)
                 self._model_conds[key] = {name: c.process_cond(batch_size=1, device=self.device, area=None)
@@ -185,6 +244,10 @@ class ComfyDenoiser:
 
     def denoise(self, x, sigma, conds):
         per_sample = [self._conds_for(enc, x[i:i + 1]) for i, enc in enumerate(conds)]
+        if not all(first.can_concat(s[name]) for s in per_sample[1:] for name, first in per_sample[0].items()):
+            # Conditioning that does not batch (Chroma's unpadded T5 tokens of captions of other
+            # lengths): one sample at a time, as ComfyUI's sampler does with such conds.
+            return torch.cat([self.denoise(x[i:i + 1], sigma[i:i + 1], [enc]) for i, enc in enumerate(conds)])
         kwargs = {}
         for name, first in per_sample[0].items():
             value = first.concat([s[name] for s in per_sample[1:]]) if len(per_sample) > 1 else first.cond
@@ -210,7 +273,8 @@ def training_session(model, clip, compute_dtype, gradient_checkpointing=False):
         grads = {name: p.requires_grad for name, p in patcher.model.named_parameters()}
         patcher.model.requires_grad_(False)
         try:
-            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing):
+            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing), \
+                    _norm_inputs_kept(patcher.model.diffusion_model, model_class_name(patcher) in _INPLACE_RESIDUALS):
                 yield ComfyDenoiser(patcher, clip, compute_dtype)
         finally:
             for name, param in patcher.model.named_parameters():
@@ -231,6 +295,34 @@ def _thaw_inference_tensors(module):
         for name, buf in list(sub._buffers.items()):
             if buf is not None and buf.is_inference():
                 sub._buffers[name] = buf.clone()
+
+
+# Models whose blocks add to the residual stream in place (`x += ...`) after a LayerNorm has read
+# it: ComfyUI's Flux double/single stream blocks, which Chroma uses too. Fine for sampling, but the
+# norm keeps its input for backward, so autograd refuses the modified tensor.
+_INPLACE_RESIDUALS = ("Flux", "FluxSchnell", "FluxInpaint", "Chroma")
+
+
+@contextlib.contextmanager
+def _norm_inputs_kept(diffusion_model, enabled):
+    """While training, each LayerNorm of the model reads a copy of its input, so the block's
+    in-place residual add changes a tensor autograd does not need (outputs stay bit-identical)."""
+    if not enabled:
+        yield
+        return
+
+    def copy_input(_module, args):
+        if torch.is_grad_enabled() and args and torch.is_tensor(args[0]):
+            return (args[0].clone(), *args[1:])
+        return None
+
+    handles = [module.register_forward_pre_hook(copy_input) for module in diffusion_model.modules()
+               if isinstance(module, torch.nn.LayerNorm)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager

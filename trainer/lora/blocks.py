@@ -8,6 +8,7 @@ key by key. Blocks:
 - SD1.x/SD2.x/SDXL UNets: "IN00".."IN11" (ldm input_blocks.N), "MID" (middle_block),
   "OUT00".."OUT11" (output_blocks.N); SDXL has IN00-IN08 and OUT00-OUT08.
 - SD3: "J00".. (joint_blocks.N). Flux: "D00".. (double_blocks.N), "S00".. (single_blocks.N).
+- Z-Image: "L00".. (layers.N), "NR00".. (noise_refiner.N), "CR00".. (context_refiner.N).
 
 Text forms accepted by `parse_block_weights` (later items override earlier ones; blocks not
 mentioned keep 1.0):
@@ -43,9 +44,10 @@ _NUMBERED = {
     **{arch: {"IN": "input_blocks", "OUT": "output_blocks"} for arch in UNET_ARCHITECTURES},
     "sd3": {"J": "joint_blocks"},
     "flux": {"D": "double_blocks", "S": "single_blocks"},
+    "zimage": {"L": "layers", "NR": "noise_refiner", "CR": "context_refiner"},
+    "wan": {"B": "blocks"},
     "other": {},
 }
-_NUMBERED["wan"] = {"B": "blocks"}  # Wan 2.x transformer blocks: B00, B01, ...
 # A block weight multiplies the node's strengths (themselves -100..100): 0 turns a block off, 1
 # keeps it; beyond +-10 a block's change is far outside anything a LoRA was trained for.
 WEIGHT_RANGE = (-10.0, 10.0)
@@ -73,8 +75,8 @@ PRESETS = {
 
 
 # Shown when someone gives a number vector for an architecture without a vector convention.
-_NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "other": "'BASE:0.5'"}
-_NAMED_EXAMPLE["wan"] = "'B00-B19:1, B20-B39:0.5'"
+_NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "zimage": "'L00-L14:1, L15-L29:0.5'",
+                  "wan": "'B00-B19:1, B20-B39:0.5'", "other": "'BASE:0.5'"}
 
 
 def presets_for(arch: str) -> list:

@@ -17,8 +17,9 @@ Which spelling, per architecture:
 - "sdxl": `lora_unet_` + the ldm path (`lora_unet_input_blocks_4_1_proj_in`). This is what
   kohya's SDXL trainer writes (its SDXL UNet keeps the sgm module names) and what A1111
   expects for SDXL.
-- "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "other" (any model
-  ComfyUI loads): `lora_unet_` + the module path, which is kohya's naming for SD3 and Flux.
+- "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "zimage" (layers,
+  noise_refiner, context_refiner), "other" (any model ComfyUI loads): `lora_unet_` + the module
+  path, which is kohya's naming for SD3 and Flux.
 - "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
   what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
   spelling, beside the `diffusion_model.blocks.N...` one).
@@ -36,10 +37,14 @@ ARCHITECTURES = {
     "sd2": "Stable Diffusion 2.x (ldm UNet, OpenCLIP-H)",
     "sdxl": "SDXL (ldm UNet, CLIP-L + CLIP-G)",
     "sd3": "Stable Diffusion 3 / 3.5 (MMDiT joint_blocks)",
-    "flux": "Flux.1 and its derivatives (double_blocks, single_blocks)",
+    "flux": "Flux.1 dev and schnell, and derivatives such as Chroma (double_blocks, single_blocks)",
+    "zimage": "Z-Image (NextDiT layers, noise_refiner, context_refiner)",
     "wan": "Wan 2.1 / 2.2 text-to-video (blocks.N self_attn, cross_attn, ffn)",
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
+
+# What the trainer trains: every named architecture ("other" is for applying LoRAs only).
+TRAINABLE = tuple(arch for arch in ARCHITECTURES if arch != "other")
 
 # Architectures whose diffusion model is an ldm UNet with input/middle/output blocks.
 UNET_ARCHITECTURES = ("sd1", "sd2", "sdxl")
@@ -51,6 +56,7 @@ _TE_PREFIXES = {
     "sdxl": {"clip_l": "lora_te1", "clip_g": "lora_te2"},
     "sd3": {"clip_l": "lora_te1", "clip_g": "lora_te2", "t5xxl": "lora_te3"},
     "flux": {"clip_l": "lora_te1", "t5xxl": "lora_te3"},
+    "zimage": {},  # no kohya naming for its Qwen3 text encoder; LookDev trains none
     "wan": {},  # the UMT5 text encoder is not trained
     "other": {},
 }

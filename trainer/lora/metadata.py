@@ -27,9 +27,10 @@ _MODELSPEC_ARCH = {
     "sdxl": "stable-diffusion-xl-v1-base",
     "sd3": "stable-diffusion-3-medium",
     "flux": "flux-1-dev",
+    "zimage": "z-image",  # no published ModelSpec id; ours
+    "wan": "wan-2.1-t2v",  # modelspec has no Wan id; this follows its naming
     "other": "unknown",
 }
-_MODELSPEC_ARCH["wan"] = "wan-2.1-t2v"  # modelspec has no Wan id; this follows its naming
 # Where each architecture's module names come from (what the file's keys follow).
 _IMPLEMENTATION = {
     "sd1": "diffusers",
@@ -37,9 +38,10 @@ _IMPLEMENTATION = {
     "sdxl": "https://github.com/Stability-AI/generative-models",
     "sd3": "https://github.com/Stability-AI/sd3.5",
     "flux": "https://github.com/black-forest-labs/flux",
+    "zimage": "https://github.com/Tongyi-MAI/Z-Image",
+    "wan": "https://github.com/Wan-Video/Wan2.1",
     "other": "https://github.com/comfyanonymous/ComfyUI",
 }
-_IMPLEMENTATION["wan"] = "https://github.com/Wan-Video/Wan2.1"
 # kohya's ss_base_model_version values; sd3 is ours (kohya writes the MMDiT variant there).
 _KOHYA_VERSION = {"sdxl": "sdxl_base_v1-0", "sd3": "sd3", "flux": "flux1"}
 
@@ -85,10 +87,13 @@ class TrainingFacts:
     keep_tokens: int = _help("Leading caption tokens kept in place when shuffling.", default=0)
     shuffle_caption: bool = _help("Whether caption tags were shuffled.", default=False)
     v_prediction: bool = _help("True for v-prediction UNet models (SD2 768-v and similar).", default=False)
-    tag_frequency: dict = _help("{dataset folder: {tag: count}} over the captions.", default_factory=dict)
-    dataset_dirs: dict = _help("{dataset folder: {'n_repeats': int, 'img_count': int}}.", default_factory=dict)
+    tag_frequency: dict = _help("{dataset folder name: {tag: count}} over the captions; keyed by the folder's "
+                                "name as kohya writes it ('10_noir'), never a local path.", default_factory=dict)
+    dataset_dirs: dict = _help("{dataset folder name: {'n_repeats': int, 'img_count': int}}, keyed like "
+                               "tag_frequency.", default_factory=dict)
     training_comment: str = _help("Free text kept in ss_training_comment.", default="")
-    sd_model_name: str = _help("File name of the base model.", default="")
+    sd_model_name: str = _help("File name of the base model (no folders); empty when unknown, and then "
+                               "ss_sd_model_name is left out.", default="")
     sd_model_hash: str = _help("sha256 of the base model file (ss_new_sd_model_hash); empty to leave out.",
                                default="")
     title: str = _help("Human title; empty = output_name.", default="")
@@ -111,6 +116,13 @@ class TrainingFacts:
             raise ValueError(f"TrainingFacts.network_alpha must be positive, got {self.network_alpha}")
         if len(self.resolution) != 2 or min(self.resolution) < 1:
             raise ValueError(f"TrainingFacts.resolution must be (width, height), got {self.resolution!r}")
+        for what, folders in (("tag_frequency", self.tag_frequency), ("dataset_dirs", self.dataset_dirs)):
+            paths = [name for name in folders if not isinstance(name, str) or "/" in name or "\\" in name]
+            if paths:
+                raise ValueError(f"TrainingFacts.{what} is keyed by folder names, got the path {paths[0]!r}: "
+                                 "a shared LoRA must not carry local paths")
+        if "/" in self.sd_model_name or "\\" in self.sd_model_name:
+            raise ValueError(f"TrainingFacts.sd_model_name is a file name, got the path {self.sd_model_name!r}")
         if any(not isinstance(w, str) or not w.strip() for w in self.trigger_words):
             raise ValueError(f"TrainingFacts.trigger_words must be non-empty strings, got {self.trigger_words!r}")
 
@@ -164,7 +176,6 @@ def _kohya_fields(facts):
         "ss_gradient_accumulation_steps": facts.gradient_accumulation_steps,
         "ss_mixed_precision": facts.mixed_precision,
         "ss_training_comment": facts.training_comment,
-        "ss_sd_model_name": facts.sd_model_name,
     }
     out = {key: str(value) for key, value in fields.items()}  # kohya's format: "True", "None", "1e-05"
     out["ss_tag_frequency"] = _json("tag_frequency", facts.tag_frequency)
@@ -173,6 +184,8 @@ def _kohya_fields(facts):
         out["ss_network_args"] = _json("network_args", facts.network_args)
     if _base_model_version(facts):
         out["ss_base_model_version"] = _base_model_version(facts)
+    if facts.sd_model_name:  # unknown: left out, never "" (readers show an empty name as a model)
+        out["ss_sd_model_name"] = facts.sd_model_name
     if facts.sd_model_hash:
         out["ss_new_sd_model_hash"] = facts.sd_model_hash
     return out

@@ -53,7 +53,8 @@ class TrainConfig:
     rank: int = option(16, "Adapter rank: capacity and file size. 8-32 for a style.", min=1, max=1024)
     alpha: float = option(16.0, "Adapter alpha; the update is scaled by alpha / rank.", min=0.01, max=1024.0)
     adapter_dropout: float = option(0.0, "Dropout inside the adapters.")
-    targets: str = option("attention", "Which layers get adapters.", choices=tuple(TARGET_PRESETS))
+    targets: str = option("attention", "Which layers get adapters. " + " ".join(
+        f"'{name}': {text}" for name, text in TARGET_PRESETS.items()), choices=tuple(TARGET_PRESETS))
     save_every: int = option(0, "Save a resumable checkpoint and an intermediate LoRA every N steps (0 = only at the end).",
                              min=0, max=100000)
     validate_every: int = option(0, "Render the validation prompts every N steps (0 = only at the end, if prompts are given).",

@@ -3,8 +3,15 @@
 One table per algorithm. peft and the kohya family agree on the math for LoRA and LoHa
 (delta = up·down · alpha/rank, and (w1a·w1b)⊙(w2a·w2b) · alpha/rank). For LoKr, readers apply
 alpha/rank only when a factor is decomposed, so an undecomposed pair gets peft's scale folded
-into w2 and alpha = rank (scale 1 for every reader). DoRA's magnitude is written as
-`dora_scale` over the output axis, the peft / LyCORIS convention.
+into w2 and alpha = rank (scale 1 for every reader).
+
+DoRA's magnitude is written as `dora_scale` of shape (out, 1, ...), one norm per output row: the
+axis peft trains it on, so it cannot be re-oriented without retraining. Readers: ComfyUI (both
+orientations, told apart by shape), LyCORIS >= 2.2 (`wd_on_out`, its default) and Forge's
+ComfyUI-derived patcher read it right; A1111's built-in Lora extension normalises per input
+column (LyCORIS's older convention) and broadcasts an (out, 1) scale over it without an error,
+so DoRA files render wrongly there (plain LoRA, LoHa and LoKr are unaffected). kohya's
+networks.lora has no DoRA.
 """
 
 import torch

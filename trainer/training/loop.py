@@ -25,8 +25,9 @@ class Denoiser(Protocol):
     sigma_data: float
     device: torch.device
 
-    def sigmas(self, u: torch.Tensor) -> torch.Tensor:
-        """Noise levels for schedule fractions u in (0, 1)."""
+    def sigmas(self, u: torch.Tensor, latent_shape=None) -> torch.Tensor:
+        """Noise levels for schedule fractions u in (0, 1); `latent_shape`, when given, is the
+        batch's, for families whose training shifts the schedule by image size (Flux.1 dev)."""
 
     def noise_scaling(self, sigma, noise, x0) -> torch.Tensor:
         """The noisy latent at `sigma`."""
@@ -185,7 +186,7 @@ def _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_st
     gen = step_generator(config.seed, micro_step)
     u = sample_u(len(indices), gen).clamp(1e-3, 1.0 - 1e-3)
     noise = objective.sample_noise(tuple(x0.shape), gen, config.noise_offset).to(x0.device, x0.dtype)
-    sigma = denoiser.sigmas(u.to(x0.device))
+    sigma = denoiser.sigmas(u.to(x0.device), tuple(x0.shape))
     x_noisy = denoiser.noise_scaling(sigma, noise, x0)
     captions = [caption_for(examples[i], i, config.seed, micro_step, config.caption_dropout) for i in indices]
     # Adapter dropout draws from torch's global RNG: seed it per micro-step for resumability.

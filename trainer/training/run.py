@@ -21,7 +21,7 @@ from ..dataset.captions import drop_caption, plain_caption, shuffle_tags, split_
 from ..fileio import keep_aside, remove_stale_temps, write_image, write_json
 from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
-from ..lora.keys import kohya_names
+from ..lora.keys import ARCHITECTURES, TRAINABLE, kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
 from ..pixels import to_pil
 from ..status import duration, send_status
@@ -116,6 +116,18 @@ def _lora_metadata(path):
         return {}
 
 
+def check_trainable(model):
+    """LookDev's architecture name for the model; ValueError naming ComfyUI's name for it and the
+    supported ones when LookDev cannot train it. Called before anything is read or written."""
+    arch = bridge.architecture(model)
+    if arch not in TRAINABLE:
+        supported = "\n".join(f"- {ARCHITECTURES[name]}" for name in TRAINABLE)
+        raise ValueError(f"LookDev cannot train this model: ComfyUI loaded it as {bridge.model_class_name(model)}, "
+                         "an architecture LookDev does not handle (it has no target layers or LoRA names for it). "
+                         f"Nothing was written. LookDev trains:\n{supported}")
+    return arch
+
+
 # -- 1. prepare data --------------------------------------------------------------------------
 
 def prepare_latents(dataset, vae, cache_folder, on_progress=None):
@@ -188,13 +200,35 @@ def target_layers(model, arch, targets):
 
 # -- 4. save --------------------------------------------------------------------------------------
 
+IN_MEMORY_FOLDER = "images"  # ss_dataset_dirs key of images that came from no file (IMAGE inputs, unwritten frames)
+
+
+def dataset_folders(dataset):
+    """({folder name: {tag: count}}, {folder name: {"n_repeats", "img_count"}}): kohya's
+    ss_tag_frequency and ss_dataset_dirs, one entry per folder the images came from, keyed by
+    the folder's name ("10_noir", as kohya keys its subsets) and never by its path, which would
+    tell everyone the file is shared with where the user keeps their work."""
+    tags, dirs = {}, {}
+    for sample in dataset.samples:
+        folder = (sample.source.parent.name if sample.source is not None else "") or IN_MEMORY_FOLDER
+        entry = dirs.setdefault(folder, {"n_repeats": sample.repeats, "img_count": 0})
+        entry["n_repeats"] = max(entry["n_repeats"], sample.repeats)
+        entry["img_count"] += 1
+        counts = tags.setdefault(folder, {})
+        for tag in split_tags(plain_caption(sample.caption)):
+            counts[tag] = counts.get(tag, 0) + 1
+    return tags, dirs
+
+
 class LoraWriter:
     """Writes this run's checkpoints, intermediate LoRAs and final LoRA, each with metadata that
     describes exactly the weights in it."""
 
-    def __init__(self, config, paths, recipe, dataset, arch, base_weights, v_prediction):
+    def __init__(self, config, paths, recipe, dataset, arch, base_weights, v_prediction, base_model=None,
+                 modelspec_id=""):
         self.config, self.paths, self.recipe, self.dataset, self.arch = config, paths, recipe, dataset, arch
-        self.base_weights, self.v_prediction = base_weights, v_prediction
+        self.base_weights, self.v_prediction, self.base_model = base_weights, v_prediction, base_model
+        self.modelspec_id = modelspec_id
         self.started_at = time.time()
 
     def save_checkpoint(self, snapshot, intermediate=True):
@@ -236,10 +270,7 @@ class LoraWriter:
         config, dataset = self.config, self.dataset
         algo = config.algorithm
         widths = sorted(dataset.buckets(), key=lambda wh: -wh[0] * wh[1])
-        tags = {}
-        for caption in dataset.captions():
-            for tag in split_tags(plain_caption(caption)):
-                tags[tag] = tags.get(tag, 0) + 1
+        tags, dirs = dataset_folders(dataset)
         return TrainingFacts(
             arch=self.arch, output_name=config.name, lookdev_version=VERSION, network_dim=config.rank,
             network_alpha=config.alpha, steps=steps, max_train_steps=config.steps,
@@ -256,9 +287,8 @@ class LoraWriter:
             noise_offset=config.noise_offset or None, min_snr_gamma=config.min_snr_gamma or None,
             caption_dropout_rate=config.caption_dropout, keep_tokens=config.keep_tokens,
             shuffle_caption=config.shuffle_captions, v_prediction=self.v_prediction,
-            tag_frequency={dataset.source: tags},
-            dataset_dirs={dataset.source: {"n_repeats": max((s.repeats for s in dataset.samples), default=1),
-                                           "img_count": len(dataset)}},
+            modelspec_architecture=self.modelspec_id,
+            tag_frequency=tags, dataset_dirs=dirs, sd_model_name=self.base_model or "",
             trigger_words=[w for w in (config.trigger or dataset.trigger).split(",") if w.strip()],
             config=config.to_dict())
 
@@ -329,12 +359,14 @@ class _NodeHooks(TrainHooks):
 
 # -- the run ----------------------------------------------------------------------------------------
 
-def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None):
+def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None, base_model=None):
+    """Train, save and apply; `base_model`: the file name of the checkpoint MODEL came from, if
+    known (written as ss_sd_model_name)."""
     config = config.validate()
+    arch = check_trainable(model)
     if len(dataset) == 0:
         raise ValueError("the dataset has no images")
     config.trigger, trigger_line = pick_trigger(config.trigger, dataset.trigger, "the dataset")
-    arch = bridge.architecture(model)
     paths = RunPaths.for_name(config.name)
     recipe = state.recipe(config, dataset, arch)
     notes = [f"removed {path.name}, a partial file of an interrupted run" for path in paths.remove_stale_temps()]
@@ -364,7 +396,8 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         adapters.to_training(den.device)
         writer = LoraWriter(config, paths, recipe, dataset, arch,
                             base_weights={name: layer.weight for name, layer in layers.items()},
-                            v_prediction=den.kind == "v")
+                            v_prediction=den.kind == "v", base_model=base_model,
+                            modelspec_id=bridge.modelspec_id(model))
 
         def render(on_image=None):
             return render_validation(config, clip, vae, den.patcher, on_image)

@@ -11,6 +11,7 @@ UNets (SD1.x/2.x/SDXL), SD3's MMDiT and Flux.
   B-LoRA's SDXL block.
 - SD3 (MMDiT): image-stream (`x_block`) layers of the second half of the joint blocks.
 - Flux: the single-stream blocks, where community style LoRAs concentrate.
+- Z-Image: the second half of the main `layers` (after the refiners), as for SD3.
 - Wan 2.x: not defined (no published style/content split for video DiTs); see _WAN below.
 A heuristic outside SDXL: if a look does not take, train "attention + feed-forward".
 """
@@ -20,7 +21,10 @@ import re
 TARGET_PRESETS = {
     "attention": "Attention projections (q, k, v, out) only: small files, strong style transfer.",
     "attention + feed-forward": "Attention and feed-forward layers: more capacity for texture and brushwork.",
-    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file.",
+    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file. "
+                           "kohya's networks.lora does not resume it whole: its network_weights loading "
+                           "skips the conv_in, conv_out and time_embedding layers (and SDXL's "
+                           "add_embedding), which it never trains.",
     "style blocks": "Only the blocks that carry style (B-LoRA for SDXL; see docs per architecture): "
                     "learns the look while leaving composition and content alone.",
 }
@@ -87,6 +91,10 @@ def _style_paths(arch, linear_paths):
                 if p.startswith("joint_blocks.") and int(p.split(".")[1]) >= half and ".x_block." in p]
     if arch == "flux":
         return [p for p in linear_paths if p.startswith("single_blocks.")]
+    if arch == "zimage":  # heuristic, as for SD3: the second half of the main layers
+        depths = sorted({int(p.split(".")[1]) for p in linear_paths if p.startswith("layers.")})
+        half = depths[len(depths) // 2] if depths else 0
+        return [p for p in linear_paths if p.startswith("layers.") and int(p.split(".")[1]) >= half]
     raise ValueError(f"the 'style blocks' preset has no definition for architecture {arch!r}; "
                      "choose 'attention' or 'attention + feed-forward'")
 
