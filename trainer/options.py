@@ -8,12 +8,15 @@ LIMITS = ("min", "max", "step", "choices")
 REQUIRED = dataclasses.MISSING  # the default of an option the caller must give
 
 
-def option(default, help_text, **limits):
+def option(default, help_text, factory=None, **limits):
     """A dataclass field: default, help and any of min, max, step (a value must be a multiple of
-    an int step) and choices."""
+    an int step) and choices. `factory` (with default REQUIRED): makes each instance's own mutable
+    default, e.g. dict."""
     unknown = set(limits) - set(LIMITS)
     if unknown:
         raise TypeError(f"unknown option limits {sorted(unknown)}; use {list(LIMITS)}")
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help_text, **limits})
     return dataclasses.field(default=default, metadata={"help": help_text, **limits})
 
 
