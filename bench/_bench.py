@@ -235,6 +235,18 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
+def parser(doc, threads=True):
+    """A bench's argument parser: its docstring's first paragraph, --no-record and (unless the bench
+    sets threads its own way) --threads."""
+    import argparse
+
+    made = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if threads:
+        made.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    made.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    return made
+
+
 def publish(title, machine_line, body, record=True):
     """Print a bench's results and, when `record`, append them to bench/RESULTS.md."""
     print()

@@ -9,7 +9,6 @@ encoder sees detail, not flat colour. One minute of output = 12 shots of 5 s at 
     python bench/animatic_encode.py --sizes 1024x576 --seconds 30
 """
 
-import argparse
 import sys
 import tempfile
 import time
@@ -25,12 +24,11 @@ VARIANTS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__, threads=False)
     parser.add_argument("--sizes", default="640x360,1024x576,1920x1080", help="comma-separated WxH")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the animatic")
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--fps", default="24")
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 

@@ -11,7 +11,6 @@ weights, so encoding costs what it costs with a real checkpoint's VAE.
     python bench/dataset_cache.py --resolution 512     # SD1.5's training size (slower)
 """
 
-import argparse
 import shutil
 import sys
 import time
@@ -22,12 +21,10 @@ import _bench  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--resolution", type=int, default=256, help="training resolution (bucket area)")
     parser.add_argument("--rounds", type=int, default=3, help="first/second pairs, each from an empty cache")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 

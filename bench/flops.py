@@ -12,7 +12,6 @@ pass computes no weight gradients, so the counted step is nearer 2 x forward.
     python bench/flops.py --widths 320 --resolution 256 --dtype bf16
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import _bench  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--widths", default="64,160,320", help="UNet model_channels, comma-separated")
     parser.add_argument("--resolution", type=int, default=128, help="bucket side in pixels (latent = /8)")
     parser.add_argument("--batch", type=int, default=1)
@@ -30,8 +29,6 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="first steps not timed")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="training compute dtype")
     parser.add_argument("--targets", default="attention", help="LookDev target preset (node default: attention)")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 

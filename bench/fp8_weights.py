@@ -10,7 +10,6 @@ the peak memory of the training steps above the loaded model, their sum, and the
     python bench/fp8_weights.py [--hidden 512] [--depth 4] [--single 8] [--steps 6]
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,14 +20,12 @@ TRIGGER = "lkdv noir"
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--hidden", type=int, default=512, help="Flux hidden size (a multiple of 128)")
     parser.add_argument("--depth", type=int, default=4, help="double-stream blocks")
     parser.add_argument("--single", type=int, default=8, help="single-stream blocks")
     parser.add_argument("--steps", type=int, default=6, help="training steps per run")
     parser.add_argument("--resolution", type=int, default=128, help="training images' size in pixels")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 

@@ -15,7 +15,6 @@ accuracy on a synthetic set, all on clips this script encodes with PyAV.
     python bench/reel_analysis.py --reels 40 --hd-frames 240
 """
 
-import argparse
 import sys
 import tempfile
 import time
@@ -26,13 +25,12 @@ import _bench  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__, threads=False)
     parser.add_argument("--hd-frames", type=int, default=144, help="frames of the 1080p clip (24 fps)")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each speed measurement")
     parser.add_argument("--long-minutes", type=float, nargs=2, default=(8.0, 24.0),
                         help="lengths of the two memory clips, minutes at 24 fps")
     parser.add_argument("--reels", type=int, default=24, help="synthetic reels for the accuracy table")
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 

@@ -23,7 +23,6 @@ Modes (see MODES): each side at its defaults, and equal settings on equal layers
         --modes equal-native,equal-fp32            # 107M params at 32x32 latents, ~7 minutes
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -77,7 +76,7 @@ MODES = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--width", type=int, default=64, help="UNet model_channels (64 = the tiny test model)")
     parser.add_argument("--resolution", type=int, default=128, help="image side in pixels (latent = /8)")
     parser.add_argument("--images", type=int, default=8, help="training images")
@@ -86,9 +85,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=4, help="first steps left out of the step time")
     parser.add_argument("--rounds", type=int, default=3, help="native/LookDev pairs per mode")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {list(MODES)}")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modes.split(",") if m not in MODES]
     if unknown:

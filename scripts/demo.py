@@ -29,6 +29,7 @@ from _pack import alias_pack
 alias_pack()
 from lookdev.trainer.render.comfy_http import rejection_reasons  # noqa: E402  (after the alias)
 from lookdev.trainer.render.shots import parse_shot_text  # noqa: E402
+from lookdev.trainer.status import duration  # noqa: E402  (as the nodes write times)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
@@ -92,15 +93,6 @@ def estimate_phases(prompt, step_seconds):
             "validation renders": rounds * len(prompts) * train.get("validation_steps", 20)
             * sampling_step(train.get("validation_size", 512)),
             "storyboard": shot_count * render["steps"] * sampling_step(render["base_resolution"])}
-
-
-def duration(seconds):
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def estimate_line(prompt, step_seconds, quick):

@@ -239,7 +239,7 @@ def test_the_estimate_scales_one_measured_step_to_the_whole_workflow():
     assert phases["validation renders"] == pytest.approx(4 * 3 * 20 * 11.0 * demo.SAMPLING_VS_TRAINING_STEP)
     assert phases["storyboard"] == pytest.approx(6 * 25 * 11.0 * demo.SAMPLING_VS_TRAINING_STEP)
     line = demo.estimate_line(workflow, 11.0, quick=False)
-    assert line.startswith("first training step: 11.0 s; estimated whole run: about 3 h ")
+    assert line.startswith("first training step: 11.0 s; estimated whole run: about 3h ")
     assert "--quick" in line
     quick = demo.build_prompt(workflow, "tiny.safetensors", "/refs", demo.quick_settings(40))
     assert "--quick" not in demo.estimate_line(quick, 0.2, quick=True)
@@ -258,4 +258,4 @@ def test_storyboard_progress_has_an_eta():
                                                     "steps": 2}, progress)
     lines = out.getvalue().splitlines()
     assert lines[0] == "rendering shot 1/3 (SH010 wide): step 1/2"  # no pace yet
-    assert lines[-1] == "rendering shot 2/3 (SH010 wide): step 1/2  (eta 4 min 30 s)"  # 90 s a step, 3 steps left
+    assert lines[-1] == "rendering shot 2/3 (SH010 wide): step 1/2  (eta 4m 30s)"  # 90 s a step, 3 steps left

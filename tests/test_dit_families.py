@@ -10,9 +10,9 @@ import time
 import pytest
 import safetensors
 import torch
-from PIL import Image, ImageDraw
 
 from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
+from test_train_node import _eval_loss, _scene
 
 FLUX = ("flux_dev", "flux_schnell", "chroma")
 FAMILY = (*FLUX, "zimage")
@@ -41,22 +41,13 @@ TRIGGER = "lkdv noir"
 CAPTION = "a figure in an alley"
 
 
-def _scene(index, size=128):
-    img = Image.new("RGB", (size, size), (12, 12, 16))
-    draw = ImageDraw.Draw(img)
-    x = 10 + (index * 23) % (size - 40)
-    draw.rectangle([x, 20, x + 28, size - 10], fill=(230, 225, 210))
-    draw.polygon([(0, size), (size, size // 2), (size, size)], fill=(40, 40, 48))
-    return img
-
-
 @pytest.fixture(scope="module")
 def dataset_dir(comfy):
     folder = comfy.input_dir / "flux_noir"
     if not folder.exists():
         folder.mkdir(parents=True)
         for i in range(3):
-            _scene(i).save(folder / f"alley_{i}.png")
+            _scene(i, 128).save(folder / f"alley_{i}.png")
             (folder / f"alley_{i}.txt").write_text(f"{CAPTION}, rain, lamp {i}")
     return "flux_noir"
 
@@ -77,19 +68,6 @@ def train_prompt(arch, name, **settings):
         "5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 2], "label": f"{name}_path"}},
         "6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": f"{name}_data"}},
     }
-
-
-def _eval_loss(model, clip, vae, samples):
-    from lookdev.trainer import comfy_bridge as bridge
-    from lookdev.trainer.training.data import Example
-    from lookdev.trainer.training.loop import evaluation_loss
-
-    with torch.inference_mode():
-        latents = [bridge.encode_images(vae, s.image[None]) for s in samples]
-    with bridge.training_session(model, clip, torch.float32) as den:
-        examples = [Example(latent=den.to_model_space(l.clone())[0], captions=(s.caption,), dropped_caption="")
-                    for l, s in zip(latents, samples)]
-        return evaluation_loss(den, examples)
 
 
 # Per-family training settings over train_prompt's; Z-Image's schedule (shift 3) puts most

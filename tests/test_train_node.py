@@ -196,7 +196,7 @@ def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
     assert not torch.equal(comfy.captured["from_file"], comfy.captured["base_before"])
 
 
-def _eval_loss(comfy, model, clip, vae, dataset_samples):
+def _eval_loss(model, clip, vae, dataset_samples):
     from lookdev.trainer import comfy_bridge as bridge
     from lookdev.trainer.training.data import Example
     from lookdev.trainer.training.loop import evaluation_loss
@@ -219,8 +219,8 @@ def test_evaluation_loss_falls(comfy, dataset_dir, arch):
     comfy.run(prompt)
     base = comfy.tiny_bundle(arch)
     samples = comfy.captured[f"{name}_data"].samples
-    before = _eval_loss(comfy, base.model, base.clip, base.vae, samples)
-    after = _eval_loss(comfy, comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
+    before = _eval_loss(base.model, base.clip, base.vae, samples)
+    after = _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
     assert after < 0.85 * before, (before, after)
 
 

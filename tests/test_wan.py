@@ -75,8 +75,8 @@ def test_wan_targets(comfy):
 def test_wan_training_lowers_eval_loss(comfy, wan_run):
     base = comfy.tiny_bundle("wan21")
     samples = comfy.captured["noir_wan_data"].samples
-    before = _eval_loss(comfy, base.model, base.clip, base.vae, samples)
-    after = _eval_loss(comfy, comfy.captured["noir_wan_model"], base.clip, base.vae, samples)
+    before = _eval_loss(base.model, base.clip, base.vae, samples)
+    after = _eval_loss(comfy.captured["noir_wan_model"], base.clip, base.vae, samples)
     done = wan_run.events_named("lookdev.train.progress")[-1]
     print(f"wan fixture: eval loss {before:.4f} -> {after:.4f} ({1 - after / before:.0%} lower), "
           f"{done['step'] / done['elapsed_s']:.2f} steps/s")
