@@ -401,3 +401,73 @@ def test_shipped_workflow_loads_as_saved_and_queues_as_its_api_twin(app_page, pa
     assert sorted(state["links"]) == sorted([link[1], link[2], link[3], link[5]] for link in workflow["links"])
     assert state["output"] == json.loads((path.parent / "api" / path.name).read_text())
     assert log.from_lookdev() == []
+
+
+MODE_STATE = f"""() => {{
+  const app = {APP};
+  const state = {{}};
+  for (const node of app.graph.nodes) {{
+    for (const name of ["width", "height", "base_resolution", "custom_resolution", "aspect", "resolution"]) {{
+      const widget = node.widgets?.find((w) => w.name === name);
+      if (widget) state[`${{node.type}}.${{name}}`] = node.isWidgetVisible(widget);
+    }}
+    if (node.type === "LookDevStoryboardRender") state.renderFits = node.size[1] >= node.computeSize()[1];
+  }}
+  return state;
+}}"""
+
+# What the frontend does when the user picks a value: set it and call the widget's callback.
+PICK = f"""([type, name, value]) => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === type);
+  const widget = node.widgets.find((w) => w.name === name);
+  widget.value = value;
+  widget.callback?.(value, {APP}.canvas, node);
+}}"""
+
+
+def test_inputs_unused_in_the_current_mode_are_hidden_but_still_queued(app_page, server, tiny_checkpoint):
+    """Storyboard Render's width/height show only for aspect "custom", Load Dataset's
+    custom_resolution only for resolution "custom"; hidden widgets still reach the prompt, and a
+    prompt queued from the page with them hidden validates and runs."""
+    page, log = app_page
+    load_workflow(page, json.loads(WORKFLOW.read_text()))
+    shown = page.evaluate(MODE_STATE)
+    assert shown["LookDevStoryboardRender.width"] is False and shown["LookDevStoryboardRender.height"] is False
+    assert shown["LookDevStoryboardRender.aspect"] and shown["LookDevStoryboardRender.base_resolution"]
+    assert shown["LookDevLoadDataset.custom_resolution"] is False and shown["LookDevLoadDataset.resolution"]
+
+    page.evaluate(PICK, ["LookDevStoryboardRender", "aspect", "custom"])
+    page.evaluate(PICK, ["LookDevLoadDataset", "resolution", "custom"])
+    custom = page.evaluate(MODE_STATE)
+    assert custom["LookDevStoryboardRender.width"] and custom["LookDevStoryboardRender.height"]
+    assert custom["LookDevLoadDataset.custom_resolution"]
+    assert custom["renderFits"]  # the node is tall enough for them
+
+    workflow = json.loads((ROOT / "workflows" / "storyboard_in_style.json").read_text())
+    load_workflow(page, workflow)
+    tiny = {"CheckpointLoaderSimple": {"ckpt_name": tiny_checkpoint},
+            "LookDevLoRAStack": {"on_1": False, "lora_1": "None"},
+            "LookDevShotList": {"shots": "M010 | a pier at night | 1"},
+            "LookDevStoryboardRender": {"steps": 2, "base_resolution": 64, "width": 80, "height": 64,
+                                        "folder": "web_ui_modes"},
+            "LookDevContactSheet": {"folder": "web_ui_modes", "pdf": False, "cell_width": 64}}
+    assert page.evaluate(APPLY_OVERRIDES, tiny)["missing"] == []
+    page.evaluate(PICK, ["LookDevStoryboardRender", "aspect", "1:1"])
+    assert page.evaluate(MODE_STATE)["LookDevStoryboardRender.width"] is False
+    output = page.evaluate(GRAPH_STATE)["output"]
+    render = next(node for node in output.values() if node["class_type"] == "LookDevStoryboardRender")
+    assert (render["inputs"]["width"], render["inputs"]["height"]) == (80, 64)
+
+    # Queued as the Run button does (graphToPrompt, then /prompt); the server's refusal names the input.
+    queued = page.evaluate(f"""async () => {{
+      const {{ output, workflow }} = await {APP}.graphToPrompt();
+      try {{ return await window.comfyAPI.api.api.queuePrompt(0, {{ output, workflow }}); }}
+      catch (error) {{ return {{ refused: JSON.stringify(error.response ?? String(error)) }}; }}
+    }}""")
+    assert "prompt_id" in queued, queued
+    entry = server.wait(queued["prompt_id"], timeout=RUN_TIMEOUT_S)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    frames = [image["filename"] for node in entry["outputs"].values() for image in node.get("images", [])
+              if image.get("subfolder") == "web_ui_modes"]
+    assert "M010.png" in frames
+    assert log.from_lookdev() == []
