@@ -14,6 +14,18 @@ function linked(node, name) {
   return !!node.inputs?.find((input) => input.widget?.name === name && input.link != null);
 }
 
+// The frontend still lays out hidden widgets (1.32 leaves a blank row): a hidden one takes no height.
+function collapse(widget, hidden) {
+  if (hidden) {
+    widget.lookdevComputeSize = Object.hasOwn(widget, "computeSize") ? widget.computeSize : null;
+    widget.computeSize = () => [0, -4];
+  } else if (widget.lookdevComputeSize !== undefined) {
+    if (widget.lookdevComputeSize) widget.computeSize = widget.lookdevComputeSize;
+    else delete widget.computeSize;
+    delete widget.lookdevComputeSize;
+  }
+}
+
 // Grows the node when inputs appear; never shrinks it (its size may be the user's layout).
 function applyModes(node) {
   const rules = MODE_INPUTS[node.comfyClass];
@@ -30,6 +42,7 @@ function applyModes(node) {
       const flag = canHide ? "hidden" : "disabled";
       if (!!widget[flag] !== unused) {
         widget[flag] = unused;
+        if (canHide) collapse(widget, unused);
         changed = true;
       }
     }
