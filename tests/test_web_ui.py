@@ -411,6 +411,10 @@ MODE_STATE = f"""() => {{
       const widget = node.widgets?.find((w) => w.name === name);
       if (widget) state[`${{node.type}}.${{name}}`] = node.isWidgetVisible(widget);
     }}
+    if (node.type === "LookDevLoadDataset") {{
+      const y = (name) => node.widgets.find((w) => w.name === name).y;
+      state.datasetRowGap = y("no_upscale") - y("resolution");  // one row, or two with custom_resolution
+    }}
     if (node.type === "LookDevStoryboardRender") state.renderFits = node.size[1] >= node.computeSize()[1];
   }}
   return state;
@@ -431,16 +435,19 @@ def test_inputs_unused_in_the_current_mode_are_hidden_but_still_queued(app_page,
     prompt queued from the page with them hidden validates and runs."""
     page, log = app_page
     load_workflow(page, json.loads(WORKFLOW.read_text()))
+    page.wait_for_timeout(500)
     shown = page.evaluate(MODE_STATE)
     assert shown["LookDevStoryboardRender.width"] is False and shown["LookDevStoryboardRender.height"] is False
     assert shown["LookDevStoryboardRender.aspect"] and shown["LookDevStoryboardRender.base_resolution"]
     assert shown["LookDevLoadDataset.custom_resolution"] is False and shown["LookDevLoadDataset.resolution"]
+    assert shown["datasetRowGap"] < 40, shown  # no blank row where the hidden input was
 
     page.evaluate(PICK, ["LookDevStoryboardRender", "aspect", "custom"])
     page.evaluate(PICK, ["LookDevLoadDataset", "resolution", "custom"])
+    page.wait_for_timeout(500)  # a frame lays the widgets out
     custom = page.evaluate(MODE_STATE)
     assert custom["LookDevStoryboardRender.width"] and custom["LookDevStoryboardRender.height"]
-    assert custom["LookDevLoadDataset.custom_resolution"]
+    assert custom["LookDevLoadDataset.custom_resolution"] and custom["datasetRowGap"] > 40, custom
     assert custom["renderFits"]  # the node is tall enough for them
 
     workflow = json.loads((ROOT / "workflows" / "storyboard_in_style.json").read_text())
@@ -470,4 +477,76 @@ def test_inputs_unused_in_the_current_mode_are_hidden_but_still_queued(app_page,
     frames = [image["filename"] for node in entry["outputs"].values() for image in node.get("images", [])
               if image.get("subfolder") == "web_ui_modes"]
     assert "M010.png" in frames
+    assert log.from_lookdev() == []
+
+
+OPENING_VIEW = f"""() => {{
+  const app = {APP};
+  const {{ scale, offset }} = app.canvas.ds;
+  const rect = app.canvas.canvas.getBoundingClientRect();
+  const toScreen = ([x, y]) => [rect.left + (x + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+  const onCanvas = ([x, y]) => x >= 0 && y >= 0 && x < innerWidth && y < innerHeight
+    && document.elementFromPoint(x, y) === app.canvas.canvas;
+  const group = app.graph.groups[0];
+  const [gx, gy] = group.pos;
+  const note = app.graph.nodes.filter((n) => n.type === "Note").sort((a, b) => a.pos[1] - b.pos[1])[0];
+  return {{
+    scale, group: group.title,
+    // Where the group's title text starts and ends, and the read-me note's title bar.
+    groupTitleShown: [toScreen([gx + 10, gy + 15]), toScreen([gx + 180, gy + 15])].every(onCanvas),
+    noteTitleShown: [toScreen([note.pos[0] + 10, note.pos[1] - 15]), toScreen([note.pos[0] + 300, note.pos[1] - 15])]
+      .every(onCanvas),
+  }};
+}}"""
+
+
+@pytest.fixture(scope="module")
+def laptop_page(browser, server):
+    """The frontend in a 1280x800 window, as on a laptop."""
+    server.post("/settings/Comfy.TutorialCompleted", True).raise_for_status()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    log = PageLog(page)
+    open_app(page, server)
+    yield page, log
+    page.close()
+
+
+def open_template_browser(page):
+    """The path the README names: the ComfyUI logo menu (top left) › Browse Templates › LookDev."""
+    page.locator(".comfy-menu-button-wrapper").first.click()
+    page.get_by_role("menuitem", name="Browse Templates").click()
+    page.get_by_text("LookDev", exact=True).first.click()
+    page.locator("[data-testid^='template-workflow-']").first.wait_for(timeout=30_000)
+
+
+CARDS = """() => [...document.querySelectorAll("[data-testid^='template-workflow-']")].map((card) => ({
+  name: card.dataset.testid.replace("template-workflow-", ""),
+  text: card.innerText.split("\\n").map((line) => line.trim()).filter(Boolean),
+  thumbnails: [...card.querySelectorAll("img")].filter((img) => img.complete && img.naturalWidth > 0)
+    .map((img) => [img.naturalWidth, img.naturalHeight]),
+}))"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
+def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
+    """Opened from the template browser in a 1280x800 window: text at 85 % (not the 60 % at which
+    it is unreadable), the read-me note's and the first group's titles on the canvas, not under the
+    tab bar or the floating toolbars. The card shows the thumbnail; frontend 1.32 titles a custom
+    node's template with its file name and describes it with the name spelled out (README)."""
+    page, log = laptop_page
+    open_template_browser(page)
+    page.wait_for_function(f"""() => {{ const card = document.querySelector("[data-testid='template-workflow-{path.stem}']");
+      return card && [...card.querySelectorAll("img")].some((img) => img.complete && img.naturalWidth > 0); }}""",
+                           timeout=30_000)
+    card = next(card for card in page.evaluate(CARDS) if card["name"] == path.stem)
+    assert [640, 400] in card["thumbnails"], card  # workflows/<name>.jpg, not the placeholder
+    assert card["text"][:2] == [path.stem, path.stem.replace("_", " ")], card
+    page.locator(f"[data-testid='template-workflow-{path.stem}']").click()
+    page.wait_for_function(f"() => {APP}.graph.groups?.[0]?.title === {json.dumps(json.loads(path.read_text())['groups'][0]['title'])}",
+                           timeout=30_000)
+    page.wait_for_timeout(500)
+    view = page.evaluate(OPENING_VIEW)
+    page.screenshot(path=str(ARTIFACTS / f"web_ui_opening_{path.stem}.png"))
+    assert view["scale"] == pytest.approx(0.85), view
+    assert view["groupTitleShown"] and view["noteTitleShown"], view
     assert log.from_lookdev() == []
