@@ -3,6 +3,10 @@ driven by Playwright) opens a ComfyUI server with the pack, loads the shipped wo
 workflows/train_and_storyboard.json, queues it from the page and watches the trainer node's loss
 chart and validation previews fill in, then the contact sheet appear on its node.
 
+Other tests hide and show inputs unused in the current mode and queue a prompt with them hidden,
+and open every template from the template browser in a 1280x800 window to check its card and the
+view it opens at.
+
 The workflow's widgets are set by node type and widget name after loading (see overrides), so the
 shipped filmmaker settings run tiny and fast on a CPU. Screenshots are kept in tests/artifacts/
 for a human look.
@@ -546,6 +550,7 @@ def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
                            timeout=30_000)
     page.wait_for_timeout(500)
     view = page.evaluate(OPENING_VIEW)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"web_ui_opening_{path.stem}.png"))
     assert view["scale"] == pytest.approx(0.85), view
     assert view["groupTitleShown"] and view["noteTitleShown"], view
