@@ -242,7 +242,7 @@ NOTE_ANIMATIC = """ANIMATIC
 
 def train_style_lora():
     nodes = training_nodes(40, 300)
-    notes = [Note(10, (40, -20), (820, 280), NOTE_TRAIN_OVERVIEW),
+    notes = [Note(10, (40, -20), (820, 220), NOTE_TRAIN_OVERVIEW),
              Note(11, (40, 1060), (380, 400), NOTE_DATASET),
              Note(12, (480, 1060), (400, 400), NOTE_CAPTIONS),
              Note(13, (1460, 720), (420, 520), NOTE_TRAINING)]
@@ -260,7 +260,7 @@ def storyboard_in_style():
     nodes = [checkpoint(1, (40, 300)), stack, apply,
              *storyboard_nodes(880, 300, model=(3, "model"), clip=(3, "clip"), vae=(1, "VAE"), first_id=4,
                                lora_stack=(2, "lora_stack"), trigger_link=(3, "trigger_words"))]
-    notes = [Note(10, (40, -40), (780, 300), NOTE_STORYBOARD_OVERVIEW),
+    notes = [Note(10, (40, -40), (780, 240), NOTE_STORYBOARD_OVERVIEW),
              Note(11, (880, 760), (520, 340), NOTE_SHOTS),
              Note(12, (1460, 1060), (440, 260), NOTE_RENDER)]
     groups = [Group("1 - Model and LoRAs", (1, 2, 3)), Group("2 - Shots", (4,)),
@@ -273,7 +273,7 @@ def train_and_storyboard():
              *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6,
                                lora=(4, "lora")),
              animatic(9, (2080, 2000), render=7, shots=6)]
-    notes = [Note(10, (40, -20), (820, 300), NOTE_BOTH_OVERVIEW),
+    notes = [Note(10, (40, -20), (820, 240), NOTE_BOTH_OVERVIEW),
              Note(11, (40, 1100), (380, 400), NOTE_DATASET),
              Note(12, (480, 1100), (400, 400), NOTE_CAPTIONS),
              Note(13, (1460, 760), (420, 520), NOTE_TRAINING),
@@ -300,7 +300,7 @@ def storyboard_to_animatic():
         {"model": (3, "model"), "clip": (3, "clip"), "vae": (1, "VAE"), "shots": (4, "shots"),
          "lora_stack": (2, "lora_stack")})
     nodes = [checkpoint(1, (40, 300)), stack, apply, shots, render, animatic(6, (1960, 300), render=5, shots=4)]
-    notes = [Note(10, (40, -40), (780, 300), NOTE_ANIMATIC_OVERVIEW),
+    notes = [Note(10, (40, -40), (780, 240), NOTE_ANIMATIC_OVERVIEW),
              Note(11, (880, 760), (520, 400), NOTE_SHOTS),
              Note(12, (1960, 960), (440, 400), NOTE_ANIMATIC)]
     groups = [Group("1 - Model and LoRAs", (1, 2, 3)), Group("2 - Timed shots", (4,)),
@@ -359,7 +359,7 @@ def train_style_from_reel():
                 "{trigger}, wide shot of a harbour with boats")},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
     ]
-    notes = [Note(10, (40, -20), (820, 280), NOTE_REEL_OVERVIEW),
+    notes = [Note(10, (40, -20), (820, 220), NOTE_REEL_OVERVIEW),
              Note(11, (40, 1140), (380, 520), NOTE_REEL),
              Note(12, (480, 1140), (400, 400), NOTE_CAPTIONS.replace(TRIGGER, REEL_TRIGGER)),
              Note(13, (1460, 720), (420, 420), NOTE_REEL_TRAINING)]
@@ -486,8 +486,27 @@ def build(name, object_info):
     ui = {"last_node_id": max(n.id for n in [*nodes, *notes]), "last_link_id": len(links),
           "nodes": ui_nodes + note_nodes, "links": links,
           "groups": [group_json(group, by_id) for group in groups],
-          "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [60, 80]}}, "version": 0.4}
+          "config": {}, "extra": {}, "version": 0.4}
+    ui["extra"] = {"ds": opening_view(ui)}
     return ui, api
+
+
+# The view a workflow opens at (its extra.ds): readable text, the top-left of the graph (the
+# read-me note and the first group's title) clear of the frontend's tab bar and floating toolbars,
+# which cover about the top 130 px and the left 60 px of a 1280x800 window (frontend 1.32).
+OPENING_SCALE = 0.85
+OPENING_SCREEN_CORNER = (80, 150)
+NODE_TITLE_HEIGHT = 30
+
+
+def opening_view(ui):
+    """{"scale", "offset"} that puts the graph's top-left corner at OPENING_SCREEN_CORNER."""
+    lefts = [node["pos"][0] for node in ui["nodes"]] + [group["bounding"][0] for group in ui["groups"]]
+    tops = ([node["pos"][1] - NODE_TITLE_HEIGHT for node in ui["nodes"]]
+            + [group["bounding"][1] for group in ui["groups"]])
+    x, y = OPENING_SCREEN_CORNER
+    return {"scale": OPENING_SCALE,
+            "offset": [round(x / OPENING_SCALE - min(lefts), 1), round(y / OPENING_SCALE - min(tops), 1)]}
 
 
 def execution_order(nodes):

@@ -63,3 +63,24 @@ def test_library_sends_every_event_through_the_events_module():
 def test_server_lists_each_script_once(server):
     scripts = [url for url in server.get("/extensions").json() if url.endswith(tuple(p.name for p in WEB.glob("*.js")))]
     assert sorted(scripts) == sorted(f"/extensions/LookDev/{p.name}" for p in WEB.glob("*.js"))
+
+
+def js_mode_inputs():
+    """MODE_INPUTS of lookdev_names.js as [(node id, mode input, mode value, [inputs])]."""
+    text = (WEB / "lookdev_names.js").read_text()
+    block = re.search(r"MODE_INPUTS = \{(.*?)\n\};", text, re.S).group(1)
+    rules = []
+    for node_id, body in re.findall(r'"(\w+)": \[(.*)\],', block):
+        for mode, value, names in re.findall(r'\["(\w+)", "([^"]+)", \[([^\]]*)\]\]', body):
+            rules.append((node_id, mode, value, re.findall(r'"(\w+)"', names)))
+    return rules
+
+
+def test_mode_inputs_name_real_inputs_and_choices(comfy):
+    rules = js_mode_inputs()
+    assert {rule[0] for rule in rules} == {"LookDevStoryboardRender", "LookDevLoadDataset",
+                                           "LookDevDatasetFromImages", "LookDevDatasetFromVideo"}
+    for node_id, mode, value, names in rules:
+        required = comfy.nodes.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]
+        assert value in required[mode][0], (node_id, mode, value)
+        assert names and all(name in required for name in names), (node_id, names)

@@ -293,3 +293,22 @@ def test_every_template_has_a_thumbnail(server):
         assert response.status_code == 200, name
         with Image.open(BytesIO(response.content)) as image:
             assert image.format == "JPEG" and image.size == (640, 400)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_graph_opens_readable_with_no_node_over_a_group_title(name):
+    """extra.ds is the view the editor opens at: readable zoom, the graph's top-left corner below
+    the frontend's tab bar and toolbars (about 130 px in a 1280x800 window) and right of its
+    sidebar; no node covers a group's title (the browser test checks the same on screen)."""
+    workflow = ui_workflow(name)
+    scale, (dx, dy) = workflow["extra"]["ds"]["scale"], workflow["extra"]["ds"]["offset"]
+    assert scale >= 0.8
+    left = min([n["pos"][0] for n in workflow["nodes"]] + [g["bounding"][0] for g in workflow["groups"]])
+    top = min([n["pos"][1] - 30 for n in workflow["nodes"]] + [g["bounding"][1] for g in workflow["groups"]])
+    assert 70 <= (left + dx) * scale <= 200 and 140 <= (top + dy) * scale <= 260
+    for group in workflow["groups"]:
+        gx, gy, gw, _ = group["bounding"]
+        for node in workflow["nodes"]:
+            (x, y), (w, h) = node["pos"], node["size"]
+            overlaps = x < gx + gw and gx < x + w and y - 30 < gy + 40 and gy < y + h
+            assert not overlaps, f"node {node['id']} ({node['type']}) covers the title of group {group['title']!r}"

@@ -7,6 +7,15 @@ export const NODE_IDS = {
   train: "LookDevTrainStyleLoRA",
 };
 
+// Inputs used only in one mode of another input: {node id: [[mode input, mode value, inputs]]}.
+// The web extension hides them in the other modes; their values are still saved and queued.
+export const MODE_INPUTS = {
+  "LookDevStoryboardRender": [["aspect", "custom", ["width", "height"]]],
+  "LookDevLoadDataset": [["resolution", "custom", ["custom_resolution"]]],
+  "LookDevDatasetFromImages": [["resolution", "custom", ["custom_resolution"]]],
+  "LookDevDatasetFromVideo": [["resolution", "custom", ["custom_resolution"]]],
+};
+
 export const EVENTS = {
   trainProgress: "lookdev.train.progress",
   trainPreview: "lookdev.train.preview",
