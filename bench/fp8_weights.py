@@ -16,8 +16,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _bench  # noqa: E402
 
-TRIGGER = "lkdv noir"
-
 
 def parse_args(argv=None):
     parser = _bench.parser(__doc__)
@@ -45,15 +43,9 @@ def build_model(args, weight_dtype, seed=0):
 
 
 def dataset(args):
-    import numpy as np
-    import torch
-    from lookdev.trainer.dataset.dataset import DatasetConfig, dataset_from_images
-    from train_vs_native import scene
+    from train_vs_native import scene_dataset
 
-    images = torch.stack([torch.from_numpy(np.asarray(scene(i, args.resolution), dtype=np.float32) / 255.0)
-                          for i in range(4)])
-    captions = [f"a figure in an alley, rain, lamp {i}" for i in range(4)]
-    return dataset_from_images(images, captions, DatasetConfig(resolution=args.resolution, trigger=TRIGGER))
+    return scene_dataset(4, args.resolution)
 
 
 def run(host, args, label, model):
@@ -70,7 +62,7 @@ def run(host, args, label, model):
             "model": ["m", 0], "clip": ["p", 0], "vae": ["v", 0], "dataset": ["d", 0], "name": f"fp8_bench_{label}",
             "steps": args.steps, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0, "batch_size": 1,
             "targets": "attention", "seed": 0, "resume": False, "save_dtype": "bf16"}},
-        "k": {"class_type": "LookDevBench_Capture", "inputs": {"value": ["t", 2], "label": "path"}},
+        "k": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["t", 2], "label": "path"}},
     }
     comfy.model_management.unload_all_models()
     host.step_times.clear()

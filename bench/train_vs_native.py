@@ -110,14 +110,23 @@ def scene(index, size):
     return img
 
 
-def build_setup(host, args):
+def scene_dataset(count, resolution):
+    """A LookDev dataset of `count` scenes, captioned as a style set would be."""
     import numpy as np
     import torch
+    from lookdev.trainer.dataset.dataset import DatasetConfig, dataset_from_images
+
+    images = torch.stack([torch.from_numpy(np.asarray(scene(i, resolution), dtype=np.float32) / 255.0)
+                          for i in range(count)])
+    captions = [f"a figure in an alley, rain, lamp {i}" for i in range(count)]
+    return dataset_from_images(images, captions, DatasetConfig(resolution=resolution, trigger=TRIGGER))
+
+
+def build_setup(host, args):
     import tiny_models
     from lookdev.trainer import comfy_bridge as bridge
     from lookdev.trainer.dataset.cache import LatentCache
     from lookdev.trainer.dataset.captions import plain_caption
-    from lookdev.trainer.dataset.dataset import DatasetConfig, dataset_from_images
     from lookdev.trainer.training.data import Example
     from lookdev.trainer.training.run import RunPaths
 
@@ -125,10 +134,7 @@ def build_setup(host, args):
     model = tiny_models.build_model("sd15", args.seed, unet_config=unet)
     clip = tiny_models.build_clip("sd15", args.seed)
     vae = tiny_models.build_vae("sd15", args.seed)
-    images = torch.stack([torch.from_numpy(np.asarray(scene(i, args.resolution), dtype=np.float32) / 255.0)
-                          for i in range(args.images)])
-    captions = [f"a figure in an alley, rain, lamp {i}" for i in range(args.images)]
-    dataset = dataset_from_images(images, captions, DatasetConfig(resolution=args.resolution, trigger=TRIGGER))
+    dataset = scene_dataset(args.images, args.resolution)
     # The node's own cache folder: LookDev's runs read these latents back instead of encoding.
     cache = LatentCache(RunPaths.for_name("bench").cache)
     raw = cache.latents_for(dataset.samples, bridge.vae_identity(vae), lambda b: bridge.encode_images(vae, b))

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
-from test_train_node import TRIGGER, _eval_loss, dataset_dir, train_prompt  # noqa: F401  (fixture)
+from test_train_node import TRIGGER, _eval_loss, core_lora_model, dataset_dir, train_prompt  # noqa: F401  (fixture)
 
 WAN_RUN = dict(steps=40, learning_rate=6e-3, targets="attention + feed-forward", rank=8, alpha=8.0,
                timestep_sampling="logit-normal", validation_prompts=f"{TRIGGER}, a pier", validation_steps=2,
@@ -90,15 +90,9 @@ def test_wan_file_keys_load_in_core_lora_loader(comfy, wan_run, caplog):
     modules = {k.split(".")[0] for k in lora.tensors}
     assert len(modules) == 2 * (4 + 4 + 2)  # 2 blocks: self/cross attention q k v o, ffn.0 / ffn.2
     assert "lora_unet_blocks_0_self_attn_q" in modules and "lora_unet_blocks_1_ffn_2" in modules
-    prompt = {"1": {"class_type": "UNETLoader", "inputs": {"unet_name": "lookdev_tiny_wan2.1_t2v.safetensors",
-                                                         "weight_dtype": "default"}},
-              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "noir_wan.safetensors",
-                                                                   "strength_model": 1.0}},
-              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "wan_file_model"}}}
-    with caplog.at_level(logging.WARNING):
-        comfy.run(prompt, fresh=True)
-    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
-    assert len(comfy.captured["wan_file_model"].patches) == len(modules)
+    loader = {"class_type": "UNETLoader", "inputs": {"unet_name": "lookdev_tiny_wan2.1_t2v.safetensors",
+                                                   "weight_dtype": "default"}}
+    assert len(core_lora_model(comfy, caplog, loader, "noir_wan.safetensors").patches) == len(modules)
 
 
 def test_wan_file_in_lookdev_apply_lora_with_block_weights(comfy, wan_run):

@@ -233,16 +233,21 @@ def queue_and_wait(page, log, server):
     raise AssertionError(f"no lookdev.train.done in {RUN_TIMEOUT_S}s; server log:\n{server.log()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def app_page(browser, server):
-    """The ComfyUI frontend, loaded once for the module."""
+def _frontend(browser, server, width, height):
+    """(page, log) of the ComfyUI frontend in a width x height window; closes it when done."""
     # Skips the first-run template browser, which would cover the canvas.
     server.post("/settings/Comfy.TutorialCompleted", True).raise_for_status()
-    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page = browser.new_page(viewport={"width": width, "height": height})
     log = PageLog(page)
     open_app(page, server)
     yield page, log
     page.close()
+
+
+@pytest.fixture(scope="module")
+def app_page(browser, server):
+    """The ComfyUI frontend, loaded once for the module."""
+    yield from _frontend(browser, server, 1600, 1100)
 
 
 @pytest.fixture(scope="module")
@@ -507,12 +512,7 @@ OPENING_VIEW = f"""() => {{
 @pytest.fixture(scope="module")
 def laptop_page(browser, server):
     """The frontend in a 1280x800 window, as on a laptop."""
-    server.post("/settings/Comfy.TutorialCompleted", True).raise_for_status()
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    log = PageLog(page)
-    open_app(page, server)
-    yield page, log
-    page.close()
+    yield from _frontend(browser, server, 1280, 800)
 
 
 def open_template_browser(page):
