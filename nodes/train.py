@@ -87,7 +87,7 @@ class TrainStyleLoRA:
         config = TrainConfig(**settings, validation_prompts=prompts)
         out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id(),
                            base_model=bridge.model_file_name(prompt, unique_id))
-        ui_images = [*out.preview_refs, bridge.output_image_ref(out.loss_path)]
+        ui_images = [*out.preview_refs, out.loss_ref]
         return {"ui": {"images": ui_images, "text": [out.report]},
                 "result": (out.model, out.lora, str(out.path), out.loss_image)}
 

@@ -52,7 +52,7 @@ _RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4
 
 def architecture(model):
     """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'wan' or 'other' for a ComfyUI MODEL."""
-    return _ARCHES.get(type(model.model.model_config).__name__, "other")
+    return _ARCHES.get(model_class_name(model), "other")
 
 
 # Inputs by which ComfyUI's loader nodes name the model file: CheckpointLoaderSimple and the other
@@ -588,7 +588,7 @@ def render(model, positive, negative, vae, width, height, seed, steps, cfg, samp
     if is_video_model(model):
         if architecture(model) != "wan":
             raise ValueError(f"LookDev renders clips with Wan 2.1 / 2.2 14B text-to-video models; this video model "
-                             f"is {type(model.model.model_config).__name__}")
+                             f"is {model_class_name(model)}")
         time_axis = [(length - 1) // 4 + 1]
     elif length == 1:
         time_axis = []
@@ -737,15 +737,6 @@ def save_temp_image(image, prefix):
     name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
     write_bytes(Path(folder("temp")) / name, data)
     return {"filename": name, "subfolder": "", "type": "temp"}
-
-
-def output_image_ref(path):
-    """The {"ui": {"images": [...]}} entry of a file saved inside ComfyUI's output folder."""
-    from pathlib import Path
-
-    relative = Path(path).resolve().relative_to(Path(folder("output")).resolve())
-    subfolder = "" if relative.parent == Path(".") else relative.parent.as_posix()
-    return {"filename": relative.name, "subfolder": subfolder, "type": "output"}
 
 
 # --- video --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
 from ..lora.keys import ARCHITECTURES, TRAINABLE, kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
 from ..pixels import to_pil
+from ..render.storyboard import ui_image
 from ..status import duration, send_status
 from ..trigger import pick_trigger
 from . import state
@@ -90,7 +91,7 @@ class RunOutputs:
     lora: object  # LoraFile
     path: Path
     loss_image: torch.Tensor
-    loss_path: Path  # loss_image saved as a PNG
+    loss_ref: dict  # loss_image saved as a PNG in the output folder, as {filename, subfolder, type}
     previews: list  # [1, H, W, 3] validation renders of the final LoRA
     preview_refs: list  # those renders saved in the temp folder, as {filename, subfolder, type}
     report: str
@@ -193,8 +194,8 @@ def find_resume(config, paths, recipe, notes):
 
 def target_layers(model, arch, targets):
     """{kohya name: layer module} of the layers the `targets` preset picks."""
-    paths = select_targets(bridge.named_layers(model), arch, targets)
     modules = dict(bridge.named_layers(model))
+    paths = select_targets(modules.items(), arch, targets)
     return {name: modules[path] for path, name in kohya_names(paths, arch, bridge.lora_key_map(model)).items()}
 
 
@@ -289,7 +290,7 @@ class LoraWriter:
             shuffle_caption=config.shuffle_captions, v_prediction=self.v_prediction,
             modelspec_architecture=self.modelspec_id,
             tag_frequency=tags, dataset_dirs=dirs, sd_model_name=self.base_model or "",
-            trigger_words=[w for w in (config.trigger or dataset.trigger).split(",") if w.strip()],
+            trigger_words=[w for w in config.trigger.split(",") if w.strip()],  # run_training picked it
             config=config.to_dict())
 
 
@@ -322,9 +323,9 @@ def render_validation(config, clip, vae, patcher, on_image=None):
 class _NodeHooks(TrainHooks):
     """Progress bar, websocket events, Cancel, checkpoints and validation renders."""
 
-    def __init__(self, config, writer, render, start, node_id, prompt_id):
+    def __init__(self, config, writer, render, start, node_id, prompt_id, status):
         self.config, self.writer, self.render, self.start = config, writer, render, start
-        self.node_id, self.prompt_id = node_id, prompt_id
+        self.node_id, self.prompt_id, self.status = node_id, prompt_id, status
         self.bar = bridge.progress_bar(config.steps)
         self.validation_seconds = 0.0  # spent in renders during the loop
 
@@ -340,9 +341,6 @@ class _NodeHooks(TrainHooks):
 
     def on_checkpoint(self, snapshot):
         self.writer.save_checkpoint(snapshot)
-
-    def status(self, phase, text, done=None, total=None):
-        send_status(self.node_id, self.prompt_id, phase, text, done, total)
 
     def on_validate(self, step):
         began = time.perf_counter()
@@ -402,7 +400,7 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         def render(on_image=None):
             return render_validation(config, clip, vae, den.patcher, on_image)
 
-        hooks = _NodeHooks(config, writer, render, resume.step if resume else 0, node_id, prompt_id)
+        hooks = _NodeHooks(config, writer, render, resume.step if resume else 0, node_id, prompt_id, status)
         with adapters.attach():
             # 3. train
             status("training", f"training: {config.steps} steps", resume.step if resume else 0, config.steps)
@@ -425,18 +423,19 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
     model = apply_lora(model, None, lora, ApplyOptions(strength_model=1.0, strength_clip=0.0)).model
     loss_image = loss_curve_image(result.losses, result.snapshot.lrs, f"{config.name} - {config.steps} steps")
     write_image(paths.loss_curve, to_pil(loss_image[0]), "PNG")
+    loss_ref = ui_image(paths.loss_curve, bridge.folder("output"))
     node_seconds = time.perf_counter() - began
     bridge.send_event(events.EVENT_TRAIN_DONE, {
         "node": node_id, "prompt_id": prompt_id, "name": config.name, "path": str(lora.path),
         "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
         "seconds": result.seconds, "node_seconds": node_seconds, "phases": phases,
-        "loss_curve": str(paths.loss_curve), "loss_image": bridge.output_image_ref(paths.loss_curve),
+        "loss_curve": str(paths.loss_curve), "loss_image": loss_ref,
         "images": preview_refs, "prompts": validation_prompts(config)})
     status("done", f"done: {config.steps} steps in {duration(node_seconds)} · saved {lora.path.name}")
     report = run_report(config, arch, adapters, dataset, result, cache_stats,
                         [trigger_line, *notes, *([kept] if kept else [])], paths.lora)
     times = ", ".join(f"{name} {duration(seconds)}" for name, seconds in phases.items())
-    return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_path=paths.loss_curve,
+    return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_ref=loss_ref,
                       previews=previews, preview_refs=preview_refs,
                       report=f"{report}\nloss curve {paths.loss_curve}\ntime {duration(node_seconds)} in all: {times}")
 
