@@ -98,6 +98,8 @@ class StoryboardRender:
             "optional": {
                 "fps": from_config(RenderConfig, "fps", step=0.001, round=0.001),
                 "max_frames": from_config(RenderConfig, "max_frames"),
+                # Last: saved workflows list widget values by position.
+                "guidance": from_config(RenderConfig, "guidance", step=0.1, round=0.01),
                 "lora_stack": tip(LORA_STACK, "The LoRA stack applied to the model, recorded in each frame's "
                                               "metadata (ComfyUI's model does not remember LoRA names). It is "
                                               "not applied here."),

@@ -142,10 +142,11 @@ def test_file_has_kohya_names_and_the_family_metadata(trained, arch):
     assert meta["ss_base_model_version"] == "flux1"
 
 
-def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0):
+def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0, text=f"{TRIGGER}, a lighthouse", seed=5,
+            steps=3, scheduler="simple"):
     positive = ["r1", 0]
     nodes = {
-        "r1": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": f"{TRIGGER}, a lighthouse"}},
+        "r1": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": text}},
         "r2": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": ""}},
         "r3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "r5": {"class_type": "VAEDecode", "inputs": {"samples": ["r4", 0], "vae": vae_ref}},
@@ -155,8 +156,8 @@ def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0):
         nodes["r7"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["r1", 0], "guidance": guidance}}
         positive = ["r7", 0]
     nodes["r4"] = {"class_type": "KSampler", "inputs": {
-        "model": model_ref, "positive": positive, "negative": ["r2", 0], "latent_image": ["r3", 0], "seed": 5,
-        "steps": 3, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}}
+        "model": model_ref, "positive": positive, "negative": ["r2", 0], "latent_image": ["r3", 0], "seed": seed,
+        "steps": steps, "cfg": cfg, "sampler_name": "euler", "scheduler": scheduler, "denoise": 1.0}}
     return nodes
 
 
@@ -290,35 +291,92 @@ def test_a_lora_for_another_family_is_named_both_ways(comfy):
     assert "but the model is Flux: use it with SD1.x models" in message
 
 
-# Flux.1 dev samples with distilled guidance and no CFG (cfg 1); Storyboard Render passes no
-# guidance, so the model's default applies, 3.5, which is also FluxGuidance's default. schnell:
-# cfg 1, no guidance; Chroma: real CFG.
+# Flux.1 dev samples with distilled guidance (Storyboard Render's guidance, FluxGuidance on the
+# prompt) and no CFG (cfg 1); schnell: cfg 1, and the guidance input changes nothing; Chroma and
+# Z-Image: real CFG, no FluxGuidance in the core graph (Storyboard Render's guidance is ignored).
 SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None), "zimage": (4.0, None)}
 
 
-@pytest.mark.parametrize("arch", FAMILY)
-def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
-    _need(arch)
-    cfg, guidance = SAMPLING[arch]
-    lora = f"{trained[arch]['name']}.safetensors"
-    prompt = {
+def _storyboard(arch, lora, cfg, label, guidance=None, folder=None):
+    render = {"model": ["2", 0], "clip": ["1", 1], "vae": ["1", 2], "shots": ["s", 0], "negative": "",
+              "sampler": "euler", "scheduler": "simple", "steps": 3, "cfg": cfg, "aspect": "1:1",
+              "base_resolution": 64, "width": 64, "height": 64, "folder": folder or f"flux_sb/{arch}"}
+    if guidance is not None:
+        render["guidance"] = guidance
+    return {
         "1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
         "2": _apply(lora),
         "s": {"class_type": "LookDevShotList", "inputs": {
             "shots": f"SH010 | {TRIGGER}, a lighthouse | 5", "style_prefix": "", "style_suffix": "",
             "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 0}},
-        "r": {"class_type": "LookDevStoryboardRender", "inputs": {
-            "model": ["2", 0], "clip": ["1", 1], "vae": ["1", 2], "shots": ["s", 0], "negative": "",
-            "sampler": "euler", "scheduler": "simple", "steps": 3, "cfg": cfg, "aspect": "1:1",
-            "base_resolution": 64, "width": 64, "height": 64, "folder": f"flux_sb/{arch}"}},
-        "c": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r", 0], "label": f"{arch}_frame"}},
+        "r": {"class_type": "LookDevStoryboardRender", "inputs": render},
+        "c": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r", 0], "label": label}},
     }
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
+    """At the node's default guidance (3.5, FluxGuidance's default) on every family."""
+    _need(arch)
+    cfg, guidance = SAMPLING[arch]
+    prompt = _storyboard(arch, f"{trained[arch]['name']}.safetensors", cfg, f"{arch}_frame")
     prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg))
     comfy.run(prompt, fresh=True)
     frame, core = comfy.captured[f"{arch}_frame"], comfy.captured[f"{arch}_core"]
     assert frame.shape == core.shape == (1, 64, 64, 3)
     assert torch.equal(frame, core)
     assert (comfy.output_dir / "flux_sb" / arch / "SH010.png").exists()
+
+
+def test_storyboard_guidance_is_flux_guidance_on_flux_dev(comfy, trained):
+    """guidance 2.0 gives the frame of CLIPTextEncode -> FluxGuidance 2.0 -> KSampler cfg 1 at the
+    same seed, unlike 3.5; the frame's metadata records it."""
+    from lookdev.trainer.render.pngmeta import read_lookdev_metadata
+
+    _need("flux_dev")
+    lora = f"{trained['flux_dev']['name']}.safetensors"
+    prompt = _storyboard("flux_dev", lora, 1.0, "dev_g2", guidance=2.0, folder="flux_sb/g2")
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], "dev_core_g2", guidance=2.0, cfg=1.0))
+    comfy.run(prompt, fresh=True)
+    comfy.run(_storyboard("flux_dev", lora, 1.0, "dev_g35", guidance=3.5, folder="flux_sb/g35"))
+    frame, core, default = (comfy.captured[k] for k in ("dev_g2", "dev_core_g2", "dev_g35"))
+    assert torch.equal(frame, core)
+    assert not torch.equal(frame, default)
+    assert read_lookdev_metadata(comfy.output_dir / "flux_sb" / "g2" / "SH010.png").guidance == 2.0
+
+
+@pytest.mark.parametrize("arch", ["flux_schnell", "chroma"])
+def test_storyboard_guidance_changes_nothing_without_distilled_guidance(comfy, trained, arch):
+    _need(arch)
+    lora, cfg = f"{trained[arch]['name']}.safetensors", SAMPLING[arch][0]
+    comfy.run(_storyboard(arch, lora, cfg, f"{arch}_g2", guidance=2.0, folder=f"flux_sb/{arch}_g2"), fresh=True)
+    comfy.run(_storyboard(arch, lora, cfg, f"{arch}_g35", guidance=3.5, folder=f"flux_sb/{arch}_g35"))
+    assert torch.equal(comfy.captured[f"{arch}_g2"], comfy.captured[f"{arch}_g35"])
+
+
+# The CFG and guidance each family's validation renders use (its usual sampling).
+VALIDATION_SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None),
+                       "zimage": (1.0, None)}
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_validation_renders_use_the_family_sampling(comfy, arch):
+    """A validation render is the core graph at the family's usual CFG (Flux.1 dev: cfg 1 with
+    FluxGuidance 3.5), not one CFG for every model."""
+    from lookdev.trainer.training.config import TrainConfig
+    from lookdev.trainer.training.run import render_validation
+
+    _need(arch)
+    cfg, guidance = VALIDATION_SAMPLING[arch]
+    config = TrainConfig(validation_prompts=("{trigger}, a pier",), trigger=TRIGGER, validation_steps=2,
+                         validation_size=64, validation_seed=11)
+    base = comfy.tiny_bundle(arch)
+    rendered = render_validation(config, base.clip, base.vae, base.model)
+    core = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
+    core.update(_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_validation_core", guidance=guidance, cfg=cfg,
+                        text=f"{TRIGGER}, a pier", seed=11, steps=2, scheduler="normal"))
+    comfy.run(core, fresh=True)
+    assert len(rendered) == 1 and torch.equal(rendered[0], comfy.captured[f"{arch}_validation_core"])
 
 
 @pytest.mark.parametrize("arch", FAMILY)

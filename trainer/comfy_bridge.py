@@ -46,6 +46,17 @@ _GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell")
 # timestep_sampling flux_shift; ComfyUI's ModelSamplingFlux node): mu grows linearly with the
 # image's token count from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024).
 _RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15)}
+# Classes with distilled guidance: a guidance value is a model input (FluxGuidance sets it on the
+# conditioning) and CFG stays 1. Chroma reads a guidance input too but is sampled with real CFG.
+_DISTILLED_GUIDANCE = ("Flux", "FluxInpaint")
+# (cfg, distilled guidance) each family is usually sampled with, for validation renders:
+# Flux.1 dev cfg 1 + FluxGuidance 3.5 (BFL's and ComfyUI's default), schnell cfg 1 (no
+# guidance input), Chroma cfg 4 (ai-toolkit's sample default), Z-Image Turbo cfg 1 (a
+# distilled model: ComfyUI's template, diffusers guidance_scale 0), Wan 2.1 cfg 5 (its
+# sample_guide_scale), SD3 4.5 (ComfyUI's SD3.5 example), SD1.x/2.x/SDXL 7.
+_SAMPLING = {"Flux": (1.0, 3.5), "FluxInpaint": (1.0, 3.5), "FluxSchnell": (1.0, None), "Chroma": (4.0, None),
+             "ZImage": (1.0, None), "WAN21_T2V": (5.0, None), "SD3": (4.5, None)}
+_DEFAULT_SAMPLING = (7.0, None)
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -82,6 +93,23 @@ def model_file_name(prompt, node_id, input_name="model"):
 def modelspec_id(model):
     """The ModelSpec architecture id of a model class that has its own ('flux-1-schnell'), or ''."""
     return _MODELSPEC_IDS.get(model_class_name(model), "")
+
+
+def takes_distilled_guidance(model):
+    """Whether the model reads FluxGuidance's guidance as its own input (Flux.1 dev)."""
+    return model_class_name(model) in _DISTILLED_GUIDANCE
+
+
+def usual_sampling(model):
+    """(cfg, guidance or None) the model's family is usually sampled with."""
+    return _SAMPLING.get(model_class_name(model), _DEFAULT_SAMPLING)
+
+
+def with_guidance(conditioning, guidance):
+    """CONDITIONING with distilled guidance set, as core FluxGuidance makes it."""
+    import node_helpers
+
+    return node_helpers.conditioning_set_values(conditioning, {"guidance": guidance})
 
 
 def model_class_name(model):

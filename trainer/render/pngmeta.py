@@ -39,6 +39,8 @@ class FrameMeta:
     cfg: float = field(metadata={"help": "Classifier-free guidance scale."})
     size: tuple = field(metadata={"help": "(width, height) the frame was rendered at."})
     loras: tuple = field(default=(), metadata={"help": "LoraUse per LoRA applied, in stack order."})
+    guidance: object = field(default=None, metadata={"help": "Distilled guidance the model was given (Flux.1 "
+                                                             "dev), or None: the model takes none."})
 
     def to_json(self):
         data = asdict(self)
@@ -56,7 +58,7 @@ class FrameMeta:
             loras = tuple(LoraUse(**lora) for lora in data["loras"])
             values = {name: data[name] for name in ("shot_id", "prompt", "negative", "seed", "sampler",
                                                     "scheduler", "steps", "cfg")}
-            return cls(**values, size=tuple(data["size"]), loras=loras)
+            return cls(**values, size=tuple(data["size"]), loras=loras, guidance=data.get("guidance"))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{source}: the lookdev metadata is incomplete or damaged ({exc})") from exc
 

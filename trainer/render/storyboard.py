@@ -136,6 +136,10 @@ class RenderConfig:
     scheduler: str = option("normal", "ComfyUI scheduler, as in KSampler.")
     steps: int = option(20, "Sampling steps per shot.", min=1, max=10000)
     cfg: float = option(7.0, "Classifier-free guidance scale, as in KSampler.", min=0.0, max=100.0)
+    guidance: float = option(3.5, "Distilled guidance, as core FluxGuidance sets it on the prompt: used only by "
+                             "models that have it (Flux.1 dev; render those at cfg 1); every other model, "
+                             "Flux.1 schnell and Chroma included, ignores it. 3.5 is FluxGuidance's default.",
+                             min=0.0, max=100.0)
     aspect: str = option("1.78", "Frame shape for shots that name none; 'custom' uses width and height.",
                      choices=(CUSTOM_SIZE, *ASPECTS))
     base_resolution: int = option(1024, "Aspect presets get about this many pixels squared, sides multiples of 64 "
@@ -154,8 +158,9 @@ class RenderConfig:
     def validate(self):
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a whole number >= 1, got {self.steps!r}")
-        if not math.isfinite(self.cfg):
-            raise ValueError(f"cfg must be a number, got {self.cfg!r}")
+        for name in ("cfg", "guidance"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
         if self.aspect not in (CUSTOM_SIZE, *ASPECTS):
             raise ValueError(f"aspect {self.aspect!r} is not one of {[CUSTOM_SIZE, *ASPECTS]}")
         for name in ("width", "height"):
@@ -299,14 +304,19 @@ def render_storyboard(model, clip, vae, jobs, config, output_dir, loras=(), png_
     conditioning = encode_prompts(clip, texts, node_id)
     progress = _Progress(len(jobs), config.steps, node_id)
     keep_prompt = bridge.metadata_enabled()
+    # Only on the positive prompt, as a user wires FluxGuidance; a model without it never sees it.
+    guidance = config.guidance if bridge.takes_distilled_guidance(model) else None
     frames = []
     for index, (job, path) in enumerate(zip(jobs, paths)):
         bridge.check_cancel()
-        image = bridge.render(model, conditioning[job.prompt], conditioning[job.negative], vae, job.width, job.height,
+        positive = conditioning[job.prompt]
+        if guidance is not None:
+            positive = bridge.with_guidance(positive, guidance)
+        image = bridge.render(model, positive, conditioning[job.negative], vae, job.width, job.height,
                               job.seed, config.steps, config.cfg, config.sampler, config.scheduler,
                               on_step=progress.step_callback(index, job.shot_id), length=job.frames)
         meta = FrameMeta(job.shot_id, job.prompt, job.negative, job.seed, config.sampler, config.scheduler,
-                         config.steps, config.cfg, (job.width, job.height), tuple(loras))
+                         config.steps, config.cfg, (job.width, job.height), tuple(loras), guidance)
         save_frame_png(path, image[:1], meta, png_prompt if keep_prompt else None, extra_pnginfo if keep_prompt else None)
         frames.append(RenderedFrame(job, image, path))
     folder = "/".join(filter(None, ["output", config.folder.strip("/")]))

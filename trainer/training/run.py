@@ -302,12 +302,14 @@ def validation_prompts(config):
 
 
 def render_validation(config, clip, vae, patcher, on_image=None):
-    """One image per validation prompt, sampled from `patcher` (the model being trained).
+    """One image per validation prompt, sampled from `patcher` (the model being trained) at its
+    family's usual CFG (and distilled guidance for Flux.1 dev, with cfg 1).
     on_image(k, K): before the k-th of K images is rendered."""
     prompts = validation_prompts(config)
     if not prompts:
         return []
     negative = bridge.conditioning(bridge.encode_text(clip, ""))
+    cfg, guidance = bridge.usual_sampling(patcher)
     size = config.validation_size
     images = []
     with torch.no_grad():
@@ -315,8 +317,10 @@ def render_validation(config, clip, vae, patcher, on_image=None):
             if on_image is not None:
                 on_image(index, len(prompts))
             positive = bridge.conditioning(bridge.encode_text(clip, prompt))
+            if guidance is not None:
+                positive = bridge.with_guidance(positive, guidance)
             images.append(bridge.render(patcher, positive, negative, vae, size, size, config.validation_seed,
-                                        config.validation_steps, 5.0, "euler", "normal"))
+                                        config.validation_steps, cfg, "euler", "normal"))
     return images
 
 
