@@ -368,6 +368,87 @@ def train_style_from_reel():
     return nodes, notes, groups
 
 
+# Flux.1 dev as Flux users load it: the diffusion model, the two text encoders and the VAE as
+# separate files (the names of BFL's and ComfyUI's downloads).
+FLUX_UNET = "flux1-dev.safetensors"
+FLUX_CLIP_L = "clip_l.safetensors"
+FLUX_T5 = "t5xxl_fp16.safetensors"
+FLUX_VAE = "ae.safetensors"
+FLUX_LORA_NAME = "noir_style_flux"
+FLUX_VALIDATION_PROMPTS = ("{trigger}, a detective in a trench coat stands under a streetlamp in the rain\n"
+                           "{trigger}, an empty diner at night, seen through the rain-streaked window\n"
+                           "{trigger}, close-up of a woman's face, half of it in deep shadow")
+
+NOTE_FLUX_OVERVIEW = f"""TRAIN A FLUX.1 STYLE LoRA - read me first
+
+What this does: it teaches Flux.1 dev the look of your reference images and saves it as a LoRA in the format Flux users exchange (kohya names: it loads in ComfyUI's Load LoRA, Forge and diffusers).
+
+Steps, left to right:
+1. Flux model files - the diffusion model, the two text encoders and the VAE, loaded as separate files the way Flux is usually installed.
+2. Load Dataset - your 10-30 reference images.
+3. Caption Dataset - describes what is IN each image, in plain sentences (Flux reads sentences through T5).
+4. Train - saves models/loras/{FLUX_LORA_NAME}.safetensors.
+
+The settings are the ones the Flux LoRA trainers ship (ai-toolkit's Flux LoRA example, kohya sd-scripts' Flux guides); each note says why. Needs a GPU with 24 GB or more. Flux.1 schnell works the same way (its own model file, no guidance)."""
+
+NOTE_FLUX_MODEL = f"""1. FLUX MODEL FILES
+
+- Load Diffusion Model: {FLUX_UNET} from models/diffusion_models. weight_dtype fp8_e4m3fn stores the 12B model in 8 bits (about 12 GB instead of 24) so training fits a 24 GB GPU, as kohya's --fp8_base and ai-toolkit's 'quantize' do; the LoRA itself trains in full precision and is saved in bf16. With 48 GB or more, 'default' keeps bf16 weights.
+- DualCLIPLoader: {FLUX_CLIP_L} and {FLUX_T5} from models/text_encoders, type flux. The text encoders are not trained (no Flux trainer trains T5 by default).
+- Load VAE: {FLUX_VAE}, Flux's 16-channel autoencoder, from models/vae."""
+
+NOTE_FLUX_DATASET = f"""2. REFERENCE IMAGES AND CAPTIONS
+
+Put 10-30 images that share the look in input/{DATASET_FOLDER} (or type another folder). Trigger word: {TRIGGER}, set here only.
+
+- resolution 1024: Flux's native size; images are bucketed by aspect at about 1024x1024 pixels. ai-toolkit trains Flux at 512, 768 and 1024 together; LookDev trains one size per run: 512 trains about 4x faster and still carries a look, 1024 keeps fine grain and texture.
+- Captions say what is in the picture, in a sentence; the style words are stripped so {TRIGGER} takes the look by itself."""
+
+NOTE_FLUX_TRAINING = f"""3. TRAINING - why these values
+
+- steps 1500: ai-toolkit's example runs 2000 and calls 500-4000 a good range; a style from 10-30 images usually settles in 1000-2000 steps at batch 1. Watch the renders every 250 steps and stop when the look is there.
+- rank 16, alpha 16: ai-toolkit's default (kohya guides use 4-32); 32 for more texture, larger file.
+- learning rate 1e-4, AdamW, constant: ai-toolkit's setting. kohya's Flux guides use 8e-4 with rank 4 and Adafactor; a higher rate needs fewer steps but overshoots more easily. Constant, not decaying: every checkpoint is a usable LoRA, so you can stop anywhere.
+- targets attention + feed-forward: the double blocks' attention and MLP and the single blocks' linear layers, the layers kohya's and ai-toolkit's Flux LoRAs train ('style blocks' trains the single blocks only).
+- timestep sampling logit-normal: the sigmoid sampling kohya and ai-toolkit use for Flux, shifted by image size as Flux.1 dev was trained (automatic).
+- Guidance: training runs at distilled guidance 1, kohya's and ai-toolkit's default; the validation renders use cfg 1 with guidance 3.5, as Flux.1 dev is sampled.
+- shuffle captions off: T5 reads sentences, and shuffled fragments are not sentences (ai-toolkit's shuffle_tokens is off). caption dropout 0.05 as ai-toolkit.
+- noise offset and min-SNR off: they are for SD's noise schedule, not flow models.
+- gradient checkpointing on and save bf16: what every Flux trainer does on a 24 GB GPU.
+
+Saved as models/loras/{FLUX_LORA_NAME}.safetensors, checkpoints every 250 steps in output/lookdev/{FLUX_LORA_NAME}/, the loss curve as output/lookdev/{FLUX_LORA_NAME}_loss.png. On a 24 GB GPU expect roughly 1-2 hours at 1024 px."""
+
+
+def train_flux_style_lora():
+    nodes = [
+        Node(1, "UNETLoader", (40, 300), (380, 110), {"unet_name": FLUX_UNET, "weight_dtype": "fp8_e4m3fn"}),
+        Node(5, "DualCLIPLoader", (40, 460), (380, 130), {
+            "clip_name1": FLUX_CLIP_L, "clip_name2": FLUX_T5, "type": "flux"}),
+        Node(6, "VAELoader", (40, 640), (380, 60), {"vae_name": FLUX_VAE}),
+        Node(2, "LookDevLoadDataset", (480, 300), (380, 560), {
+            "folder": DATASET_FOLDER, "trigger": TRIGGER, "resolution": "1024"}),
+        Node(3, "LookDevCaptionDataset", (920, 300), (400, 470), {
+            "mode": "model for uncaptioned", "captioner": "(none)", "style_words": STYLE_WORDS},
+            {"dataset": (2, "dataset")}),
+        Node(4, "LookDevTrainStyleLoRA", (1380, 300), (460, 1560), {
+            "name": FLUX_LORA_NAME, "steps": 1500, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
+            "batch_size": 1, "targets": "attention + feed-forward", "seed": 42, "optimizer": "AdamW",
+            "schedule": "constant", "warmup_steps": 0, "gradient_checkpointing": True,
+            "timestep_sampling": "logit-normal", "noise_offset": 0.0, "min_snr_gamma": 0.0,
+            "caption_dropout": 0.05, "shuffle_captions": False, "save_every": 250, "validate_every": 250,
+            "validation_steps": 20, "validation_size": 1024, "validation_prompts": FLUX_VALIDATION_PROMPTS,
+            "save_dtype": "bf16"},
+            {"model": (1, "MODEL"), "clip": (5, "CLIP"), "vae": (6, "VAE"), "dataset": (3, "dataset")}),
+    ]
+    notes = [Note(10, (40, -20), (1280, 220), NOTE_FLUX_OVERVIEW),
+             Note(11, (40, 780), (380, 520), NOTE_FLUX_MODEL),
+             Note(12, (480, 920), (840, 360), NOTE_FLUX_DATASET),
+             Note(13, (1900, 300), (480, 1100), NOTE_FLUX_TRAINING)]
+    groups = [Group("1 - Flux model files", (1, 5, 6)), Group("2 - Reference images", (2,)),
+              Group("3 - Captions", (3,)), Group("4 - Train and save", (4,))]
+    return nodes, notes, groups
+
+
 # Title and one line for each workflow's thumbnail, the card the template browser shows.
 TITLES = {
     "train_style_lora": ("Train a style LoRA", "Reference images -> captions -> a style LoRA in models/loras"),
@@ -375,11 +456,12 @@ TITLES = {
     "train_and_storyboard": ("Train, then storyboard", "Train a style LoRA and render a storyboard with it in one run"),
     "train_style_from_reel": ("Style from a reference reel", "A video -> frames picked per shot -> a style LoRA"),
     "storyboard_to_animatic": ("Storyboard to animatic", "Timed shots -> frames -> animatic .mp4 and .edl"),
+    "train_flux_style_lora": ("Train a Flux.1 style LoRA", "Flux.1 dev files -> captions -> a kohya-format Flux LoRA"),
 }
 
 BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
             "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel,
-            "storyboard_to_animatic": storyboard_to_animatic}
+            "storyboard_to_animatic": storyboard_to_animatic, "train_flux_style_lora": train_flux_style_lora}
 
 
 # --- serialisation -------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
-NAMES = ["storyboard_in_style", "storyboard_to_animatic", "train_and_storyboard", "train_style_from_reel",
-         "train_style_lora"]
+NAMES = ["storyboard_in_style", "storyboard_to_animatic", "train_and_storyboard", "train_flux_style_lora",
+         "train_style_from_reel", "train_style_lora"]
 VIRTUAL = {"Note", "MarkdownNote"}  # editor-only nodes: not in /object_info, never queued
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
@@ -36,33 +36,43 @@ def api_workflow(name):
     return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text(encoding="utf-8"))
 
 
+# Loader inputs that name a model file -> the model folder it is chosen from.
+MODEL_FILE_INPUTS = {"ckpt_name": "checkpoints", "unet_name": "diffusion_models", "clip_name1": "text_encoders",
+                     "clip_name2": "text_encoders", "vae_name": "vae"}
+
+
 def model_file_names():
-    """(checkpoint names, LoRA names) the shipped workflows choose."""
-    checkpoints, loras = set(), set()
+    """({model folder: file names}, LoRA names) the shipped workflows choose."""
+    files, loras = {}, set()
     for name in NAMES:
         for node in api_workflow(name).values():
             for key, value in node["inputs"].items():
-                if key == "ckpt_name":
-                    checkpoints.add(value)
+                if key in MODEL_FILE_INPUTS:
+                    files.setdefault(MODEL_FILE_INPUTS[key], set()).add(value)
                 elif key.startswith("lora_") and isinstance(value, str) and value != "None":
                     loras.add(value)
-    return checkpoints, loras
+    return files, loras
 
 
-def provide_model_files(checkpoints_dir, loras_dir, tiny_checkpoint_path, bundle):
-    checkpoints, loras = model_file_names()
-    for name in checkpoints:
-        if not (checkpoints_dir / name).exists():
-            (checkpoints_dir / name).symlink_to(tiny_checkpoint_path)
+def provide_model_files(models_dir, tiny_checkpoint_path, bundle):
+    """The named files in the model folders, as a user would have them: the checkpoint is the tiny
+    SD1.5 one; Flux's separate files only need to exist for prompt validation (the Flux workflow
+    runs on the tiny Flux model built in memory: see test_flux_workflow_trains_a_flux_lora)."""
+    files, loras = model_file_names()
+    for kind, names in files.items():
+        folder = models_dir(kind)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if not (folder / name).exists():
+                (folder / name).symlink_to(tiny_checkpoint_path)
     for name in loras:
-        if not (loras_dir / name).exists():
-            write_lora(loras_dir, name, bundle, "sd15", trigger_words=("lkdv_noir",))
+        if not (models_dir("loras") / name).exists():
+            write_lora(models_dir("loras"), name, bundle, "sd15", trigger_words=("lkdv_noir",))
 
 
 @pytest.fixture(scope="module")
 def object_info(server, comfy, tiny_checkpoint):
-    provide_model_files(server.base / "models" / "checkpoints", server.base / "models" / "loras",
-                        comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
+    provide_model_files(lambda kind: server.base / "models" / kind, comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
     return server.get("/object_info").json()
 
 
@@ -70,8 +80,8 @@ def object_info(server, comfy, tiny_checkpoint):
 def host(comfy, tiny_checkpoint):
     """The in-process ComfyUI with the workflows' model files and reference images, for prompt
     validation."""
-    provide_model_files(comfy.models_dir("checkpoints"), comfy.models_dir("loras"),
-                        comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
+    provide_model_files(comfy.models_dir, comfy.models_dir("checkpoints") / tiny_checkpoint,
+                        comfy.tiny_bundle("sd15"))
     for name in NAMES:
         for node in api_workflow(name).values():
             if node["class_type"] == "LookDevLoadDataset":
@@ -312,3 +322,40 @@ def test_graph_opens_readable_with_no_node_over_a_group_title(name):
             (x, y), (w, h) = node["pos"], node["size"]
             overlaps = x < gx + gw and gx < x + w and y - 30 < gy + 40 and gy < y + h
             assert not overlaps, f"node {node['id']} ({node['type']}) covers the title of group {group['title']!r}"
+
+
+def test_flux_workflow_trains_a_flux_lora(host):
+    """The shipped Flux graph as is, on the tiny Flux.1 dev model in place of its three loaders
+    (the real files are 12B and 5B parameters), shrunk to tiny sizes: it trains with the
+    workflow's own settings (targets, optimizer, schedule, timestep sampling, guidance,
+    validation renders) and saves a kohya-format Flux.1 dev LoRA in bf16."""
+    import safetensors
+
+    api = api_workflow("train_flux_style_lora")
+    by_type = {node["class_type"]: node_id for node_id, node in api.items()}
+    loaders = {by_type[kind]: output for kind, output in
+               (("UNETLoader", 0), ("DualCLIPLoader", 1), ("VAELoader", 2))}
+    assert api[by_type["DualCLIPLoader"]]["inputs"]["type"] == "flux"
+    trainer = api[by_type["LookDevTrainStyleLoRA"]]["inputs"]
+    assert (trainer["rank"], trainer["learning_rate"], trainer["targets"], trainer["save_dtype"]) == \
+        (16, 1e-4, "attention + feed-forward", "bf16")
+    for node_id in loaders:
+        del api[node_id]
+    api["tiny"] = {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "flux_dev"}}
+    for input_name, link in trainer.items():
+        if isinstance(link, list) and link[0] in loaders:
+            trainer[input_name] = ["tiny", loaders[link[0]]]
+    name = "wf_flux_style"
+    trainer.update(name=name, steps=4, save_every=2, validate_every=2, validation_steps=2, validation_size=64,
+                   gradient_checkpointing=False, resume=False)
+    api[by_type["LookDevLoadDataset"]]["inputs"].update(resolution="custom", custom_resolution=128)
+    api["path"] = {"class_type": "LookDevTest_Capture",
+                   "inputs": {"value": [by_type["LookDevTrainStyleLoRA"], 2], "label": "wf_flux_path"}}
+    result = host.run(api, fresh=True)
+    assert [p["step"] for p in result.events_named("lookdev.train.preview")] == [2]
+    with safetensors.safe_open(host.captured["wf_flux_path"], framework="pt") as handle:
+        keys, meta = list(handle.keys()), handle.metadata()
+        dtypes = {handle.get_slice(key).get_dtype() for key in keys if not key.endswith(".alpha")}
+    assert meta["modelspec.architecture"] == "flux-1-dev/lora" and dtypes == {"BF16"}
+    assert any(k.startswith("lora_unet_double_blocks_0_img_mlp_0") for k in keys)
+    assert any(k.startswith("lora_unet_single_blocks_1_linear2") for k in keys)
