@@ -9,6 +9,7 @@ import time
 
 import pytest
 import safetensors
+import safetensors.torch
 import torch
 
 from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
@@ -226,6 +227,22 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, arch, al
     error = (peft - from_file).abs().max().item()
     assert change > 1e-3, "training changed nothing to compare"
     assert error <= 1e-4 * change + 1e-6, (error, change)
+
+
+@pytest.mark.parametrize("arch", ["flux_dev", "chroma"])
+def test_gradient_checkpointing_trains_the_same_adapters(comfy, dataset_dir, arch):
+    """Flux blocks add to their input in place; checkpointed, each block runs on a copy of its
+    inputs so its recomputation starts from the tensor it first saw: the same LoRA as without."""
+    _need(arch)
+    files = {}
+    for checkpointing in (False, True):
+        name = f"ckpt_{arch}_{checkpointing}"
+        comfy.run(train_prompt(arch, name, steps=3, gradient_checkpointing=checkpointing), fresh=True)
+        files[checkpointing] = safetensors.torch.load_file(comfy.captured[f"{name}_path"])
+    assert files[True].keys() == files[False].keys()
+    for key, value in files[False].items():
+        assert torch.allclose(files[True][key], value, rtol=1e-5, atol=1e-7), key
+    assert any(not torch.all(v == 0) for k, v in files[True].items() if "lora_up" in k)
 
 
 def _apply(lora_name, preset="all", weights="", model=("1", 0)):

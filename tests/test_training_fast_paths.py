@@ -95,6 +95,9 @@ CHECKPOINT_CASES = {
               "output_blocks.2.0.out_layers"]),
     "sd3": (16, ["joint_blocks.1.x_block.attn.qkv", "joint_blocks.0.x_block.mlp.fc2"],
             ["joint_blocks.0.x_block.mlp", "joint_blocks.1.x_block.norm2"]),
+    # Flux: blocks that add to their input in place (each checkpointed block runs on copies)
+    "flux_dev": (16, ["double_blocks.0.img_attn.qkv", "single_blocks.1.linear2"],
+                 ["double_blocks.0.img_mlp.0", "double_blocks.1.txt_attn.proj", "single_blocks.1.linear1"]),
 }
 
 

@@ -301,8 +301,9 @@ def training_session(model, clip, compute_dtype, gradient_checkpointing=False):
         grads = {name: p.requires_grad for name, p in patcher.model.named_parameters()}
         patcher.model.requires_grad_(False)
         try:
-            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing), \
-                    _norm_inputs_kept(patcher.model.diffusion_model, model_class_name(patcher) in _INPLACE_RESIDUALS):
+            inplace = model_class_name(patcher) in _INPLACE_RESIDUALS
+            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing, copy_inputs=inplace), \
+                    _norm_inputs_kept(patcher.model.diffusion_model, inplace):
                 yield ComfyDenoiser(patcher, clip, compute_dtype)
         finally:
             for name, param in patcher.model.named_parameters():
@@ -353,9 +354,15 @@ def _norm_inputs_kept(diffusion_model, enabled):
             handle.remove()
 
 
+def _copied(value):
+    return value.clone() if torch.is_tensor(value) else value
+
+
 @contextlib.contextmanager
-def _checkpointing(diffusion_model, enabled):
-    """Recompute each of the model's blocks (see _checkpoint_units) in backward."""
+def _checkpointing(diffusion_model, enabled, copy_inputs=False):
+    """Recompute each of the model's blocks (see _checkpoint_units) in backward. copy_inputs: each
+    block runs on copies of its tensor inputs, so a block that adds to its input in place (Flux)
+    leaves the tensor its recomputation starts from as it was."""
     if not enabled:
         yield
         return
@@ -364,6 +371,9 @@ def _checkpointing(diffusion_model, enabled):
     patched = []
     for block in _checkpoint_units(diffusion_model):
         inner = block.forward
+        if copy_inputs:
+            def inner(*args, _forward=inner, **kwargs):
+                return _forward(*map(_copied, args), **{k: _copied(v) for k, v in kwargs.items()})
 
         def forward(*args, _inner=inner, **kwargs):
             if not torch.is_grad_enabled():
