@@ -21,6 +21,11 @@ Modes (see MODES): each side at its defaults, and equal settings on equal layers
     python bench/train_vs_native.py --width 160 --steps 16 --warmup 3   # 28M params, ~8 minutes
     python bench/train_vs_native.py --width 320 --resolution 256 --steps 8 --warmup 3 --rounds 1
         --modes equal-native,equal-fp32            # 107M params at 32x32 latents, ~7 minutes
+    python bench/train_vs_native.py --arch flux_dev   # the tiny Flux.1 dev of the tests (hidden 64)
+
+On Flux.1 dev both sides train at distilled guidance 1 (LookDev's default for dev; native's
+conditioning is given FluxGuidance 1, as a user would wire it), so the objectives differ only
+where they do on SD1.5 (see the notes).
 """
 
 import sys
@@ -65,6 +70,14 @@ MODES = {
         "lookdev": dict(EQUAL_LOOKDEV, rank=8, alpha=8.0, learning_rate=5e-4, dtype="fp32",
                         gradient_checkpointing=False),
     },
+    "equal-fp32-checkpointed": {
+        "help": "equal settings, fp32, gradient checkpointing on both sides, rank 8, lr 5e-4, all linear+conv "
+                "(LookDev alpha 8 = rank). Flux's equal fp32 mode: native's Flux training without checkpointing "
+                "fails in ComfyUI 0.3.75 (its blocks add to the residual in place, which autograd refuses)",
+        "native": dict(training_dtype="fp32", lora_dtype="fp32", gradient_checkpointing=True),
+        "lookdev": dict(EQUAL_LOOKDEV, rank=8, alpha=8.0, learning_rate=5e-4, dtype="fp32",
+                        gradient_checkpointing=True),
+    },
     "equal-native": {
         "help": "equal settings at native's defaults: bf16 compute, gradient checkpointing, rank 8, "
                 "lr 5e-4, all linear+conv (LookDev alpha 8 = rank)",
@@ -77,22 +90,40 @@ MODES = {
 
 def parse_args(argv=None):
     parser = _bench.parser(__doc__)
-    parser.add_argument("--width", type=int, default=64, help="UNet model_channels (64 = the tiny test model)")
+    parser.add_argument("--arch", default="sd15", choices=tuple(ARCHES),
+                        help="the tiny model: sd15 (SD1.5-style UNet) or flux_dev (Flux.1 dev DiT)")
+    parser.add_argument("--width", type=int, default=64, help="UNet model_channels, or the Flux DiT's hidden size "
+                        "(a multiple of 32: heads of 32) (64 = the tiny test model)")
     parser.add_argument("--resolution", type=int, default=128, help="image side in pixels (latent = /8)")
     parser.add_argument("--images", type=int, default=8, help="training images")
     parser.add_argument("--batch", type=int, default=1, help="batch size for both sides")
     parser.add_argument("--steps", type=int, default=24, help="optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=4, help="first steps left out of the step time")
     parser.add_argument("--rounds", type=int, default=3, help="native/LookDev pairs per mode")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {list(MODES)}")
+    parser.add_argument("--modes", default=None, help=f"comma-separated, from {list(MODES)} (default: "
+                        f"{','.join(DEFAULT_MODES['sd15'])} for sd15, {','.join(DEFAULT_MODES['flux_dev'])} for flux_dev)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.modes = args.modes or ",".join(DEFAULT_MODES[args.arch])
     unknown = [m for m in args.modes.split(",") if m not in MODES]
     if unknown:
         parser.error(f"unknown mode(s) {unknown}; choose from {list(MODES)}")
     if args.steps <= args.warmup + 2:
         parser.error("--steps must exceed --warmup by at least 3")
+    if args.arch == "flux_dev" and args.width % 32:
+        parser.error("--width must be a multiple of 32 for flux_dev (heads of 32)")
     return args
+
+
+MODEL_NAMES = {"sd15": "UNet", "flux_dev": "Flux.1 dev DiT"}
+# Native trains Flux only with gradient checkpointing (see the equal-fp32-checkpointed mode).
+DEFAULT_MODES = {"sd15": ("defaults", "equal-fp32", "equal-native"),
+                 "flux_dev": ("defaults", "equal-fp32-checkpointed", "equal-native")}
+# --arch -> (LookDev's architecture name for target selection, the tiny model's config at --width)
+ARCHES = {
+    "sd15": ("sd1", lambda tiny, width: {**tiny.SD15_TINY_UNET, "model_channels": width}),
+    "flux_dev": ("flux", lambda tiny, width: {**tiny.FLUX_TINY_DIT, "hidden_size": width, "num_heads": width // 32}),
+}
 
 
 # --- set-up: model, dataset, latents, captions ---------------------------------------------------
@@ -130,16 +161,18 @@ def build_setup(host, args):
     from lookdev.trainer.training.data import Example
     from lookdev.trainer.training.run import RunPaths
 
-    unet = {**tiny_models.SD15_TINY_UNET, "model_channels": args.width}
-    model = tiny_models.build_model("sd15", args.seed, unet_config=unet)
-    clip = tiny_models.build_clip("sd15", args.seed)
-    vae = tiny_models.build_vae("sd15", args.seed)
+    unet = ARCHES[args.arch][1](tiny_models, args.width)
+    model = tiny_models.build_model(args.arch, args.seed, unet_config=unet)
+    clip = tiny_models.build_clip(args.arch, args.seed)
+    vae = tiny_models.build_vae(args.arch, args.seed)
     dataset = scene_dataset(args.images, args.resolution)
     # The node's own cache folder: LookDev's runs read these latents back instead of encoding.
     cache = LatentCache(RunPaths.for_name("bench").cache)
     raw = cache.latents_for(dataset.samples, bridge.vae_identity(vae), lambda b: bridge.encode_images(vae, b))
     texts = [plain_caption(s.caption) for s in dataset.samples]
     conds = [bridge.conditioning(bridge.encode_text(clip, t)) for t in texts]
+    if bridge.takes_distilled_guidance(model):  # train native at LookDev's guidance 1 (FluxGuidance 1)
+        conds = [bridge.with_guidance(c, 1.0) for c in conds]
     examples = [Example(latent=model.model.process_latent_in(l.unsqueeze(0))[0], captions=(t,), dropped_caption=TRIGGER)
                 for l, t in zip(raw, texts)]
     params = sum(p.numel() for p in model.model.diffusion_model.parameters())
@@ -230,7 +263,7 @@ def trained_parameter_counts(host, setup, args):
     """(native trainable tensors/params on LoRA'd weights, on bias+norm diffs) from one tiny run."""
     import torch
 
-    prompt = native_prompt(args, {"training_dtype": "fp32", "lora_dtype": "fp32", "gradient_checkpointing": False})
+    prompt = native_prompt(args, {"training_dtype": "fp32", "lora_dtype": "fp32", "gradient_checkpointing": True})
     prompt["t"]["inputs"]["steps"] = 1
     torch.manual_seed(args.seed)
     host.step_times.clear()
@@ -242,11 +275,11 @@ def trained_parameter_counts(host, setup, args):
     return lora_keys, low_rank, extra
 
 
-def lookdev_layers(setup):
+def lookdev_layers(setup, args):
     from lookdev.trainer import comfy_bridge as bridge
     from lookdev.trainer.training.targets import select_targets
 
-    return {f"diffusion_model.{p}" for p in select_targets(bridge.named_layers(setup["model"]), "sd1",
+    return {f"diffusion_model.{p}" for p in select_targets(bridge.named_layers(setup["model"]), ARCHES[args.arch][0],
                                                             "all linear and conv")}
 
 
@@ -266,13 +299,13 @@ def main(argv=None):
                                  "latents": ("LATENT", setup["latents"], True),
                                  "conds": ("CONDITIONING", setup["conds"], True)})
     native_layers, native_lowrank, native_extra = trained_parameter_counts(host, setup, args)
-    ours = lookdev_layers(setup)
+    ours = lookdev_layers(setup, args)
     if native_layers != ours:
         raise RuntimeError(f"layer sets differ: native only {sorted(native_layers - ours)[:5]}, "
                            f"LookDev only {sorted(ours - native_layers)[:5]}")
     base_eval = evaluate(setup, setup["model"])
     print(machine)
-    print(f"UNet {setup['unet_params'] / 1e6:.1f}M params, width {args.width}, {args.images} images "
+    print(f"{MODEL_NAMES[args.arch]} {setup['unet_params'] / 1e6:.1f}M params, width {args.width}, {args.images} images "
           f"{args.resolution}px, batch {args.batch}, {args.steps} steps (first {args.warmup} not timed), "
           f"{args.rounds} rounds; eval loss of the untrained model {base_eval:.4f}", flush=True)
 
@@ -295,7 +328,8 @@ def main(argv=None):
             results[(mode, "alpha1")] = alpha_one["eval"]
             print(f"  {mode:13s} LookDev with alpha 1: eval {alpha_one['eval']:.4f}", flush=True)
     body = report(args, setup, results, base_eval, native_layers, native_lowrank, native_extra, loads)
-    _bench.publish(f"train_vs_native (width {args.width}, {args.resolution}px, batch {args.batch})", machine, body,
+    model = "" if args.arch == "sd15" else f"{args.arch}, "
+    _bench.publish(f"train_vs_native ({model}width {args.width}, {args.resolution}px, batch {args.batch})", machine, body,
                    record=not args.no_record)
 
 
@@ -326,7 +360,7 @@ def report(args, setup, results, base_eval, native_layers, native_lowrank, nativ
                "node peak MiB", "eval loss"]
     method = results[next(iter(results))][0]["method"]
     notes = [
-        f"UNet width {args.width} ({setup['unet_params'] / 1e6:.1f}M params), {args.images} images at "
+        f"{MODEL_NAMES[args.arch]} width {args.width} ({setup['unet_params'] / 1e6:.1f}M params), {args.images} images at "
         f"{args.resolution}px (latent {args.resolution // 8}x{args.resolution // 8}), batch {args.batch}, "
         f"{args.steps} steps per run, first {args.warmup} not timed, {args.rounds} alternating rounds per mode; "
         f"load average during runs {min(loads):.2f}-{max(loads):.2f}.",
@@ -335,14 +369,18 @@ def report(args, setup, results, base_eval, native_layers, native_lowrank, nativ
         f"Memory, above the RSS with the model loaded: {method}; ComfyUI's loaded models unloaded and freed heap "
         "returned to the OS (malloc_trim) before each run, in this process. Training peak: from the end of the "
         "first optimizer step to the end of the last; node peak: the whole node (set-up, saving, outputs).",
-        f"Layers: native puts LoRA on {len(native_layers)} weights (every Linear/Conv2d of the UNet, "
+        f"Layers: native puts LoRA on {len(native_layers)} weights (every Linear/Conv2d of the {MODEL_NAMES[args.arch]}, "
         f"{native_lowrank:,} low-rank params) plus {native_extra:,} params of full diffs on every bias and "
         f"norm weight; LookDev's equal modes train the same {len(native_layers)} Linear/Conv2d layers "
         f"(preset 'all linear and conv'), no bias/norm diffs.",
         "Objectives differ by design: native regresses the denoised image (x0 MSE), LookDev the model's own "
-        "target (eps MSE); AdamW weight decay is torch's default 0.01 in native, 0 in LookDev.",
+        f"target ({'eps' if args.arch == 'sd15' else 'velocity'} MSE); AdamW weight decay is torch's default "
+        "0.01 in native, 0 in LookDev.",
         "Gradient checkpointing recomputes every UNet block on both sides (native: each top non-container "
-        "module; LookDev: each layer of the UNet's TimestepEmbedSequential blocks, the same set).",
+        "module; LookDev: each layer of the UNet's TimestepEmbedSequential blocks, the same set)."
+        if args.arch == "sd15" else
+        "Gradient checkpointing: native recomputes each top non-container module, LookDev each double and "
+        "single block.",
     ]
     for mode in args.modes.split(","):
         alpha_one = results.get((mode, "alpha1"))
