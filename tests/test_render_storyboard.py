@@ -46,6 +46,7 @@ def test_plan_frames_joins_negatives_and_sizes():
 @pytest.mark.parametrize("settings, message", [
     ({"steps": 0}, "steps must be a whole number >= 1"),
     ({"cfg": float("nan")}, "cfg must be a number"),
+    ({"guidance": float("inf")}, "guidance must be a number"),
     ({"aspect": "2.35"}, "aspect '2.35' is not one of"),
     ({"aspect": "custom", "height": 60}, "height 60 must be a multiple of 8"),
     ({"base_resolution": 32}, "base_resolution must be at least 64"),
