@@ -401,7 +401,7 @@ NOTE_FLUX_DATASET = f"""2. REFERENCE IMAGES AND CAPTIONS
 
 Put 10-30 images that share the look in input/{DATASET_FOLDER} (or type another folder). Trigger word: {TRIGGER}, set here only.
 
-- resolution 1024: Flux's native size; images are bucketed by aspect at about 1024x1024 pixels. ai-toolkit trains Flux at 512, 768 and 1024 together; LookDev trains one size per run: 512 trains about 4x faster and still carries a look, 1024 keeps fine grain and texture.
+- resolution 1024: Flux's native size; images are bucketed by aspect at about 1024x1024 pixels. ai-toolkit trains Flux at 512, 768 and 1024 together; LookDev trains one size per run: 512 has a quarter of the tokens per image (several times faster) and still carries a look, 1024 keeps fine grain and texture.
 - Captions say what is in the picture, in a sentence; the style words are stripped so {TRIGGER} takes the look by itself."""
 
 NOTE_FLUX_TRAINING = f"""3. TRAINING - why these values
@@ -409,14 +409,14 @@ NOTE_FLUX_TRAINING = f"""3. TRAINING - why these values
 - steps 1500: ai-toolkit's example runs 2000 and calls 500-4000 a good range; a style from 10-30 images usually settles in 1000-2000 steps at batch 1. Watch the renders every 250 steps and stop when the look is there.
 - rank 16, alpha 16: ai-toolkit's default (kohya guides use 4-32); 32 for more texture, larger file.
 - learning rate 1e-4, AdamW, constant: ai-toolkit's setting. kohya's Flux guides use 8e-4 with rank 4 and Adafactor; a higher rate needs fewer steps but overshoots more easily. Constant, not decaying: every checkpoint is a usable LoRA, so you can stop anywhere.
-- targets attention + feed-forward: the double blocks' attention and MLP and the single blocks' linear layers, the layers kohya's and ai-toolkit's Flux LoRAs train ('style blocks' trains the single blocks only).
+- targets attention + feed-forward: the double blocks' attention and MLP and the single blocks' linear layers, the bulk of what kohya's and ai-toolkit's Flux LoRAs train (they also adapt the modulation layers; 'all linear and conv' does too). 'style blocks' trains the single blocks only.
 - timestep sampling logit-normal: the sigmoid sampling kohya and ai-toolkit use for Flux, shifted by image size as Flux.1 dev was trained (automatic).
 - Guidance: training runs at distilled guidance 1, kohya's and ai-toolkit's default; the validation renders use cfg 1 with guidance 3.5, as Flux.1 dev is sampled.
 - shuffle captions off: T5 reads sentences, and shuffled fragments are not sentences (ai-toolkit's shuffle_tokens is off). caption dropout 0.05 as ai-toolkit.
 - noise offset and min-SNR off: they are for SD's noise schedule, not flow models.
 - gradient checkpointing on and save bf16: what every Flux trainer does on a 24 GB GPU.
 
-Saved as models/loras/{FLUX_LORA_NAME}.safetensors, checkpoints every 250 steps in output/lookdev/{FLUX_LORA_NAME}/, the loss curve as output/lookdev/{FLUX_LORA_NAME}_loss.png. On a 24 GB GPU expect roughly 1-2 hours at 1024 px."""
+Saved as models/loras/{FLUX_LORA_NAME}.safetensors, checkpoints every 250 steps in output/lookdev/{FLUX_LORA_NAME}/, the loss curve as output/lookdev/{FLUX_LORA_NAME}_loss.png."""
 
 
 def train_flux_style_lora():
