@@ -69,6 +69,8 @@ class TrainStyleLoRA:
         required.update({name: from_config(TrainConfig, name, **opts) for name, opts in _REQUIRED.items()})
         optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
         optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True, default="")
+        # Last: the editor stores widget values by position, so saved workflows keep loading.
+        optional["recipe"] = from_config(TrainConfig, "recipe")
         return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
     @classmethod

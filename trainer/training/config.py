@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..lora.io import SAVE_DTYPES
 from ..options import check_options, option
 from .adapters import ALGORITHMS, AdapterSpec
+from .recipes import CUSTOM, RECIPE_HELP, RECIPES
 from .registries import DTYPES, LOSSES, OPTIMIZERS, SCHEDULES, TIMESTEP_SAMPLERS
 from .targets import TARGET_PRESETS
 
@@ -68,6 +69,7 @@ class TrainConfig:
                                  "settings and dataset continue (more steps may be added); otherwise the node stops "
                                  "and lists the differences. Off: train from step 0, keeping an old LoRA as .bak.")
     save_dtype: str = option("fp16", "Precision of the saved LoRA file.", choices=tuple(SAVE_DTYPES))
+    recipe: str = option(CUSTOM, RECIPE_HELP, choices=tuple(RECIPES))
 
     def adapter_spec(self):
         return AdapterSpec(self.algorithm, self.rank, self.alpha, self.adapter_dropout)
