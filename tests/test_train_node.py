@@ -501,3 +501,25 @@ def test_recipe_is_the_trainers_last_optional_input_and_defaults_to_custom(comfy
     choices, options = optional["recipe"]
     assert options["default"] == "custom" and choices[0] == "custom"
     assert all(f"'{name}'" in options["tooltip"] for name in choices)
+
+
+@pytest.mark.parametrize("name", ["targets", "timestep_sampling"])
+def test_choice_tooltips_say_what_each_choice_does_and_when_to_pick_it(comfy, name):
+    choices, options = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["required" if name == "targets"
+                                                                                 else "optional"][name]
+    tooltip = options["tooltip"]
+    starts = [tooltip.find(f"'{choice}': ") for choice in choices]
+    assert -1 not in starts and starts == sorted(starts), tooltip  # every choice explained, in menu order
+    assert tooltip.count("Pick it") == len(choices), tooltip
+
+
+def test_only_the_essential_trainer_inputs_are_basic(comfy):
+    """name, steps, learning rate, rank, targets, seed and recipe show; every other widget input is
+    `advanced` (folded by the frontend, still saved and queued); sockets are never advanced."""
+    inputs = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()
+    basic = [name for group in ("required", "optional") for name, (_, options) in inputs[group].items()
+             if not options.get("advanced")]
+    assert basic == ["model", "clip", "vae", "dataset", "name", "steps", "learning_rate", "rank", "targets",
+                     "seed", "recipe"]
+    assert all(options["advanced"] is True for group in ("required", "optional")
+               for name, (_, options) in inputs[group].items() if name not in basic)

@@ -101,6 +101,15 @@ TRAINER_STATE = f"""() => {{
   }};
 }}"""
 
+# The trainer's widgets shown while advanced inputs are off, in order (the panel is not an input).
+ESSENTIAL_WIDGETS = ("name", "steps", "learning_rate", "rank", "targets", "seed", "control_after_generate",
+                     "recipe", "lookdev_progress")
+
+VISIBLE_TRAINER_WIDGETS = f"""() => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevTrainStyleLoRA");
+  return node.widgets.filter((w) => node.isWidgetVisible(w)).map((w) => w.name);
+}}"""
+
 PREVIEWS_LOADED = """() => {
   const imgs = [...document.querySelectorAll(".lookdev-previews img")];
   return imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
@@ -259,6 +268,7 @@ def training_page(app_page, server, tiny_checkpoint):
     applied = page.evaluate(APPLY_OVERRIDES, overrides(tiny_checkpoint))
     assert applied == {"missing": [], "trainers": 1}, applied
     loaded = page.evaluate(TRAINER_STATE)
+    visible = page.evaluate(VISIBLE_TRAINER_WIDGETS)
     entry = queue_and_wait(page, log, server)
     page.wait_for_function(PREVIEWS_LOADED, timeout=60_000)
     page.evaluate(SHOW_SHEET)
@@ -269,7 +279,7 @@ def training_page(app_page, server, tiny_checkpoint):
     render_status = page.evaluate(RENDER_STATUS)
     keep_screenshots(page, "train_and_storyboard")
     return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry,
-            "statuses": statuses, "render_status": render_status}
+            "statuses": statuses, "render_status": render_status, "visible": visible}
 
 
 def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training_page):
@@ -278,6 +288,20 @@ def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training
     assert loaded["panelHeight"] >= 280
     # The panel is a widget, but not a value: widgets_values keep their length and order.
     assert loaded["widgetsValues"] == loaded["widgetCount"] - 1
+
+
+def test_queued_prompt_carries_the_folded_advanced_inputs(training_page, server):
+    """The shipped workflow opens with the trainer's advanced inputs folded away; the prompt it
+    queued still carries every trainer input, with the values set on the folded widgets."""
+    assert training_page["visible"] == list(ESSENTIAL_WIDGETS)
+    info = server.get("/object_info/LookDevTrainStyleLoRA").json()["LookDevTrainStyleLoRA"]["input"]
+    widgets = [name for group in ("required", "optional") for name, (kind, _) in info[group].items()
+               if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
+    prompt = training_page["history"]["prompt"][2]
+    [inputs] = [node["inputs"] for node in prompt.values() if node["class_type"] == "LookDevTrainStyleLoRA"]
+    assert set(widgets) <= set(inputs)
+    trainer = overrides("x")["LookDevTrainStyleLoRA"]
+    assert {name: inputs[name] for name in trainer} == trainer  # alpha, validation_size, … were folded
 
 
 def test_loss_chart_receives_every_step(training_page, server):
@@ -486,6 +510,41 @@ def test_inputs_unused_in_the_current_mode_are_hidden_but_still_queued(app_page,
     frames = [image["filename"] for node in entry["outputs"].values() for image in node.get("images", [])
               if image.get("subfolder") == "web_ui_modes"]
     assert "M010.png" in frames
+    assert log.from_lookdev() == []
+
+
+# A trainer added from the node menu, then "Show Advanced" and "Hide Advanced" as its menu does.
+FRESH_TRAINER = f"""async () => {{
+  const app = {APP};
+  const node = LiteGraph.createNode("LookDevTrainStyleLoRA");
+  app.graph.add(node);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const visible = () => node.widgets.filter((w) => node.isWidgetVisible(w)).map((w) => w.name);
+  const menu = () => app.canvas.getNodeMenuOptions(node).filter(Boolean).map((o) => o.content);
+  const state = {{ visible: visible(), height: node.size[1], fits: node.computeSize()[1], menu: menu() }};
+  node.toggleAdvanced();
+  Object.assign(state, {{ allVisible: visible(), shownHeight: node.size[1], shownMenu: menu() }});
+  const values = node.serialize().widgets_values;
+  node.toggleAdvanced();
+  Object.assign(state, {{ hiddenAgain: visible(), hiddenHeight: node.size[1],
+                          sameValues: JSON.stringify(values) === JSON.stringify(node.serialize().widgets_values) }});
+  app.graph.remove(node);
+  return state;
+}}"""
+
+
+def test_trainer_shows_its_essential_inputs_until_show_advanced(app_page):
+    """A new trainer shows name, steps, learning rate, rank, targets, seed and recipe, and is short;
+    the node menu's "Show Advanced" shows every input and grows it; "Hide Advanced" folds them again."""
+    page, log = app_page
+    state = page.evaluate(FRESH_TRAINER)
+    assert state["visible"] == list(ESSENTIAL_WIDGETS), state
+    assert "Show Advanced" in state["menu"] and "Hide Advanced" in state["shownMenu"]
+    assert len(state["allVisible"]) > 30 and set(ESSENTIAL_WIDGETS) < set(state["allVisible"])
+    assert state["shownHeight"] > 2 * state["height"], state
+    assert state["hiddenAgain"] == list(ESSENTIAL_WIDGETS) and state["hiddenHeight"] == state["height"]
+    assert state["height"] <= state["fits"] + 1 and state["sameValues"]
+    print("trainer height, advanced off / on:", state["height"], state["shownHeight"])
     assert log.from_lookdev() == []
 
 

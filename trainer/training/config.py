@@ -42,7 +42,8 @@ class TrainConfig:
                                  "useful for high-contrast looks.", min=0.0, max=1.0)
     min_snr_gamma: float = option(0.0, "Min-SNR weighting gamma (5 is typical, 0 = off): faster, steadier convergence.",
                                   min=0.0, max=20.0)
-    timestep_sampling: str = option("style (high noise)", "Which noise levels to train on.", choices=tuple(TIMESTEP_SAMPLERS))
+    timestep_sampling: str = option("style (high noise)", "Which noise levels to train on. " + " ".join(
+        f"'{name}': {text}" for name, (_, text) in TIMESTEP_SAMPLERS.items()), choices=tuple(TIMESTEP_SAMPLERS))
     loss: str = option("mse", "Loss function.", choices=tuple(LOSSES))
     caption_dropout: float = option(0.05, "Probability of training a step with the trigger word alone, so the trigger "
                                     "carries the style by itself.", min=0.0, max=1.0)
