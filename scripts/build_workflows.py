@@ -150,7 +150,7 @@ Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes.
 
 NOTE_DATASET = f"""1. YOUR REFERENCE IMAGES
 
-Put 10-30 images that share the look into ComfyUI's input folder, in input/{DATASET_FOLDER}, or type another folder (or an absolute path) in 'folder'. No such folder yet? Press Run: LookDev creates input/{DATASET_FOLDER} with a README inside and tells you, together with anything else missing (e.g. the checkpoint), before anything runs.
+Put 10-30 images that share the look into ComfyUI's input folder, in input/{DATASET_FOLDER}: 'upload images' on Load Dataset copies them there from your computer (with any caption files). Or pick another input subfolder in 'folder', or 'type a folder path' (any absolute path). No such folder yet? Press Run: LookDev creates input/{DATASET_FOLDER} with a README inside and tells you, together with anything else missing (e.g. the checkpoint), before anything runs.
 
 - Consistency matters more than count: same grade, same kind of light.
 - Vary the content (people, places, objects) so the LoRA learns the look, not a subject.

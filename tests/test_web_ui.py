@@ -614,3 +614,69 @@ def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
     assert view["scale"] == pytest.approx(0.85), view
     assert view["groupTitleShown"] and view["noteTitleShown"], view
     assert log.from_lookdev() == []
+
+
+# Clicks a button widget of a node as a person does: a real mouse click on the canvas.
+BUTTON_POINT = f"""([type, label]) => {{
+  const app = {APP};
+  const node = app.graph.nodes.find((n) => n.type === type);
+  const widget = node.widgets.find((w) => w.name === label);
+  app.canvas.ds.fitToBounds([node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30], {{ zoom: 0.9 }});
+  app.canvas.setDirty(true, true);
+  const {{ scale, offset }} = app.canvas.ds;
+  const rect = app.canvas.canvas.getBoundingClientRect();
+  const y = node.pos[1] + (widget.last_y ?? widget.y) + LiteGraph.NODE_WIDGET_HEIGHT / 2;
+  return [rect.left + (node.pos[0] + node.size[0] / 2 + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+}}"""
+
+UPLOAD_RESULT = f"""async () => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevLoadDataset");
+  const result = await node.lookdevUpload;
+  const folder = node.widgets.find((w) => w.name === "folder");
+  return {{ result, value: folder.value, choices: folder.options.values, status: node.lookdevUploadStatus,
+            saved: node.serialize().widgets_values }};
+}}"""
+
+
+def test_dataset_folder_upload_then_pick_then_load(app_page, server, tmp_path):
+    """"upload images" on Load Dataset sends the chosen images and captions into an input
+    subfolder through ComfyUI's /upload/image; the folder becomes a choice of the refreshed list
+    and the node's value; a prompt with it loads the dataset. The buttons save no value."""
+    page, log = app_page
+    workflow = json.loads((ROOT / "workflows" / "train_style_lora.json").read_text())
+    load_workflow(page, workflow)
+    [saved] = [node["widgets_values"] for node in workflow["nodes"] if node["type"] == "LookDevLoadDataset"]
+    folder = "web_upload_set"
+    page.evaluate(PICK, ["LookDevLoadDataset", "folder", folder])  # a new name, typed
+    write_dataset(tmp_path / "local")
+    files = sorted(str(p) for p in (tmp_path / "local").iterdir())
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(BUTTON_POINT, ["LookDevLoadDataset", "upload images"])
+    page.wait_for_timeout(300)
+    with page.expect_file_chooser() as chooser:
+        page.mouse.click(x, y)
+    chooser.value.set_files(files)
+    state = page.evaluate(UPLOAD_RESULT)
+    assert state["result"] == {"uploaded": len(files), "folder": folder}, state
+    assert state["status"] == f"uploaded {len(files)} / {len(files)} into input/{folder}"
+    assert sorted(p.name for p in (server.base / "input" / folder).iterdir()) == sorted(Path(f).name for f in files)
+    assert state["value"] == folder and folder in state["choices"]
+    assert len(state["saved"]) == len(saved), "the buttons added a saved value"
+
+    # "type a folder path": the canvas's text prompt sets any path, e.g. one outside the input folder.
+    x, y = page.evaluate(BUTTON_POINT, ["LookDevLoadDataset", "type a folder path"])
+    page.mouse.click(x, y)
+    page.locator(".graphdialog input").fill(str(tmp_path / "local"))
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    assert page.evaluate(UPLOAD_RESULT)["value"] == str(tmp_path / "local")
+    page.evaluate(PICK, ["LookDevLoadDataset", "folder", folder])  # picked from the list again
+
+    prompt = {"1": {"class_type": "LookDevLoadDataset", "inputs": {
+                  "folder": state["value"], "trigger": "lkdv", "resolution": "custom", "custom_resolution": 128,
+                  "no_upscale": False, "repeats": 1, "recursive": True, "caption_extension": "txt"}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 1]}}}
+    entry = server.wait(server.queue(prompt), timeout=RUN_TIMEOUT_S)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert entry["outputs"]["2"]["images"] and entry["outputs"]["1"]["images"]
+    assert log.from_lookdev() == []
