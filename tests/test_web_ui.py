@@ -575,9 +575,14 @@ def laptop_page(browser, server):
 
 
 def open_template_browser(page):
-    """The path the README names: the ComfyUI logo menu (top left) › Browse Templates › LookDev."""
-    page.locator(".comfy-menu-button-wrapper").first.click()
-    page.get_by_role("menuitem", name="Browse Templates").click()
+    """The paths the README names: frontend 1.32's ComfyUI logo menu (top left) › Browse Templates,
+    or newer frontends' Templates button in the left side bar; then LookDev."""
+    sidebar = page.locator("[data-testid='side-toolbar'] button[aria-label='Templates']")
+    if sidebar.count():
+        sidebar.first.click()
+    else:
+        page.locator(".comfy-menu-button-wrapper").first.click()
+        page.get_by_role("menuitem", name="Browse Templates").click()
     page.get_by_text("LookDev", exact=True).first.click()
     page.locator("[data-testid^='template-workflow-']").first.wait_for(timeout=30_000)
 
@@ -594,8 +599,8 @@ CARDS = """() => [...document.querySelectorAll("[data-testid^='template-workflow
 def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
     """Opened from the template browser in a 1280x800 window: text at 85 % (not the 60 % at which
     it is unreadable), the read-me note's and the first group's titles on the canvas, not under the
-    tab bar or the floating toolbars. The card shows the thumbnail; frontend 1.32 titles a custom
-    node's template with its file name and describes it with the name spelled out (README)."""
+    tab bar or the floating toolbars. The card shows the thumbnail; frontends title a custom node's
+    template with its file name (README)."""
     page, log = laptop_page
     open_template_browser(page)
     page.wait_for_function(f"""() => {{ const card = document.querySelector("[data-testid='template-workflow-{path.stem}']");
@@ -603,7 +608,8 @@ def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
                            timeout=30_000)
     card = next(card for card in page.evaluate(CARDS) if card["name"] == path.stem)
     assert [640, 400] in card["thumbnails"], card  # workflows/<name>.jpg, not the placeholder
-    assert card["text"][:2] == [path.stem, path.stem.replace("_", " ")], card
+    # 1.32: file name, then the name spelled out; 1.58: a "Node graph" badge, then the file name.
+    assert card["text"][:2] in ([path.stem, path.stem.replace("_", " ")], ["Node graph", path.stem]), card
     page.locator(f"[data-testid='template-workflow-{path.stem}']").click()
     page.wait_for_function(f"() => {APP}.graph.groups?.[0]?.title === {json.dumps(json.loads(path.read_text())['groups'][0]['title'])}",
                            timeout=30_000)
