@@ -6,8 +6,9 @@ from ..trainer.training.config import TrainConfig
 from ..trainer.training.run import RunPaths, output_identity, run_training
 from .common import CATEGORY, DATASET, LORA, from_config, tip
 
-# Shown by default; every other trainer input is marked `advanced` (a frontend option: newer
-# frontends fold such inputs away, older ones ignore it and show them, never dropping values).
+# Shown by default; every other trainer input carries the `advanced` input option, which the web
+# extension folds until the node's Show Advanced (web/lookdev_modes.js). A frontend without that
+# menu shows them all; values are saved and queued either way.
 ESSENTIAL = ("name", "steps", "learning_rate", "rank", "targets", "seed", "recipe")
 
 # Ranges come from TrainConfig's fields; these are widget settings only.
