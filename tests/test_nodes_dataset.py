@@ -145,6 +145,26 @@ def test_loader_reads_folders_relative_to_the_input_folder(comfy, tmp_path):
     assert out["dataset"].samples[0].source == comfy.input_dir / name / "sub" / "a.png"
 
 
+def test_folder_choices_are_the_input_subfolders_and_typed_paths_still_validate(comfy, tmp_path):
+    """The folder input lists the input folder's subfolders as they are now (a new one appears on
+    the next object_info); a typed path outside the list, relative or absolute, passes ComfyUI's
+    validation and loads (saved workflows hold typed strings)."""
+    name = f"Picked-{uuid.uuid4().hex[:8]}"
+    node = comfy.node_class("LookDevLoadDataset")
+    assert name not in node.INPUT_TYPES()["required"]["folder"][0]
+    write_image(comfy.input_dir / name / "a.png", (96, 96))
+    (comfy.input_dir / f".hidden-{name}").mkdir()
+    (comfy.input_dir / f"{name}.png").write_bytes(b"not a folder")
+    choices, options = node.INPUT_TYPES()["required"]["folder"]
+    assert name in choices and not [c for c in choices if name in c and c != name]
+    assert choices == sorted(choices, key=str.lower) and options["default"] == ""
+    _, out = run(comfy, loader(name), "picked")
+    assert out["count"] == 1
+    write_image(tmp_path / "typed" / "b.png", (96, 96))
+    _, out = run(comfy, loader(tmp_path / "typed"), "typed")
+    assert out["count"] == 1
+
+
 def test_loader_resolution_and_no_upscale(comfy, tmp_path):
     write_image(tmp_path / "small.png", (96, 96))
     _, out = run(comfy, loader(tmp_path, custom_resolution=256), "upscaled")

@@ -455,3 +455,71 @@ def test_unsupported_architecture_stops_before_any_work(comfy, dataset_dir):
     assert all(ARCHITECTURES[arch] in message for arch in TRAINABLE) and "Nothing was written" in message
     assert not result.events_named("lookdev.train.progress")
     assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before
+
+
+def test_recipe_fills_the_inputs_left_at_their_defaults_and_says_so(comfy, dataset_dir):
+    """'quick test' sets the schedule and the validation steps (left at their defaults) and keeps the
+    steps and learning rate typed on the node; the report and the file's config show both; the run
+    really trains with the recipe's constant schedule."""
+    prompt = train_prompt("sd15", dataset_dir, "recipe_quick", steps=3, batch_size=1, recipe="quick test")
+    result = comfy.run(prompt)
+    report = result.ui["3"]["text"][0].splitlines()
+    assert "recipe quick test: set schedule constant, validation_steps 8" in report
+    assert "recipe left your values: steps 3, learning_rate 0.002" in report
+    with safetensors.safe_open(comfy.captured["recipe_quick_path"], framework="pt") as handle:
+        meta = handle.metadata()
+    config = json.loads(meta["lookdev.config"])
+    assert (config["recipe"], config["schedule"], config["validation_steps"]) == ("quick test", "constant", 8)
+    assert (config["steps"], config["learning_rate"], config["rank"]) == (3, 2e-3, 4)
+    assert meta["ss_lr_scheduler"] == "constant"
+    lrs = [event["lr"] for event in result.events_named("lookdev.train.progress")]
+    assert len(lrs) == 3 and max(lrs) == min(lrs) == pytest.approx(2e-3)  # cosine would decay it
+
+
+def test_recipe_without_recipe_input_is_custom(sd15_run):
+    """A prompt saved before recipes existed (no recipe input) trains exactly as set: no recipe line."""
+    result, _, _ = sd15_run
+    assert not [line for line in result.ui["3"]["text"][0].splitlines() if line.startswith("recipe")]
+
+
+def test_recipe_for_another_family_is_refused_before_any_work(comfy, dataset_dir):
+    written_before = _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras"))
+    result = comfy.run(train_prompt("sd15", dataset_dir, "recipe_wrong", recipe="SDXL style"), expect_error=True)
+    message = result.error["exception_message"]
+    assert message.startswith("recipe 'SDXL style' is for SDXL (ldm UNet, CLIP-L + CLIP-G) models, "
+                              "but this model is Stable Diffusion 1.x")
+    assert "Nothing was written" in message and "'SD1.5 style'" in message and "'quick test'" in message
+    assert "'Flux style'" not in message.split("pick")[1]
+    assert not result.events_named("lookdev.train.progress")
+    assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before
+
+
+def test_recipe_is_the_trainers_last_optional_input_and_defaults_to_custom(comfy):
+    """The editor stores widget values by position: a new input goes last, so saved workflows load."""
+    optional = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["optional"]
+    assert list(optional)[-1] == "recipe"
+    choices, options = optional["recipe"]
+    assert options["default"] == "custom" and choices[0] == "custom"
+    assert all(f"'{name}'" in options["tooltip"] for name in choices)
+
+
+@pytest.mark.parametrize("name", ["targets", "timestep_sampling"])
+def test_choice_tooltips_say_what_each_choice_does_and_when_to_pick_it(comfy, name):
+    choices, options = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["required" if name == "targets"
+                                                                                 else "optional"][name]
+    tooltip = options["tooltip"]
+    starts = [tooltip.find(f"'{choice}': ") for choice in choices]
+    assert -1 not in starts and starts == sorted(starts), tooltip  # every choice explained, in menu order
+    assert tooltip.count("Pick it") == len(choices), tooltip
+
+
+def test_only_the_essential_trainer_inputs_are_basic(comfy):
+    """name, steps, learning rate, rank, targets, seed and recipe show; every other widget input is
+    `advanced` (folded by the frontend, still saved and queued); sockets are never advanced."""
+    inputs = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()
+    basic = [name for group in ("required", "optional") for name, (_, options) in inputs[group].items()
+             if not options.get("advanced")]
+    assert basic == ["model", "clip", "vae", "dataset", "name", "steps", "learning_rate", "rank", "targets",
+                     "seed", "recipe"]
+    assert all(options["advanced"] is True for group in ("required", "optional")
+               for name, (_, options) in inputs[group].items() if name not in basic)

@@ -84,3 +84,13 @@ def test_mode_inputs_name_real_inputs_and_choices(comfy):
         required = comfy.nodes.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]
         assert value in required[mode][0], (node_id, mode, value)
         assert names and all(name in required for name in names), (node_id, names)
+
+
+def test_folder_inputs_name_real_folder_inputs(comfy):
+    """FOLDER_INPUTS of lookdev_names.js: the inputs that get the type-a-path and upload buttons."""
+    text = (WEB / "lookdev_names.js").read_text()
+    block = re.search(r"FOLDER_INPUTS = \{(.*?)\n\};", text, re.S).group(1)
+    pairs = re.findall(r'"(\w+)": "(\w+)"', block)
+    assert pairs == [("LookDevLoadDataset", "folder")]
+    for node_id, name in pairs:
+        assert name in comfy.nodes.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]

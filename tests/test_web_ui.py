@@ -101,6 +101,15 @@ TRAINER_STATE = f"""() => {{
   }};
 }}"""
 
+# The trainer's widgets shown while advanced inputs are off, in order (the panel is not an input).
+ESSENTIAL_WIDGETS = ("name", "steps", "learning_rate", "rank", "targets", "seed", "control_after_generate",
+                     "recipe", "lookdev_progress")
+
+VISIBLE_TRAINER_WIDGETS = f"""() => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevTrainStyleLoRA");
+  return node.widgets.filter((w) => node.isWidgetVisible(w)).map((w) => w.name);
+}}"""
+
 PREVIEWS_LOADED = """() => {
   const imgs = [...document.querySelectorAll(".lookdev-previews img")];
   return imgs.length > 0 && imgs.every((img) => img.complete && img.naturalWidth > 0);
@@ -259,6 +268,7 @@ def training_page(app_page, server, tiny_checkpoint):
     applied = page.evaluate(APPLY_OVERRIDES, overrides(tiny_checkpoint))
     assert applied == {"missing": [], "trainers": 1}, applied
     loaded = page.evaluate(TRAINER_STATE)
+    visible = page.evaluate(VISIBLE_TRAINER_WIDGETS)
     entry = queue_and_wait(page, log, server)
     page.wait_for_function(PREVIEWS_LOADED, timeout=60_000)
     page.evaluate(SHOW_SHEET)
@@ -269,7 +279,7 @@ def training_page(app_page, server, tiny_checkpoint):
     render_status = page.evaluate(RENDER_STATUS)
     keep_screenshots(page, "train_and_storyboard")
     return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry,
-            "statuses": statuses, "render_status": render_status}
+            "statuses": statuses, "render_status": render_status, "visible": visible}
 
 
 def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training_page):
@@ -278,6 +288,20 @@ def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training
     assert loaded["panelHeight"] >= 280
     # The panel is a widget, but not a value: widgets_values keep their length and order.
     assert loaded["widgetsValues"] == loaded["widgetCount"] - 1
+
+
+def test_queued_prompt_carries_the_folded_advanced_inputs(training_page, server):
+    """The shipped workflow opens with the trainer's advanced inputs folded away; the prompt it
+    queued still carries every trainer input, with the values set on the folded widgets."""
+    assert training_page["visible"] == list(ESSENTIAL_WIDGETS)
+    info = server.get("/object_info/LookDevTrainStyleLoRA").json()["LookDevTrainStyleLoRA"]["input"]
+    widgets = [name for group in ("required", "optional") for name, (kind, _) in info[group].items()
+               if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
+    prompt = training_page["history"]["prompt"][2]
+    [inputs] = [node["inputs"] for node in prompt.values() if node["class_type"] == "LookDevTrainStyleLoRA"]
+    assert set(widgets) <= set(inputs)
+    trainer = overrides("x")["LookDevTrainStyleLoRA"]
+    assert {name: inputs[name] for name in trainer} == trainer  # alpha, validation_size, … were folded
 
 
 def test_loss_chart_receives_every_step(training_page, server):
@@ -489,6 +513,41 @@ def test_inputs_unused_in_the_current_mode_are_hidden_but_still_queued(app_page,
     assert log.from_lookdev() == []
 
 
+# A trainer added from the node menu, then "Show Advanced" and "Hide Advanced" as its menu does.
+FRESH_TRAINER = f"""async () => {{
+  const app = {APP};
+  const node = LiteGraph.createNode("LookDevTrainStyleLoRA");
+  app.graph.add(node);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const visible = () => node.widgets.filter((w) => node.isWidgetVisible(w)).map((w) => w.name);
+  const menu = () => app.canvas.getNodeMenuOptions(node).filter(Boolean).map((o) => o.content);
+  const state = {{ visible: visible(), height: node.size[1], fits: node.computeSize()[1], menu: menu() }};
+  node.toggleAdvanced();
+  Object.assign(state, {{ allVisible: visible(), shownHeight: node.size[1], shownMenu: menu() }});
+  const values = node.serialize().widgets_values;
+  node.toggleAdvanced();
+  Object.assign(state, {{ hiddenAgain: visible(), hiddenHeight: node.size[1],
+                          sameValues: JSON.stringify(values) === JSON.stringify(node.serialize().widgets_values) }});
+  app.graph.remove(node);
+  return state;
+}}"""
+
+
+def test_trainer_shows_its_essential_inputs_until_show_advanced(app_page):
+    """A new trainer shows name, steps, learning rate, rank, targets, seed and recipe, and is short;
+    the node menu's "Show Advanced" shows every input and grows it; "Hide Advanced" folds them again."""
+    page, log = app_page
+    state = page.evaluate(FRESH_TRAINER)
+    assert state["visible"] == list(ESSENTIAL_WIDGETS), state
+    assert "Show Advanced" in state["menu"] and "Hide Advanced" in state["shownMenu"]
+    assert len(state["allVisible"]) > 30 and set(ESSENTIAL_WIDGETS) < set(state["allVisible"])
+    assert state["shownHeight"] > 2 * state["height"], state
+    assert state["hiddenAgain"] == list(ESSENTIAL_WIDGETS) and state["hiddenHeight"] == state["height"]
+    assert state["height"] <= state["fits"] + 1 and state["sameValues"]
+    print("trainer height, advanced off / on:", state["height"], state["shownHeight"])
+    assert log.from_lookdev() == []
+
+
 OPENING_VIEW = f"""() => {{
   const app = {APP};
   const {{ scale, offset }} = app.canvas.ds;
@@ -516,9 +575,14 @@ def laptop_page(browser, server):
 
 
 def open_template_browser(page):
-    """The path the README names: the ComfyUI logo menu (top left) › Browse Templates › LookDev."""
-    page.locator(".comfy-menu-button-wrapper").first.click()
-    page.get_by_role("menuitem", name="Browse Templates").click()
+    """The paths the README names: frontend 1.32's ComfyUI logo menu (top left) › Browse Templates,
+    or newer frontends' Templates button in the left side bar; then LookDev."""
+    sidebar = page.locator("[data-testid='side-toolbar'] button[aria-label='Templates']")
+    if sidebar.count():
+        sidebar.first.click()
+    else:
+        page.locator(".comfy-menu-button-wrapper").first.click()
+        page.get_by_role("menuitem", name="Browse Templates").click()
     page.get_by_text("LookDev", exact=True).first.click()
     page.locator("[data-testid^='template-workflow-']").first.wait_for(timeout=30_000)
 
@@ -535,8 +599,8 @@ CARDS = """() => [...document.querySelectorAll("[data-testid^='template-workflow
 def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
     """Opened from the template browser in a 1280x800 window: text at 85 % (not the 60 % at which
     it is unreadable), the read-me note's and the first group's titles on the canvas, not under the
-    tab bar or the floating toolbars. The card shows the thumbnail; frontend 1.32 titles a custom
-    node's template with its file name and describes it with the name spelled out (README)."""
+    tab bar or the floating toolbars. The card shows the thumbnail; frontends title a custom node's
+    template with its file name (README)."""
     page, log = laptop_page
     open_template_browser(page)
     page.wait_for_function(f"""() => {{ const card = document.querySelector("[data-testid='template-workflow-{path.stem}']");
@@ -544,7 +608,8 @@ def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
                            timeout=30_000)
     card = next(card for card in page.evaluate(CARDS) if card["name"] == path.stem)
     assert [640, 400] in card["thumbnails"], card  # workflows/<name>.jpg, not the placeholder
-    assert card["text"][:2] == [path.stem, path.stem.replace("_", " ")], card
+    # 1.32: file name, then the name spelled out; 1.58: a "Node graph" badge, then the file name.
+    assert card["text"][:2] in ([path.stem, path.stem.replace("_", " ")], ["Node graph", path.stem]), card
     page.locator(f"[data-testid='template-workflow-{path.stem}']").click()
     page.wait_for_function(f"() => {APP}.graph.groups?.[0]?.title === {json.dumps(json.loads(path.read_text())['groups'][0]['title'])}",
                            timeout=30_000)
@@ -554,4 +619,70 @@ def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
     page.screenshot(path=str(ARTIFACTS / f"web_ui_opening_{path.stem}.png"))
     assert view["scale"] == pytest.approx(0.85), view
     assert view["groupTitleShown"] and view["noteTitleShown"], view
+    assert log.from_lookdev() == []
+
+
+# Clicks a button widget of a node as a person does: a real mouse click on the canvas.
+BUTTON_POINT = f"""([type, label]) => {{
+  const app = {APP};
+  const node = app.graph.nodes.find((n) => n.type === type);
+  const widget = node.widgets.find((w) => w.name === label);
+  app.canvas.ds.fitToBounds([node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30], {{ zoom: 0.9 }});
+  app.canvas.setDirty(true, true);
+  const {{ scale, offset }} = app.canvas.ds;
+  const rect = app.canvas.canvas.getBoundingClientRect();
+  const y = node.pos[1] + (widget.last_y ?? widget.y) + LiteGraph.NODE_WIDGET_HEIGHT / 2;
+  return [rect.left + (node.pos[0] + node.size[0] / 2 + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+}}"""
+
+UPLOAD_RESULT = f"""async () => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevLoadDataset");
+  const result = await node.lookdevUpload;
+  const folder = node.widgets.find((w) => w.name === "folder");
+  return {{ result, value: folder.value, choices: folder.options.values, status: node.lookdevUploadStatus,
+            saved: node.serialize().widgets_values }};
+}}"""
+
+
+def test_dataset_folder_upload_then_pick_then_load(app_page, server, tmp_path):
+    """"upload images" on Load Dataset sends the chosen images and captions into an input
+    subfolder through ComfyUI's /upload/image; the folder becomes a choice of the refreshed list
+    and the node's value; a prompt with it loads the dataset. The buttons save no value."""
+    page, log = app_page
+    workflow = json.loads((ROOT / "workflows" / "train_style_lora.json").read_text())
+    load_workflow(page, workflow)
+    [saved] = [node["widgets_values"] for node in workflow["nodes"] if node["type"] == "LookDevLoadDataset"]
+    folder = "web_upload_set"
+    page.evaluate(PICK, ["LookDevLoadDataset", "folder", folder])  # a new name, typed
+    write_dataset(tmp_path / "local")
+    files = sorted(str(p) for p in (tmp_path / "local").iterdir())
+    page.wait_for_timeout(300)
+    x, y = page.evaluate(BUTTON_POINT, ["LookDevLoadDataset", "upload images"])
+    page.wait_for_timeout(300)
+    with page.expect_file_chooser() as chooser:
+        page.mouse.click(x, y)
+    chooser.value.set_files(files)
+    state = page.evaluate(UPLOAD_RESULT)
+    assert state["result"] == {"uploaded": len(files), "folder": folder}, state
+    assert state["status"] == f"uploaded {len(files)} / {len(files)} into input/{folder}"
+    assert sorted(p.name for p in (server.base / "input" / folder).iterdir()) == sorted(Path(f).name for f in files)
+    assert state["value"] == folder and folder in state["choices"]
+    assert len(state["saved"]) == len(saved), "the buttons added a saved value"
+
+    # "type a folder path": the canvas's text prompt sets any path, e.g. one outside the input folder.
+    x, y = page.evaluate(BUTTON_POINT, ["LookDevLoadDataset", "type a folder path"])
+    page.mouse.click(x, y)
+    page.locator(".graphdialog input").fill(str(tmp_path / "local"))
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    assert page.evaluate(UPLOAD_RESULT)["value"] == str(tmp_path / "local")
+    page.evaluate(PICK, ["LookDevLoadDataset", "folder", folder])  # picked from the list again
+
+    prompt = {"1": {"class_type": "LookDevLoadDataset", "inputs": {
+                  "folder": state["value"], "trigger": "lkdv", "resolution": "custom", "custom_resolution": 128,
+                  "no_upscale": False, "repeats": 1, "recursive": True, "caption_extension": "txt"}},
+              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 1]}}}
+    entry = server.wait(server.queue(prompt), timeout=RUN_TIMEOUT_S)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    assert entry["outputs"]["2"]["images"] and entry["outputs"]["1"]["images"]
     assert log.from_lookdev() == []

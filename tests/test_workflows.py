@@ -133,11 +133,17 @@ def has_upload(info):
                for spec in info["input"].get("required", {}).values())
 
 
+# Choices that also take a typed value (the node's VALIDATE_INPUTS checks it): any text is valid.
+TYPED_CHOICES = {("LookDevLoadDataset", "folder")}
+
+
 def check_value(node_type, name, spec, value):
     kind = spec[0]
     options = spec[1] if len(spec) > 1 else {}
     where = f"{node_type}.{name} = {value!r}"
-    if isinstance(kind, list):
+    if (node_type, name) in TYPED_CHOICES:
+        assert isinstance(value, str), where
+    elif isinstance(kind, list):
         assert value in kind, f"{where} is not one of the choices"
     elif kind == "BOOLEAN":
         assert isinstance(value, bool), where

@@ -16,6 +16,11 @@ export const MODE_INPUTS = {
   "LookDevDatasetFromVideo": [["resolution", "custom", ["custom_resolution"]]],
 };
 
+// Dataset folder inputs that get "type a folder path" and "upload images" buttons: {node id: input}.
+export const FOLDER_INPUTS = {
+  "LookDevLoadDataset": "folder",
+};
+
 export const EVENTS = {
   trainProgress: "lookdev.train.progress",
   trainPreview: "lookdev.train.preview",

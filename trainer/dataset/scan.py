@@ -157,6 +157,17 @@ def ready_folder(folder, base, name="folder"):
                        f"({', '.join(IMAGE_EXTENSIONS)})")
 
 
+def subfolders(base):
+    """The names of `base`'s visible top-level folders, sorted: the dataset folder choices of
+    Load Dataset (deeper folders are typed). [] when `base` cannot be listed."""
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return []
+    return sorted((entry.name for entry in entries
+                   if not _hidden(entry.name) and entry.name != CACHE_DIRNAME and entry.is_dir()), key=str.lower)
+
+
 def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
     """A short digest of the name and content of every file a scan of `folder` looks at: it
     changes when a file is added, removed, replaced or edited (even when the edit kept the old

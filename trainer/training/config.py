@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..lora.io import SAVE_DTYPES
 from ..options import check_options, option
 from .adapters import ALGORITHMS, AdapterSpec
+from .recipes import CUSTOM, RECIPE_HELP, RECIPES
 from .registries import DTYPES, LOSSES, OPTIMIZERS, SCHEDULES, TIMESTEP_SAMPLERS
 from .targets import TARGET_PRESETS
 
@@ -41,7 +42,8 @@ class TrainConfig:
                                  "useful for high-contrast looks.", min=0.0, max=1.0)
     min_snr_gamma: float = option(0.0, "Min-SNR weighting gamma (5 is typical, 0 = off): faster, steadier convergence.",
                                   min=0.0, max=20.0)
-    timestep_sampling: str = option("style (high noise)", "Which noise levels to train on.", choices=tuple(TIMESTEP_SAMPLERS))
+    timestep_sampling: str = option("style (high noise)", "Which noise levels to train on. " + " ".join(
+        f"'{name}': {text}" for name, (_, text) in TIMESTEP_SAMPLERS.items()), choices=tuple(TIMESTEP_SAMPLERS))
     loss: str = option("mse", "Loss function.", choices=tuple(LOSSES))
     caption_dropout: float = option(0.05, "Probability of training a step with the trigger word alone, so the trigger "
                                     "carries the style by itself.", min=0.0, max=1.0)
@@ -68,6 +70,7 @@ class TrainConfig:
                                  "settings and dataset continue (more steps may be added); otherwise the node stops "
                                  "and lists the differences. Off: train from step 0, keeping an old LoRA as .bak.")
     save_dtype: str = option("fp16", "Precision of the saved LoRA file.", choices=tuple(SAVE_DTYPES))
+    recipe: str = option(CUSTOM, RECIPE_HELP, choices=tuple(RECIPES))
 
     def adapter_spec(self):
         return AdapterSpec(self.algorithm, self.rank, self.alpha, self.adapter_dropout)

@@ -106,9 +106,12 @@ def _logit_normal(n, gen):
 
 
 TIMESTEP_SAMPLERS = {
-    "style (high noise)": (_style_high_noise, "Biased toward high noise, where overall look and lighting form."),
-    "uniform": (_uniform, "Every noise level equally: content and style alike."),
-    "logit-normal": (_logit_normal, "SD3/Flux's choice for flow models: mid noise levels most."),
+    "style (high noise)": (_style_high_noise, "Mostly high noise, where the overall look, colour and lighting "
+                                              "form. Pick it for a style LoRA on SD1.x, SD2.x or SDXL."),
+    "uniform": (_uniform, "Every noise level equally: fine detail and content as much as the look. Pick it "
+                          "when grain or brush texture does not come through, or to teach a subject."),
+    "logit-normal": (_logit_normal, "Mid noise levels most, as SD3 and Flux were trained. Pick it for flow "
+                                    "models: SD3, Flux, Z-Image, Wan."),
 }
 
 

@@ -33,6 +33,7 @@ from .data import Example, derive_seed
 from .export import kohya_tensors
 from .loop import TrainHooks, train
 from .plot import loss_curve_image
+from .recipes import apply_recipe
 from .registries import DTYPES
 from .targets import select_targets
 
@@ -366,6 +367,7 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
     known (written as ss_sd_model_name)."""
     config = config.validate()
     arch = check_trainable(model)
+    config, recipe_lines = apply_recipe(config, arch, ARCHITECTURES)
     if len(dataset) == 0:
         raise ValueError("the dataset has no images")
     config.trigger, trigger_line = pick_trigger(config.trigger, dataset.trigger, "the dataset")
@@ -437,7 +439,7 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         "images": preview_refs, "prompts": validation_prompts(config)})
     status("done", f"done: {config.steps} steps in {duration(node_seconds)} · saved {lora.path.name}")
     report = run_report(config, arch, adapters, dataset, result, cache_stats,
-                        [trigger_line, *notes, *([kept] if kept else [])], paths.lora)
+                        [trigger_line, *recipe_lines, *notes, *([kept] if kept else [])], paths.lora)
     times = ", ".join(f"{name} {duration(seconds)}" for name, seconds in phases.items())
     return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_ref=loss_ref,
                       previews=previews, preview_refs=preview_refs,

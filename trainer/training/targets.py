@@ -19,14 +19,21 @@ A heuristic outside SDXL: if a look does not take, train "attention + feed-forwa
 import re
 
 TARGET_PRESETS = {
-    "attention": "Attention projections (q, k, v, out) only: small files, strong style transfer.",
-    "attention + feed-forward": "Attention and feed-forward layers: more capacity for texture and brushwork.",
-    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file. "
+    "attention": "Attention projections (q, k, v, out) only: small files, strong style transfer. Pick it first "
+                 "for a look (colour, light, contrast, grain).",
+    "attention + feed-forward": "Attention and feed-forward layers: more capacity for texture and brushwork. "
+                                "Pick it when 'attention' has not taken the look after a full run, or for "
+                                "painterly detail.",
+    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file, and "
+                           "it learns content too. Pick it for fine texture the others miss; watch the "
+                           "validation renders for your references' subjects creeping in. "
                            "kohya's networks.lora does not resume it whole: its network_weights loading "
                            "skips the conv_in, conv_out and time_embedding layers (and SDXL's "
                            "add_embedding), which it never trains.",
     "style blocks": "Only the blocks that carry style (B-LoRA for SDXL; see docs per architecture): "
-                    "learns the look while leaving composition and content alone.",
+                    "learns the look while leaving composition and content alone. Pick it when the LoRA "
+                    "copies your references' subjects or layouts (best on SDXL, a heuristic elsewhere, "
+                    "none for Wan).",
 }
 
 _ATTN_SEGMENT = re.compile(r"(^|\.)(attn\d*|img_attn|txt_attn|attention)(\.|$)")
