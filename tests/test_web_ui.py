@@ -273,6 +273,8 @@ def test_loss_chart_receives_every_step(training_page, server):
 def test_validation_previews_appear(training_page):
     state = training_page["state"]
     assert [p["step"] for p in state["chart"]["previews"]] == list(range(VALIDATE_EVERY, STEPS, VALIDATE_EVERY))
+    # Each round's style distance to the dataset, drawn as its own line on the chart.
+    assert all(p["styleDistance"] > 0 for p in state["chart"]["previews"])
     images = state["images"]
     assert [img["title"] for img in images] == PROMPTS
     assert all(img["loaded"] and "/view?" in img["src"] and "type=temp" in img["src"] for img in images)

@@ -184,3 +184,11 @@ def mean_layout_similarity(firsts, seconds):
     if len(firsts) != len(seconds):
         raise ValueError(f"{len(firsts)} frames against {len(seconds)}: pair each shot's frames")
     return float(np.mean([layout_similarity(a, b) for a, b in zip(firsts, seconds)]))
+
+
+def validation_style_distance(renders, samples):
+    """Style distance of a training run's validation renders (IMAGE tensors) to its dataset's
+    images (objects with an `.image` [H, W, 3]); None when nothing was rendered."""
+    if not renders or not samples:
+        return None
+    return style_distance(list(renders), [sample.image for sample in samples])

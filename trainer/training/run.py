@@ -20,6 +20,7 @@ from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFile, read_lora, save_lora
 from ..lora.keys import UNetLayout, kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
+from ..style_metric import validation_style_distance
 from . import state
 from .adapters import AdapterSet
 from .data import Example, derive_seed
@@ -136,6 +137,9 @@ class _NodeHooks(TrainHooks):
 
     def on_validate(self, step):
         images = self.run.render_validation()
+        distance = validation_style_distance(images, self.run.dataset.samples)
+        if distance is not None:
+            self.run.style_distances.append((step, distance))
         refs = [bridge.save_temp_image(image, f"lookdev_{self.run.config.name}_step{step:06d}") for image in images]
         if images:
             # ComfyUI's own node preview, shown even without LookDev's web extension.
@@ -143,7 +147,7 @@ class _NodeHooks(TrainHooks):
         if refs:
             bridge.send_event("lookdev.train.preview", {
                 "node": self.node_id, "prompt_id": self.prompt_id, "step": step, "images": refs,
-                "prompts": list(self.run.config.validation_prompts)})
+                "prompts": list(self.run.config.validation_prompts), "style_distance": distance})
 
 
 class TrainingRun:
@@ -158,6 +162,7 @@ class TrainingRun:
         self.started_at = time.time()
         self.start = 0
         self.notes = []  # lines for the report: checkpoints skipped, leftovers removed
+        self.style_distances = []  # (step, style distance of the validation renders to the dataset)
         self.denoiser = self.adapters = None
 
     # -- stages ----------------------------------------------------------------------------
@@ -307,6 +312,9 @@ class TrainingRun:
         if self.config.batch_size > per_epoch:
             lines.append(f"note: batch_size {self.config.batch_size} is more than the dataset's {per_epoch} "
                          f"image{'s' * (per_epoch != 1)} per epoch, so each batch holds at most {per_epoch}")
+        if self.style_distances:
+            lines.append("validation style distance to the dataset (lower is closer): " +
+                         ", ".join(f"step {step}: {d:.3f}" for step, d in self.style_distances))
         lines += self.notes
         lines.append(f"saved {self.paths.lora}")
         return "\n".join(lines)
