@@ -44,8 +44,10 @@ HELDOUT_OFFSET = 1_000_000
 def log(work, text):
     line = f"{time.strftime('%H:%M:%S')} {text}"
     print(line, flush=True)
-    with open(work / "log.txt", "a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+    from lookdev.trainer.fileio import write_text
+
+    path = work / "log.txt"
+    write_text(path, (path.read_text(encoding="utf-8") if path.exists() else "") + line + "\n")
 
 
 def setup_comfy(threads):
@@ -237,7 +239,7 @@ def prepare_unet_data(work, vae, settings, sizes):
     return latents, captions, clip
 
 
-def train_unet(work, settings, latents, captions, save_every):
+def train_unet(work, settings, latents, captions, save_every, stop):
     import mini_model
 
     unet = mini_model.init_narrow_(mini_model.narrow_unet(), settings["seed"] + 2)
@@ -256,7 +258,7 @@ def train_unet(work, settings, latents, captions, save_every):
     sizes = sorted(latents)
     weights = [len(latents[s][1]) for s in sizes]
     began = time.monotonic()
-    for step in range(start, settings["unet_steps"]):
+    for step in range(start, stop):
         rng = random.Random(f"unet-{settings['seed']}-{step}")
         gen = torch.Generator().manual_seed(settings["seed"] * 1_000_003 + step)
         size = rng.choices(sizes, weights)[0]
@@ -285,7 +287,7 @@ def train_unet(work, settings, latents, captions, save_every):
         if (step + 1) % 20 == 0:
             log(work, f"unet step {step + 1}/{settings['unet_steps']} loss {loss.item():.4f} "
                       f"({(time.monotonic() - began) / (step + 1 - start):.2f}s/step)")
-        if (step + 1) % save_every == 0 or step + 1 == settings["unet_steps"]:
+        if (step + 1) % save_every == 0 or step + 1 == stop:
             tensors = {f"model.{k}": v for k, v in unet.state_dict().items()}
             tensors.update({f"ema.{k}": v for k, v in ema.items()})
             tensors.update(optimizer_tensors(optimizer, params))
@@ -311,32 +313,36 @@ def sample(unet, vae, context, uncond, shape, seed, steps=20, cfg=4.0):
     return vae.decode(x / LATENT_SCALE).clamp(-1, 1)
 
 
-def previews(work, unet, vae, captions):
+PREVIEW_CAPTIONS = ("a red car on a street under a blue sky, wide shot", "a tree in a park at night, close-up",
+                    "a person in a blue coat on a street at dusk, medium shot",
+                    "a building with windows on a street at night, wide shot")
+
+
+@torch.no_grad()
+def previews(work, unet, vae):
+    """Two seeds x four captions at 128x72, for a person to look at (`preview.png`)."""
+    import mini_model
     from PIL import Image
 
-    texts = ["a red car on a street under a blue sky, wide shot", "a tree in a park at night, close-up",
-             "a person in a blue coat on a street at dusk, medium shot", "a building with windows on a street at night, wide shot"]
-    clip_texts = [t if t in captions else None for t in texts]
-    rows = []
-    for seed in (1, 2):
-        row = []
-        for text in texts:
-            if clip_texts[texts.index(text)] is None:
-                continue
-            image = sample(unet, vae, captions[text][None], captions[""][None], (1, 4, 9, 16), seed)
-            row.append(((image[0].permute(1, 2, 0) + 1) * 127.5).byte().numpy())
-        rows.append(row)
-    cells = [Image.fromarray(cell) for row in rows for cell in row]
-    if not cells:
-        return
-    w, h = cells[0].size
-    columns = len(rows[0])
-    sheet = Image.new("RGB", (w * columns, h * len(rows)))
-    for i, cell in enumerate(cells):
-        sheet.paste(cell, ((i % columns) * w, (i // columns) * h))
     from lookdev.trainer.fileio import write_image
 
-    write_image(work / "preview.png", sheet.resize((w * columns * 2, h * len(rows) * 2), Image.NEAREST), "PNG")
+    clip = mini_model.as_built_clip()
+    encode_text = lambda text: clip.encode_from_tokens(clip.tokenize(text)).float()  # noqa: E731
+    uncond = encode_text("")
+    cells = []
+    for seed in (1, 2):
+        for text in PREVIEW_CAPTIONS:
+            image = sample(unet, vae, encode_text(text), uncond, (1, 4, 9, 16), seed)
+            cells.append(Image.fromarray(((image[0].permute(1, 2, 0) + 1) * 127.5).byte().numpy()))
+    w, h = cells[0].size
+    sheet = Image.new("RGB", (w * len(PREVIEW_CAPTIONS), h * 2))
+    for i, cell in enumerate(cells):
+        sheet.paste(cell, ((i % len(PREVIEW_CAPTIONS)) * w, (i // len(PREVIEW_CAPTIONS)) * h))
+    write_image(work / "preview.png", sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST), "PNG")
+
+
+def unet_step(path):
+    return int(path.stem.split("_")[-1]) if path is not None else 0
 
 
 def main(argv=None):
@@ -346,6 +352,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--save-every", type=int, default=40)
     parser.add_argument("--smoke", action="store_true", help="a few steps on a few scenes, to check the script")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="end the UNet phase after this step of its schedule (default: unet_steps)")
     args = parser.parse_args(argv)
     setup_comfy(args.threads)
     import mini_model
@@ -363,12 +371,21 @@ def main(argv=None):
     vae = train_vae(work, settings, sizes, args.save_every)
     vae_seconds = time.monotonic() - began
     psnr = calibrate_and_measure(work, vae, settings, sizes)
-    latents, captions, _ = prepare_unet_data(work, vae, settings, sizes)
-    unet = train_unet(work, settings, latents, captions, args.save_every)
+    stop = min(args.stop_after or settings["unet_steps"], settings["unet_steps"])
+    if unet_step(latest(work, "unet")) < stop:
+        latents, captions, _ = prepare_unet_data(work, vae, settings, sizes)
+        unet = train_unet(work, settings, latents, captions, args.save_every, stop)
+    else:  # trained that far already: the EMA weights of that step's checkpoint
+        import mini_model
+
+        tensors, _ = load_state(work / f"unet_{stop:06d}.safetensors")
+        unet = mini_model.narrow_unet()
+        unet.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        log(work, f"unet: EMA weights of step {stop} from its checkpoint")
     total = time.monotonic() - began
     for param in unet.parameters():
         param.data = param.data.half().float()
-    previews(work, unet, vae, captions)
+    previews(work, unet, vae)
     import mini_scenes
 
     shipped = {f"unet.{k}": v.half() for k, v in unet.state_dict().items()}
@@ -381,7 +398,7 @@ def main(argv=None):
                                            "frame_sizes": sizes}),
         "lookdev.widths": json.dumps({"unet": mini_model.UNET_WIDTH, "vae": mini_model.VAE_WIDTH,
                                       "clip_seed": mini_model.CLIP_SEED}),
-        "lookdev.vae_psnr_db": f"{psnr:.2f}",
+        "lookdev.vae_psnr_db": f"{psnr:.2f}", "lookdev.unet_steps_done": str(stop),
         "lookdev.pretrain_seconds": f"{total:.0f}", "lookdev.vae_seconds": f"{vae_seconds:.0f}",
     }
     from lookdev.trainer.fileio import write_safetensors

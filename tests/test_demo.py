@@ -9,6 +9,7 @@ is the default path.
 import json
 import os
 import queue
+import re
 import signal
 import struct
 import subprocess
@@ -114,6 +115,16 @@ def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
         assert image.width >= 3 * 256
     assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF")
 
+    # The same shots by the base model, a before/after sheet of both, and the measured figures.
+    [base_folder] = [line.split(" in ", 1)[1].strip() for line in stdout.splitlines() if line.startswith("base frames:")]
+    assert sorted(path.stem for path in Path(base_folder).glob("SH*.png")) == SHOTS
+    [before_after] = reported(stdout, "before/after")
+    assert before_after.name == "_before_after.png" and before_after.parent == frames[0].parent
+    with Image.open(before_after) as image:
+        assert image.height > len(SHOTS) * 100
+    assert re.search(r"style distance to the 16 references: base frames \d+\.\d+, styled frames \d+\.\d+", stdout)
+    assert re.search(r"layout similarity, base vs styled frame of each shot: -?\d\.\d+ \(mean of 6\)", stdout)
+
     url = next(line.split()[2] for line in stdout.splitlines() if line.startswith("ComfyUI at "))
     assert not server_answers(url), "the demo left its ComfyUI server running"
 
@@ -132,7 +143,7 @@ def test_ctrl_c_stops_the_server(demo_run, demo_out):
             line = lines.get(timeout=1)
         except queue.Empty:
             continue
-        assert not line.startswith("building a tiny"), "the checkpoint of the first run was not reused"
+        assert not line.startswith("assembling LookDev Mini"), "the checkpoint of the first run was not reused"
         if line.startswith("ComfyUI at "):
             url = line.split()[2]
     assert url and server_answers(url), demo.stderr.read() if demo.poll() is not None else "no server line"
