@@ -74,30 +74,13 @@ def _time_progress(host):
 def register_nodes(host, objects):
     """Bench-only nodes. For each key of `objects` ({key: (ComfyUI type, value, is_list)}),
     `LookDevBench_<key>` outputs the value (models, datasets, latent and conditioning lists
-    prepared outside the timed run; a list output when is_list). `LookDevBench_Capture` keeps
-    any value in host.captured[label]."""
+    prepared outside the timed run; a list output when is_list). `LookDevTest_Capture` (the
+    tests' node) keeps any value in host.captured[label]."""
+    import comfy_host
+
+    comfy_host.register_test_nodes(host, tiny_bundle=None)
     for key, (kind, value, is_list) in objects.items():
         host.nodes.NODE_CLASS_MAPPINGS[f"LookDevBench_{key}"] = _object_node(kind, value, is_list)
-
-    class Capture:
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"value": ("*", {}), "label": ("STRING", {"default": "value"})}}
-
-        @classmethod
-        def VALIDATE_INPUTS(cls, input_types):
-            return True
-
-        RETURN_TYPES = ()
-        FUNCTION = "capture"
-        OUTPUT_NODE = True
-        CATEGORY = "bench"
-
-        def capture(self, value, label):
-            host.captured[label] = value
-            return {}
-
-    host.nodes.NODE_CLASS_MAPPINGS["LookDevBench_Capture"] = Capture
 
 
 def _object_node(kind, value, is_list):
@@ -250,6 +233,26 @@ def table(headers, rows):
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def parser(doc, threads=True):
+    """A bench's argument parser: its docstring's first paragraph, --no-record and (unless the bench
+    sets threads its own way) --threads."""
+    import argparse
+
+    made = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if threads:
+        made.add_argument("--threads", type=int, default=1, help=THREADS_HELP)
+    made.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    return made
+
+
+def publish(title, machine_line, body, record=True):
+    """Print a bench's results and, when `record`, append them to bench/RESULTS.md."""
+    print()
+    print(body)
+    if record:
+        append_results(title, machine_line, body)
 
 
 def append_results(title, machine_line, body):

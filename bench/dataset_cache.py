@@ -1,6 +1,6 @@
 """First against second preparation of the same dataset through the trainer's latents path.
 
-`TrainingRun.latents()` (trainer/training/run.py) is what the LookDev Train Style LoRA node runs
+`prepare_latents()` (trainer/training/run.py) is what the LookDev Train Style LoRA node runs
 before training: the VAE fingerprint, then LatentCache, which VAE-encodes only what it has not
 seen. The first preparation starts from an empty cache and encodes every image; the second
 finds every latent on disk and must encode nothing. The VAE has the real SD VAE architecture
@@ -11,7 +11,6 @@ weights, so encoding costs what it costs with a real checkpoint's VAE.
     python bench/dataset_cache.py --resolution 512     # SD1.5's training size (slower)
 """
 
-import argparse
 import shutil
 import sys
 import time
@@ -22,12 +21,10 @@ import _bench  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--resolution", type=int, default=256, help="training resolution (bucket area)")
     parser.add_argument("--rounds", type=int, default=3, help="first/second pairs, each from an empty cache")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 
@@ -62,11 +59,10 @@ class CountingEncoder:
         return self.encode(pixels)
 
 
-def prepare(run_cls, config, bundle, vae, dataset):
+def prepare(cache_dir, vae, dataset):
     began = time.perf_counter()
-    run = run_cls(config, bundle["model"], bundle["clip"], vae, dataset)
-    latents = run.latents()
-    return time.perf_counter() - began, run.cache_stats, latents
+    latents, stats = prepare_latents(dataset, vae, cache_dir)
+    return time.perf_counter() - began, stats, latents
 
 
 def main(argv=None):
@@ -75,7 +71,7 @@ def main(argv=None):
     import torch
     import tiny_models
     from lookdev.trainer.training.config import TrainConfig
-    from lookdev.trainer.training.run import RunPaths, TrainingRun
+    from lookdev.trainer.training.run import RunPaths, prepare_latents
 
     machine = _bench.machine(host)
     bundle = {"model": tiny_models.build_model("sd15"), "clip": tiny_models.build_clip("sd15")}
@@ -96,7 +92,7 @@ def main(argv=None):
         timings = []
         for label in ("first", "second"):
             counter.images = 0
-            seconds, stats, latents = prepare(TrainingRun, config, bundle, vae, dataset)
+            seconds, stats, latents = prepare(cache_dir, vae, dataset)
             timings.append((seconds, stats, counter.images, latents))
         (first, s1, enc1, lat1), (second, s2, enc2, lat2) = timings
         if enc2 or not all(torch.equal(a, b) for a, b in zip(lat1, lat2)):
@@ -112,14 +108,11 @@ def main(argv=None):
         f"(checked) and returns bit-identical latents.",
         f"{len(dataset)} images at resolution {args.resolution} in buckets {dataset.buckets()}; VAE: SD VAE "
         f"architecture, {vae_params / 1e6:.0f}M params, random weights, fp32. Each round starts from an empty cache.",
-        "Both timings are TrainingRun.latents(): VAE fingerprint + cache lookup (+ encode and atomic writes on "
+        "Both timings are prepare_latents(): VAE fingerprint + cache lookup (+ encode and atomic writes on "
         "the first).",
         f"Load average at round starts {min(loads):.2f}-{max(loads):.2f}.",
     ))
-    print()
-    print(body)
-    if not args.no_record:
-        _bench.append_results(f"dataset_cache ({len(dataset)} images, resolution {args.resolution})", machine, body)
+    _bench.publish(f"dataset_cache ({len(dataset)} images, resolution {args.resolution})", machine, body, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ pass computes no weight gradients, so the counted step is nearer 2 x forward.
     python bench/flops.py --widths 320 --resolution 256 --dtype bf16
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import _bench  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--widths", default="64,160,320", help="UNet model_channels, comma-separated")
     parser.add_argument("--resolution", type=int, default=128, help="bucket side in pixels (latent = /8)")
     parser.add_argument("--batch", type=int, default=1)
@@ -30,8 +29,6 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="first steps not timed")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="training compute dtype")
     parser.add_argument("--targets", default="attention", help="LookDev target preset (node default: attention)")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     return parser.parse_args(argv)
 
 
@@ -84,13 +81,12 @@ class PreEncoded:
 
 def attach_adapters(model, config):
     from lookdev.trainer import comfy_bridge as bridge
-    from lookdev.trainer.lora.keys import UNetLayout, kohya_names
+    from lookdev.trainer.lora.keys import kohya_names
     from lookdev.trainer.training.adapters import AdapterSet
     from lookdev.trainer.training.targets import select_targets
 
     layers = bridge.named_layers(model)
-    names = kohya_names(select_targets(layers, "sd1", config.targets), "sd1",
-                        UNetLayout.from_unet_config(bridge.unet_config(model)))
+    names = kohya_names(select_targets(layers, "sd1", config.targets), "sd1", bridge.lora_key_map(model))
     modules = dict(layers)
     return AdapterSet({name: modules[path] for path, name in names.items()}, config.adapter_spec(), seed=0)
 
@@ -169,10 +165,7 @@ def main(argv=None):
         "no weight gradients.",
         f"Load average {_bench.load_now():.2f} at the end.",
     ))
-    print()
-    print(body)
-    if not args.no_record:
-        _bench.append_results(f"flops ({args.dtype}, {args.resolution}px, batch {args.batch})", machine, body)
+    _bench.publish(f"flops ({args.dtype}, {args.resolution}px, batch {args.batch})", machine, body, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ shot (same prompt, negative, seed, size, sampler).
     python bench/storyboard_vs_queue.py --sizes 64 --steps 2 --rounds 1 --no-record   # a quick look
 """
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -51,7 +50,7 @@ CORE_NODES = {"ckpt": "model load", "pos": "text encode", "neg": "text encode", 
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__, threads=False)
     parser.add_argument("--sizes", default="128,256", help="comma-separated square frame sizes in pixels (multiples of 8)")
     parser.add_argument("--shots", type=int, default=8, help=f"shots per storyboard (2 to {len(DESCRIPTIONS) * 10})")
     parser.add_argument("--steps", type=int, default=20, help="sampling steps per shot (KSampler's default is 20)")
@@ -61,7 +60,6 @@ def parse_args(argv=None):
                         "through OMP_NUM_THREADS)")
     parser.add_argument("--seed", type=int, default=100, help="seed of the first shot; shot i gets seed + i")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a run may take before the bench gives up")
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(s) for s in args.sizes.split(",")]
@@ -456,11 +454,9 @@ def main(argv=None):
         server.stop()
     bench_seconds = time.perf_counter() - bench_began
     body = report(args, runs, cold, comparisons, bench_seconds)
-    print()
-    print(body)
-    if not args.no_record:
-        sizes = ", ".join(f"{s}px" for s in args.sizes)
-        _bench.append_results(f"storyboard_vs_queue ({args.shots} shots, {args.steps} steps, {sizes})", machine, body)
+    sizes = ", ".join(f"{s}px" for s in args.sizes)
+    _bench.publish(f"storyboard_vs_queue ({args.shots} shots, {args.steps} steps, {sizes})", machine, body,
+                   record=not args.no_record)
 
 
 def report(args, runs, cold, comparisons, bench_seconds):

@@ -23,7 +23,6 @@ Modes (see MODES): each side at its defaults, and equal settings on equal layers
         --modes equal-native,equal-fp32            # 107M params at 32x32 latents, ~7 minutes
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -77,7 +76,7 @@ MODES = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = _bench.parser(__doc__)
     parser.add_argument("--width", type=int, default=64, help="UNet model_channels (64 = the tiny test model)")
     parser.add_argument("--resolution", type=int, default=128, help="image side in pixels (latent = /8)")
     parser.add_argument("--images", type=int, default=8, help="training images")
@@ -86,9 +85,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=4, help="first steps left out of the step time")
     parser.add_argument("--rounds", type=int, default=3, help="native/LookDev pairs per mode")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {list(MODES)}")
-    parser.add_argument("--threads", type=int, default=1, help=_bench.THREADS_HELP)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modes.split(",") if m not in MODES]
     if unknown:
@@ -113,14 +110,23 @@ def scene(index, size):
     return img
 
 
-def build_setup(host, args):
+def scene_dataset(count, resolution):
+    """A LookDev dataset of `count` scenes, captioned as a style set would be."""
     import numpy as np
     import torch
+    from lookdev.trainer.dataset.dataset import DatasetConfig, dataset_from_images
+
+    images = torch.stack([torch.from_numpy(np.asarray(scene(i, resolution), dtype=np.float32) / 255.0)
+                          for i in range(count)])
+    captions = [f"a figure in an alley, rain, lamp {i}" for i in range(count)]
+    return dataset_from_images(images, captions, DatasetConfig(resolution=resolution, trigger=TRIGGER))
+
+
+def build_setup(host, args):
     import tiny_models
     from lookdev.trainer import comfy_bridge as bridge
     from lookdev.trainer.dataset.cache import LatentCache
     from lookdev.trainer.dataset.captions import plain_caption
-    from lookdev.trainer.dataset.dataset import DatasetConfig, dataset_from_images
     from lookdev.trainer.training.data import Example
     from lookdev.trainer.training.run import RunPaths
 
@@ -128,10 +134,7 @@ def build_setup(host, args):
     model = tiny_models.build_model("sd15", args.seed, unet_config=unet)
     clip = tiny_models.build_clip("sd15", args.seed)
     vae = tiny_models.build_vae("sd15", args.seed)
-    images = torch.stack([torch.from_numpy(np.asarray(scene(i, args.resolution), dtype=np.float32) / 255.0)
-                          for i in range(args.images)])
-    captions = [f"a figure in an alley, rain, lamp {i}" for i in range(args.images)]
-    dataset = dataset_from_images(images, captions, DatasetConfig(resolution=args.resolution, trigger=TRIGGER))
+    dataset = scene_dataset(args.images, args.resolution)
     # The node's own cache folder: LookDev's runs read these latents back instead of encoding.
     cache = LatentCache(RunPaths.for_name("bench").cache)
     raw = cache.latents_for(dataset.samples, bridge.vae_identity(vae), lambda b: bridge.encode_images(vae, b))
@@ -155,7 +158,7 @@ def native_prompt(args, overrides):
         "l": {"class_type": "LookDevBench_latents", "inputs": {}},
         "c": {"class_type": "LookDevBench_conds", "inputs": {}},
         "t": {"class_type": "TrainLoraNode", "inputs": inputs},
-        "k": {"class_type": "LookDevBench_Capture", "inputs": {"value": ["t", 1], "label": "native_lora"}},
+        "k": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["t", 1], "label": "native_lora"}},
     }
 
 
@@ -170,7 +173,7 @@ def lookdev_prompt(args, overrides, name):
         "v": {"class_type": "LookDevBench_vae", "inputs": {}},
         "d": {"class_type": "LookDevBench_dataset", "inputs": {}},
         "t": {"class_type": "LookDevTrainStyleLoRA", "inputs": inputs},
-        "k": {"class_type": "LookDevBench_Capture", "inputs": {"value": ["t", 0], "label": "lookdev_model"}},
+        "k": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["t", 0], "label": "lookdev_model"}},
     }
 
 
@@ -292,11 +295,8 @@ def main(argv=None):
             results[(mode, "alpha1")] = alpha_one["eval"]
             print(f"  {mode:13s} LookDev with alpha 1: eval {alpha_one['eval']:.4f}", flush=True)
     body = report(args, setup, results, base_eval, native_layers, native_lowrank, native_extra, loads)
-    print()
-    print(body)
-    if not args.no_record:
-        _bench.append_results(f"train_vs_native (width {args.width}, {args.resolution}px, batch {args.batch})",
-                              machine, body)
+    _bench.publish(f"train_vs_native (width {args.width}, {args.resolution}px, batch {args.batch})", machine, body,
+                   record=not args.no_record)
 
 
 def report(args, setup, results, base_eval, native_layers, native_lowrank, native_extra, loads):

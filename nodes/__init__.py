@@ -3,9 +3,9 @@
 Node ids are part of saved workflows: once shipped they never change.
 """
 
-from . import caption, common, dataset, lora, storyboard, train
+from . import animatic, caption, common, dataset, lora, storyboard, train, video
 
-_FAMILIES = [dataset, caption, train, lora, storyboard]  # node-family modules, in menu order
+_FAMILIES = [dataset, video, caption, train, lora, storyboard, animatic]  # node-family modules, in menu order
 
 
 def _collect():

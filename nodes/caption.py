@@ -6,12 +6,14 @@ from ..trainer import comfy_bridge
 from ..trainer.captioning import (CAPTIONER_FAMILIES, CaptionerModelError, CaptionOptions,
                                   caption_images, find_captioner_folder, list_captioner_folders,
                                   load_captioner)
-from ..trainer.captioning.common import MAX_NEW_TOKENS_LIMIT, NUM_BEAMS_LIMIT
 from ..trainer.dataset.recaption import CaptionConfig, recaption
+from ..trainer.options import help_of
 from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 NO_MODEL = "(none)"  # always offered, so a workflow that needs no model validates anywhere
 DEFAULT_TASK = "(model default)"
+# The shipped workflows' mode: with captioner (none) it captions from the template, never fails.
+DEFAULT_MODE = "model for uncaptioned"
 
 
 def captioner_names():
@@ -20,6 +22,13 @@ def captioner_names():
     for root in comfy_bridge.captioner_roots():
         names += [name for name in list_captioner_folders(root) if name not in names]
     return names
+
+
+def _model_hint():
+    installed = captioner_names()
+    if installed:
+        return f"installed: {', '.join(installed)}"
+    return f"none is installed; put a model folder into {comfy_bridge.captioner_roots()[0]}"
 
 
 def task_names():
@@ -85,7 +94,8 @@ class CaptionDataset:
                                  "model modes: a folder in ComfyUI's models/captioners holding a "
                                  "BLIP or Florence-2 model (config.json, model.safetensors, "
                                  f"tokenizer and preprocessor files). Nothing is downloaded. "
-                                 f"{NO_MODEL}: no model, for the keep and template modes."),
+                                 f"{NO_MODEL}: no model, for the keep and template modes; in 'model for "
+                                 "uncaptioned' the template then captions the uncaptioned images."),
                 "template": from_config(CaptionConfig, "template"),
                 "trigger": from_config(CaptionConfig, "trigger"),
                 "style_words": from_config(CaptionConfig, "style_words"),
@@ -93,11 +103,10 @@ class CaptionDataset:
                 "write": from_config(CaptionConfig, "write"),
             },
             "optional": {
-                "task": tip(task_names(), CaptionOptions.help()["task"], default=DEFAULT_TASK),
+                "task": tip(task_names(), help_of(CaptionOptions, "task"), default=DEFAULT_TASK),
                 "prompt": from_config(CaptionOptions, "prompt"),
-                "max_new_tokens": from_config(CaptionOptions, "max_new_tokens", min=1,
-                                              max=MAX_NEW_TOKENS_LIMIT),
-                "num_beams": from_config(CaptionOptions, "num_beams", min=1, max=NUM_BEAMS_LIMIT),
+                "max_new_tokens": from_config(CaptionOptions, "max_new_tokens"),
+                "num_beams": from_config(CaptionOptions, "num_beams"),
                 "batch_size": tip("INT", "Images the model captions at once; lower it if memory "
                                   "runs out.", default=4, min=1, max=64),
             },
@@ -116,8 +125,11 @@ class CaptionDataset:
                                style_words=style_words, keep_marker=keep_marker, write=write)
         options = CaptionOptions(task="" if task == DEFAULT_TASK else task, prompt=prompt,
                                  max_new_tokens=max_new_tokens, num_beams=num_beams)
-        describe = _describer(captioner, options, batch_size) if config.needs_model else None
-        result = recaption(dataset, config, describe, model_name=captioner)
+        describe = None
+        if config.needs_model and not (captioner == NO_MODEL and config.mode == DEFAULT_MODE):
+            describe = _describer(captioner, options, batch_size)
+        result = recaption(dataset, config, describe, model_name=captioner,
+                           no_model_hint=_model_hint())
         return (result.dataset, result.dataset.captions(), result.report)
 
 

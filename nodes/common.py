@@ -2,7 +2,6 @@
 
 from ..trainer import comfy_bridge
 
-NODE_PREFIX = "LookDev"
 CATEGORY = "LookDev"
 
 # Custom socket types. Namespaced so they never collide with another pack's; LORA_STACK is the
@@ -21,16 +20,18 @@ def tip(kind, tooltip, **options):
 
 
 def from_config(config_cls, field_name, kind=None, **options):
-    """An input whose tooltip and default come from a config dataclass field's help/default."""
+    """An input declared by a config field (trainer/options.py): its help is the tooltip, and its
+    default, min, max, step and choices are the node's. `options` adds widget-only settings."""
     import dataclasses
 
     spec = config_cls.__dataclass_fields__[field_name]
     default = spec.default if spec.default is not dataclasses.MISSING else None
+    limits = {key: spec.metadata[key] for key in ("min", "max", "step") if key in spec.metadata}
     choices = spec.metadata.get("choices")
     if choices:
         return (list(choices), {"tooltip": spec.metadata["help"], "default": default, **options})
     kind = kind or {bool: "BOOLEAN", int: "INT", float: "FLOAT", str: "STRING"}[type(default)]
-    return (kind, {"tooltip": spec.metadata["help"], "default": default, **options})
+    return (kind, {"tooltip": spec.metadata["help"], "default": default, **limits, **options})
 
 
 def progress_reporter():
@@ -45,40 +46,3 @@ def progress_reporter():
         bar.update_absolute(done, total)
 
     return report
-
-
-# Websocket events the pack sends to the browser that queued the prompt. web/lookdev_names.js
-# mirrors these names and web/lookdev_progress.js draws them; tests/test_web_extension.py keeps
-# the names in step. Every payload has:
-#   node       the sending node's execution id (its UNIQUE_ID, a string; "5:12" inside subgraph 5)
-#   prompt_id  the prompt being executed
-#
-# lookdev.train.progress, after every training step (trainer/training/run.py):
-#   name          the LoRA's name
-#   step, total   steps done and steps of the whole LoRA (1..total; a resumed run starts above 1)
-#   loss          this step's training loss (mean over gradient-accumulation micro-batches)
-#   loss_smooth   bias-corrected exponential moving average of the losses (beta 0.9, resumed
-#                 history included)
-#   lr            learning rate used for this step
-#   elapsed_s     seconds since this run's first step (renders and checkpoints included;
-#                 latent caching and model loading not)
-#   eta_s         estimated seconds to the last step: this run's mean step time x steps left
-#   resumed_from  the step this run resumed at (0 for a fresh run); earlier steps are not re-sent
-# lookdev.train.preview, every validate_every steps before the last (the final renders are the
-# node's own preview images):
-#   step          the step the renders were made after
-#   images        [{filename, subfolder, type: "temp"}], one per validation prompt, for /view
-#   prompts       [str], the validation prompts, in the order of images
-# lookdev.train.done, once the LoRA file is saved:
-#   name, path    the LoRA's name and the absolute path of its .safetensors file
-#   steps         steps of the whole LoRA (resumed steps included)
-#   final_loss    the loss of the LoRA's last step (resumed history included; null if none)
-#   seconds       seconds this run's training loop took
-# lookdev.render.progress, after every sampling step of a storyboard render:
-#   shot          the shot's text as the shot list gives it
-#   index, total  which shot (1..total) and how many shots this render has
-#   step, steps   sampling steps done in this shot (1..steps) and per shot
-EVENT_TRAIN_PROGRESS = "lookdev.train.progress"
-EVENT_TRAIN_PREVIEW = "lookdev.train.preview"
-EVENT_TRAIN_DONE = "lookdev.train.done"
-EVENT_RENDER_PROGRESS = "lookdev.render.progress"

@@ -5,7 +5,7 @@ a report of everything skipped out."""
 from ..trainer import comfy_bridge
 from ..trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
                                        format_report, preview_grid)
-from ..trainer.dataset.scan import folder_fingerprint, resolve_folder
+from ..trainer.dataset.scan import folder_fingerprint, ready_folder, resolve_folder
 from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 RESOLUTIONS = {"512": 512, "768": 768, "1024": 1024, "custom": None}
@@ -38,7 +38,7 @@ def _common_inputs():
         "custom_resolution": tip("INT", "Resolution used when 'resolution' is custom: a multiple "
                                  "of 64.", default=1024, min=128, max=4096, step=64),
         "no_upscale": from_config(DatasetConfig, "no_upscale"),
-        "repeats": from_config(DatasetConfig, "default_repeats", min=1, max=1000),
+        "repeats": from_config(DatasetConfig, "default_repeats"),
     }
 
 
@@ -52,7 +52,8 @@ def _outputs(dataset):
 class _DatasetNode:
     CATEGORY = f"{CATEGORY}/dataset"
     FUNCTION = "execute"
-    OUTPUT_NODE = True  # queue it alone to check a dataset: the preview and report show
+    # Not an output node: a prompt whose trainer fails validation must not run (and "succeed")
+    # on the dataset alone. The preview still shows: ComfyUI sends any node's "ui" result.
     RETURN_TYPES = (DATASET, "IMAGE", "INT", "STRING")
     RETURN_NAMES = ("dataset", "preview", "count", "report")
     OUTPUT_TOOLTIPS = (
@@ -80,6 +81,18 @@ class LoadDataset(_DatasetNode):
             "recursive": from_config(DatasetConfig, "recursive"),
             "caption_extension": from_config(DatasetConfig, "caption_extension"),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, folder=None):
+        """A missing or empty folder is reported when the prompt is queued, with every other
+        missing input (e.g. the checkpoint), before anything runs."""
+        if not isinstance(folder, str):
+            return True  # linked from another node: checked when it runs
+        try:
+            ready_folder(folder, comfy_bridge.folder("input"))
+        except ValueError as exc:
+            return str(exc)
+        return True
 
     @classmethod
     def IS_CHANGED(cls, folder=None, recursive=True, caption_extension="txt", **_):

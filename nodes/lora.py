@@ -36,14 +36,19 @@ def _file_state(names):
     return repr(state)
 
 
-class LookDevApplyLoRA:
-    DISPLAY_NAME = "LookDev Apply LoRA"
+class _AppliesLoRAs:
+    """What both apply nodes share: a patched MODEL and CLIP, trigger words and a report out."""
+
     CATEGORY = FAMILY
+    FUNCTION = "execute"
+    RETURN_TYPES = ("MODEL", "CLIP", "STRING", "STRING")
+
+
+class LookDevApplyLoRA(_AppliesLoRAs):
+    DISPLAY_NAME = "LookDev Apply LoRA"
     DESCRIPTION = ("Applies one LoRA (a file from the loras folder, or the LoRA the LookDev trainer just made) "
                    "to the model and CLIP through ComfyUI's own LoRA loading, optionally per block. Reports how "
                    "many of the LoRA's keys matched and why a LoRA does not fit the model.")
-    FUNCTION = "execute"
-    RETURN_TYPES = ("MODEL", "CLIP", "STRING", "STRING")
     RETURN_NAMES = ("model", "clip", "trigger_words", "report")
     OUTPUT_TOOLTIPS = ("The model with the LoRA applied.",
                        "The CLIP with the LoRA applied (empty when no CLIP is connected).",
@@ -118,13 +123,10 @@ class LookDevLoRAStack:
         return (build_stack(lora_stack, table),)
 
 
-class LookDevApplyLoRAStack:
+class LookDevApplyLoRAStack(_AppliesLoRAs):
     DISPLAY_NAME = "LookDev Apply LoRA Stack"
-    CATEGORY = FAMILY
     DESCRIPTION = ("Applies every LoRA of a LORA_STACK in order, as chained LoraLoader nodes would, and "
                    "collects their trigger words.")
-    FUNCTION = "execute"
-    RETURN_TYPES = ("MODEL", "CLIP", "STRING", "STRING")
     RETURN_NAMES = ("model", "clip", "trigger_words", "summary")
     OUTPUT_TOOLTIPS = ("The model with the stack applied.",
                        "The CLIP with the stack applied (empty when no CLIP is connected).",

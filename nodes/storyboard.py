@@ -3,13 +3,12 @@
 import hashlib
 
 from ..trainer import comfy_bridge as bridge
-from ..trainer.render.framing import MAX_SEED
 from ..trainer.render.shots import shot_file_path
 from ..trainer.render.storyboard import (
     RenderConfig, SheetConfig, ShotListConfig, help_of, loras_from_stack, make_contact_sheet, plan_frames,
-    plan_storyboard, render_storyboard, storyboard_report, ui_image, image_tensor,
+    plan_storyboard, render_report, render_storyboard, storyboard_report, ui_image, image_tensor,
 )
-from .common import CATEGORY, LORA_STACK, SHOTS, from_config, tip
+from .common import CATEGORY, LORA, LORA_STACK, SHOTS, from_config, tip
 
 FAMILY = f"{CATEGORY}/storyboard"
 _EXAMPLE = ("SH010 | wide shot, a harbor at dawn, fog | 42 | 2.39\n"
@@ -19,7 +18,8 @@ _EXAMPLE = ("SH010 | wide shot, a harbor at dawn, fog | 42 | 2.39\n"
 
 class ShotList:
     DISPLAY_NAME = "LookDev Shot List"
-    DESCRIPTION = ("Your storyboard's shots, typed one per line ('ID | description | seed | aspect | negative') or "
+    DESCRIPTION = ("Your storyboard's shots, typed one per line ('ID | description | seed | aspect | negative | "
+                   "duration | notes') or "
                    "read from a CSV file, each turned into a prompt with your style words and trigger, and given "
                    "a seed. A bad line stops the run with its line number; the report lists every shot.")
     CATEGORY = FAMILY
@@ -38,9 +38,14 @@ class ShotList:
                 "style_suffix": from_config(ShotListConfig, "style_suffix"),
                 "trigger_words": from_config(ShotListConfig, "trigger_words"),
                 "seed_policy": from_config(ShotListConfig, "seed_policy"),
-                "base_seed": from_config(ShotListConfig, "base_seed", min=0, max=MAX_SEED),
+                "base_seed": from_config(ShotListConfig, "base_seed"),
             },
-            "optional": {"shots_file": from_config(ShotListConfig, "shots_file")},
+            "optional": {"lora": tip(LORA, "Optional: the trained LoRA (the trainer's 'lora' output). Its trigger "
+                                     "words, stored in the file, go first in every prompt when 'trigger_words' "
+                                     "is empty."),
+                         "shots_file": from_config(ShotListConfig, "shots_file"),
+                         "default_duration": from_config(ShotListConfig, "default_duration", min=0.01,
+                                                         max=600.0, step=0.5, round=0.01)},
         }
 
     @classmethod
@@ -50,8 +55,8 @@ class ShotList:
             return ""
         return hashlib.sha256(shot_file_path(bridge.folder("input"), shots_file).read_bytes()).hexdigest()
 
-    def execute(self, **settings):
-        storyboard = plan_storyboard(ShotListConfig(**settings), bridge.folder("input"))
+    def execute(self, lora=None, **settings):
+        storyboard = plan_storyboard(ShotListConfig(**settings), bridge.folder("input"), lora)
         return (storyboard, storyboard_report(storyboard))
 
 
@@ -62,10 +67,12 @@ class StoryboardRender:
                    "output folder, with prompt, seed, sampler and LoRAs in the PNG. Frames may differ in size "
                    "(per-shot aspect), so they come out as a list.")
     CATEGORY = FAMILY
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("images", "labels")
-    OUTPUT_IS_LIST = (True, True)
-    OUTPUT_TOOLTIPS = ("One image per shot, in shot order.", "The shot id of each image, for the contact sheet.")
+    RETURN_TYPES = ("IMAGE", "STRING", "STRING")
+    RETURN_NAMES = ("images", "labels", "report")
+    OUTPUT_IS_LIST = (True, True, False)
+    OUTPUT_TOOLTIPS = ("One image per shot, in shot order; on a video model (Wan) one clip (a batch of frames) "
+                       "per shot.", "The shot id of each image, for the contact sheet.",
+                       "One line per shot: size, and for clips the frame count and any cap note.")
     FUNCTION = "execute"
     OUTPUT_NODE = True
 
@@ -80,15 +87,17 @@ class StoryboardRender:
                 "negative": from_config(RenderConfig, "negative", multiline=True),
                 "sampler": tip(bridge.sampler_names(), help_of(RenderConfig, "sampler"), default="euler"),
                 "scheduler": tip(bridge.scheduler_names(), help_of(RenderConfig, "scheduler"), default="normal"),
-                "steps": from_config(RenderConfig, "steps", min=1, max=10000),
-                "cfg": from_config(RenderConfig, "cfg", min=0.0, max=100.0, step=0.1, round=0.01),
+                "steps": from_config(RenderConfig, "steps"),
+                "cfg": from_config(RenderConfig, "cfg", step=0.1, round=0.01),
                 "aspect": from_config(RenderConfig, "aspect"),
-                "base_resolution": from_config(RenderConfig, "base_resolution", min=64, max=8192, step=64),
+                "base_resolution": from_config(RenderConfig, "base_resolution"),
                 "width": from_config(RenderConfig, "width", min=64, max=8192, step=8),
                 "height": from_config(RenderConfig, "height", min=64, max=8192, step=8),
                 "folder": from_config(RenderConfig, "folder"),
             },
             "optional": {
+                "fps": from_config(RenderConfig, "fps", step=0.001, round=0.001),
+                "max_frames": from_config(RenderConfig, "max_frames"),
                 "lora_stack": tip(LORA_STACK, "The LoRA stack applied to the model, recorded in each frame's "
                                               "metadata (ComfyUI's model does not remember LoRA names). It is "
                                               "not applied here."),
@@ -100,10 +109,13 @@ class StoryboardRender:
                 **settings):
         config = RenderConfig(**settings)
         output = bridge.folder("output")
-        frames = render_storyboard(model, clip, vae, plan_frames(shots, config), config, output,
-                                   loras_from_stack(lora_stack), prompt, extra_pnginfo, unique_id)
+        video = bridge.is_video_model(model)
+        jobs = plan_frames(shots, config, video)
+        frames = render_storyboard(model, clip, vae, jobs, config, output, loras_from_stack(lora_stack), prompt,
+                                   extra_pnginfo, unique_id)
         return {"ui": {"images": [ui_image(frame.path, output) for frame in frames]},
-                "result": ([frame.image for frame in frames], [frame.job.shot_id for frame in frames])}
+                "result": ([frame.image for frame in frames], [frame.job.shot_id for frame in frames],
+                           render_report(jobs, config, video))}
 
 
 class ContactSheet:
@@ -123,12 +135,12 @@ class ContactSheet:
         return {
             "required": {
                 "images": tip("IMAGE", "Frames from LookDev Storyboard Render (a list), or any image batch."),
-                "columns": from_config(SheetConfig, "columns", min=1, max=16),
+                "columns": from_config(SheetConfig, "columns"),
                 "title": from_config(SheetConfig, "title"),
                 "folder": from_config(SheetConfig, "folder"),
                 "pdf": from_config(SheetConfig, "pdf"),
-                "cell_width": from_config(SheetConfig, "cell_width", min=64, max=2048, step=16),
-                "description_lines": from_config(SheetConfig, "description_lines", min=0, max=10),
+                "cell_width": from_config(SheetConfig, "cell_width"),
+                "description_lines": from_config(SheetConfig, "description_lines"),
             },
             "optional": {
                 "labels": tip("STRING", "Shot id per frame, from the render node's labels output; without it "

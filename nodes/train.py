@@ -1,40 +1,42 @@
 """LookDev Train Style LoRA: train a LoRA on the loaded model from a LookDev dataset."""
 
 from ..trainer import comfy_bridge as bridge
-from ..trainer.training.config import TrainConfig, help_text
-from ..trainer.training.run import run_training
+from ..trainer.options import help_of
+from ..trainer.training.config import TrainConfig
+from ..trainer.training.run import RunPaths, output_identity, run_training
 from .common import CATEGORY, DATASET, LORA, from_config, tip
 
+# Ranges come from TrainConfig's fields; these are widget settings only.
 _REQUIRED = {
     "name": {},
-    "steps": {"min": 1, "max": 100000},
-    "learning_rate": {"min": 1e-7, "max": 0.5, "step": 1e-5, "round": False},
-    "rank": {"min": 1, "max": 256},
-    "alpha": {"min": 0.01, "max": 1024.0, "step": 0.5},
-    "batch_size": {"min": 1, "max": 64},
+    "steps": {},
+    "learning_rate": {"step": 1e-5, "round": False},
+    "rank": {},
+    "alpha": {"step": 0.5},
+    "batch_size": {},
     "targets": {},
-    "seed": {"min": 0, "max": 2**63 - 1},
+    "seed": {},
 }
 _OPTIONAL = {
     "trigger": {},
     "algorithm": {},
     "optimizer": {},
     "schedule": {},
-    "warmup_steps": {"min": 0, "max": 100000},
-    "grad_accum": {"min": 1, "max": 256},
+    "warmup_steps": {},
+    "grad_accum": {},
     "dtype": {},
     "gradient_checkpointing": {},
     "timestep_sampling": {},
-    "noise_offset": {"min": 0.0, "max": 1.0, "step": 0.01},
-    "min_snr_gamma": {"min": 0.0, "max": 20.0, "step": 0.5},
+    "noise_offset": {"step": 0.01},
+    "min_snr_gamma": {"step": 0.5},
     "loss": {},
-    "caption_dropout": {"min": 0.0, "max": 1.0, "step": 0.01},
+    "caption_dropout": {"step": 0.01},
     "shuffle_captions": {},
-    "keep_tokens": {"min": 0, "max": 32},
-    "save_every": {"min": 0, "max": 100000},
-    "validate_every": {"min": 0, "max": 100000},
-    "validation_steps": {"min": 1, "max": 150},
-    "validation_size": {"min": 64, "max": 2048, "step": 64},
+    "keep_tokens": {},
+    "save_every": {},
+    "validate_every": {},
+    "validation_steps": {},
+    "validation_size": {},
     "resume": {},
     "save_dtype": {},
 }
@@ -44,7 +46,8 @@ class TrainStyleLoRA:
     DISPLAY_NAME = "LookDev Train Style LoRA"
     DESCRIPTION = ("Teach the model a visual style from a LookDev dataset: trains a small LoRA adapter on the "
                    "frozen model, saves it to the loras folder (kohya format, metadata in the file) and outputs "
-                   "the model with the style applied, ready to render. Re-running with the same name resumes.")
+                   "the model with the style applied, ready to render. Re-running with the same name and settings "
+                   "resumes; an existing LoRA it did not make is kept as .bak.")
     CATEGORY = f"{CATEGORY}/train"
     RETURN_TYPES = ("MODEL", LORA, "STRING", "IMAGE")
     RETURN_NAMES = ("model", "lora", "lora_path", "loss_curve")
@@ -65,16 +68,26 @@ class TrainStyleLoRA:
         }
         required.update({name: from_config(TrainConfig, name, **opts) for name, opts in _REQUIRED.items()})
         optional = {name: from_config(TrainConfig, name, **opts) for name, opts in _OPTIONAL.items()}
-        optional["validation_prompts"] = tip("STRING", help_text("validation_prompts"), multiline=True, default="")
-        return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID"}}
+        optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True, default="")
+        return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
-    def execute(self, model, clip, vae, dataset, unique_id=None, **settings):
+    @classmethod
+    def IS_CHANGED(cls, name=None, **_):
+        """Which output file a run would make: a deleted or replaced LoRA makes ComfyUI run the
+        node again instead of answering from its cache (run.output_identity)."""
+        if not isinstance(name, str):
+            return float("nan")  # linked from another node: known at run time only
+        try:
+            return output_identity(RunPaths.for_name(TrainConfig(name=name).checked_name()))
+        except ValueError as exc:
+            return f"unusable: {exc}"  # execute raises this same error for the user
+
+    def execute(self, model, clip, vae, dataset, unique_id=None, prompt=None, **settings):
         prompts = tuple(line.strip() for line in settings.pop("validation_prompts", "").splitlines() if line.strip())
         config = TrainConfig(**settings, validation_prompts=prompts)
-        if not config.trigger:
-            config.trigger = dataset.trigger
-        out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id())
-        ui_images = [bridge.save_temp_image(image, f"lookdev_{config.name}_final") for i, image in enumerate(out.previews)]
+        out = run_training(config, model, clip, vae, dataset, node_id=unique_id, prompt_id=bridge.current_prompt_id(),
+                           base_model=bridge.model_file_name(prompt, unique_id))
+        ui_images = [*out.preview_refs, out.loss_ref]
         return {"ui": {"images": ui_images, "text": [out.report]},
                 "result": (out.model, out.lora, str(out.path), out.loss_image)}
 

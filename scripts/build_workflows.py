@@ -23,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 SEED_CONTROL = "fixed"  # the same seed every run: a LoRA or a frame can be reproduced
+# A combo with one of these options gets an upload button whose widget the editor appends after
+# the node's required inputs, saving this value for it (as core Load Image / Load Video do).
+UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
+UPLOAD_VALUE = "image"
 NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
 
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the stock ComfyUI default workflow's
@@ -31,16 +35,20 @@ LORA_NAME = "noir_style"
 DATASET_FOLDER = "noir_refs"
 STORYBOARD_FOLDER = "storyboard/noir_seq01"
 STYLE_WORDS = "film noir, black and white, monochrome, high contrast, grainy, film grain, vignette"
-VALIDATION_PROMPTS = (f"{TRIGGER}, a detective in a trench coat under a streetlamp, rain\n"
-                      f"{TRIGGER}, an empty diner at night seen through the window\n"
-                      f"{TRIGGER}, close-up of a woman's face half in shadow")
-SHOTS = ("# ID | description | seed | aspect   (only the description is required)\n"
-         "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39\n"
-         "SH020 | medium shot, a detective steps out of the car, collar up | 102\n"
-         "SH030 | close-up, his eyes under the hat brim, cigarette smoke | 103\n"
-         "SH040 | over-the-shoulder, a woman waits in a phone booth across the street | 104\n"
-         "SH050 | insert, a gloved hand drops a matchbook on wet asphalt | 105 | 1.78\n"
-         "SH060 | extreme wide shot, the street from above, two figures and long shadows | 106 | 2.39")
+VALIDATION_PROMPTS = ("{trigger}, a detective in a trench coat under a streetlamp, rain\n"
+                      "{trigger}, an empty diner at night seen through the window\n"
+                      "{trigger}, close-up of a woman's face half in shadow")
+SHOTS = ("# ID | description | seed | aspect | negative | duration | notes   (only the description is required)\n"
+         "SH010 | wide shot, rain-slick street at night, a lone streetlamp, a car pulls up | 101 | 2.39 | | 4 | "
+         "slow push in; rain SFX\n"
+         "SH020 | medium shot, a detective steps out of the car, collar up | 102 | | | 3\n"
+         "SH030 | close-up, his eyes under the hat brim, cigarette smoke | 103 | | | 2.5 | hold on the eyes\n"
+         "SH040 | over-the-shoulder, a woman waits in a phone booth across the street | 104 | | | 3 | "
+         "VO: She was trouble.\n"
+         "SH050 | insert, a gloved hand drops a matchbook on wet asphalt | 105 | 1.78 | | 1.5\n"
+         "SH060 | extreme wide shot, the street from above, two figures and long shadows | 106 | 2.39 | | 5 | "
+         "crane up, fade out")
+ANIMATIC_TITLE = "Noir - sequence 01"
 NEGATIVE = "color, blurry, lowres, deformed, text, watermark, signature"
 
 
@@ -70,14 +78,15 @@ class Group:
     color: str = "#3f789e"
 
 
-# --- the three workflows -------------------------------------------------------------------------
+# --- the workflows -------------------------------------------------------------------------------
 
 def checkpoint(node_id, pos):
     return Node(node_id, "CheckpointLoaderSimple", pos, (380, 100), {"ckpt_name": CHECKPOINT})
 
 
 def training_nodes(x, y):
-    """Checkpoint (1), dataset (2), captions (3), trainer (4), loss curve (5) at (x, y)."""
+    """Checkpoint (1), dataset (2), captions (3), trainer (4) at (x, y); the trainer saves its loss
+    curve itself, named after the LoRA."""
     return [
         checkpoint(1, (x, y)),
         Node(2, "LookDevLoadDataset", (x, y + 160), (380, 560), {
@@ -91,22 +100,31 @@ def training_nodes(x, y):
             "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
             "validation_steps": 20, "validation_size": 512, "validation_prompts": VALIDATION_PROMPTS},
             {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
-        Node(5, "SaveImage", (x + 1420, y), (420, 380), {"filename_prefix": f"lookdev/{LORA_NAME}_loss"},
-             {"images": (4, "loss_curve")}, title="Loss curve"),
     ]
 
 
-def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None):
-    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s."""
+def animatic(node_id, pos, render, shots):
+    """The animatic of a render node's frames, timed by the shot list, saved beside the frames."""
+    return Node(node_id, "LookDevAnimatic", pos, (440, 620), {
+        "fps": "24", "slate": True, "title": ANIMATIC_TITLE, "title_duration": 3.0, "dissolve": 0.0,
+        "folder": STORYBOARD_FOLDER, "container": "mp4"},
+        {"images": (render, "images"), "labels": (render, "labels"), "shots": (shots, "shots")})
+
+
+def storyboard_nodes(x, y, model, clip, vae, first_id, lora_stack=None, trigger_link=None, lora=None):
+    """Shot list, render and contact sheet at (x, y), rendering with the given (node, output)s. The
+    shot list's trigger comes from `trigger_link` or the trained `lora`, never typed twice."""
     shots, render, sheet = first_id, first_id + 1, first_id + 2
     links = {"trigger_words": trigger_link} if trigger_link else {}
+    if lora:
+        links["lora"] = lora
     render_links = {"model": model, "clip": clip, "vae": vae, "shots": (shots, "shots")}
     if lora_stack:
         render_links["lora_stack"] = lora_stack
     return [
         Node(shots, "LookDevShotList", (x, y), (520, 420), {
             "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
-            "trigger_words": TRIGGER, "seed_policy": "per-shot seeds", "base_seed": 100}, links),
+            "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 100}, links),
         Node(render, "LookDevStoryboardRender", (x + 580, y), (440, 720), {
             "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
             "cfg": 7.0, "aspect": "1.78", "base_resolution": 512, "folder": STORYBOARD_FOLDER},
@@ -132,20 +150,20 @@ Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes.
 
 NOTE_DATASET = f"""1. YOUR REFERENCE IMAGES
 
-Put 10-30 images that share the look into a folder inside ComfyUI's input folder (here: input/{DATASET_FOLDER}) or type an absolute path.
+Put 10-30 images that share the look into ComfyUI's input folder, in input/{DATASET_FOLDER}, or type another folder (or an absolute path) in 'folder'. No such folder yet? Press Run: LookDev creates input/{DATASET_FOLDER} with a README inside and tells you, together with anything else missing (e.g. the checkpoint), before anything runs.
 
 - Consistency matters more than count: same grade, same kind of light.
 - Vary the content (people, places, objects) so the LoRA learns the look, not a subject.
 - A caption file beside an image (shot1.png + shot1.txt) is used as its caption.
 - A subfolder named like 3_night repeats its images 3 times.
 
-The trigger word ({TRIGGER}) is what you type later to call up the style. Queue this node alone to see the preview grid and the report of skipped files."""
+The trigger word ({TRIGGER}) is what you type later to call up the style. Set it here only: the captions, the trainer, the LoRA file and the Shot List take it from the dataset (a trigger typed on one of them overrides it there, and its report says so). Its preview grid shows on the node when the workflow runs; to check the dataset alone, connect its preview to a Preview Image node and queue that."""
 
 NOTE_CAPTIONS = f"""2. CAPTIONS
 
 Captions say what is in the picture ("a man at a bar, neon sign"), never the style. The style words below are removed from every caption, so {TRIGGER} takes on the look by itself.
 
-- 'model for uncaptioned' describes only images without a caption file. It needs a BLIP or Florence-2 folder in models/captioners (nothing is downloaded); pick it in 'captioner'.
+- 'model for uncaptioned' describes only images without a caption file, with a BLIP or Florence-2 folder in models/captioners (nothing is downloaded; pick it in 'captioner'). With captioner (none) those images are captioned from the template (trigger + file name) and the report suggests installing a captioner: it runs either way.
 - 'keep' uses your caption files as they are; 'template' builds captions from the file names.
 - 'write' can save the captions next to the images so you can edit them."""
 
@@ -157,7 +175,7 @@ Good starting values for 10-30 images are already set: 800 steps, rank 16, learn
 - Too weak: more steps or rank 32. Too strong / content leaking: fewer steps, or targets 'style blocks'.
 - Out of memory: turn on gradient_checkpointing.
 
-The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is saved to output/lookdev/."""
+The LoRA is saved as models/loras/{LORA_NAME}.safetensors (trigger word and settings inside), checkpoints every 200 steps under output/lookdev/{LORA_NAME}/. The loss curve is shown on the node and saved as output/lookdev/{LORA_NAME}_loss.png (named after the LoRA)."""
 
 NOTE_STORYBOARD_OVERVIEW = f"""STORYBOARD IN YOUR STYLE - read me first
 
@@ -173,13 +191,15 @@ For a long sequence on several machines use scripts/batch_render.py with workflo
 
 NOTE_SHOTS = """SHOT LIST
 
-One shot per line:  ID | description | seed | aspect | negative
-Only the description is required; lines starting with # are ignored.
+One shot per line:  ID | description | seed | aspect | negative | duration | notes
+Only the description is required; lines starting with # are ignored; leave a field empty to skip it.
 
 - ID names the frame file (SH010.png). Number in tens so you can insert shots later.
 - seed: keep it to re-render the same frame; change it for another take.
 - aspect: 2.39, 1.85, 1.78, 1.33, 1:1, 9:16 ... (else the render node's default).
-- Or point 'shots_file' at a CSV from your script breakdown (columns shot_id, description, seed, aspect, negative).
+- duration: seconds the shot lasts in the animatic (3, 2.5s, 1:30); default_duration otherwise.
+- notes: camera, motion, dialogue - for the editor (slate, EDL, CSV), never in the prompt.
+- Or point 'shots_file' at a CSV from your script breakdown (columns shot_id, description, seed, aspect, negative, duration, notes; 'Duration (s)', 'Shot #', 'Camera', 'Dialogue' work too).
 
 style_prefix is put before every description: the camera/film language you want in every frame."""
 
@@ -194,21 +214,40 @@ Each frame is exactly what KSampler + VAE Decode would make with the same seed a
 NOTE_BOTH_OVERVIEW = f"""TRAIN A STYLE, THEN STORYBOARD IN IT - one run
 
 Top row: the style LoRA is trained from your reference images (see the notes there).
-Bottom row: the model coming out of the trainer - with the fresh LoRA already applied - renders the shot list, and the frames go onto a contact sheet.
+Bottom row: the model coming out of the trainer - with the fresh LoRA already applied - renders the shot list, the frames go onto a contact sheet, and the animatic cuts them together at the shots' durations (output/{STORYBOARD_FOLDER}/animatic.mp4 with an .edl for your editing system).
 
 Press Run once: training first, then the storyboard. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
 
-Keep the trigger word the same in Load Dataset and Shot List ({TRIGGER})."""
+The trigger word ({TRIGGER}) is set once, in Load Dataset: the trained LoRA carries it in its file and hands it to the Shot List (its 'lora' input), so every prompt starts with it."""
+
+
+NOTE_ANIMATIC_OVERVIEW = f"""STORYBOARD TO ANIMATIC - read me first
+
+From a timed shot list to a cut you can watch and hand to an editor, in one run.
+
+1. Checkpoint and LoRA Stack - the model and your style LoRA ({LORA_NAME}.safetensors).
+2. Shot List - each line gives the shot's duration in seconds (and notes: camera, motion, dialogue).
+3. Render - one frame per shot, saved as output/{STORYBOARD_FOLDER}/<shot id>.png.
+4. Animatic - holds each frame for its duration (exactly round(duration x fps) frames) and saves output/{STORYBOARD_FOLDER}/animatic.mp4, animatic.edl and animatic.csv.
+
+Its VIDEO output plugs into Save Video or any other video node."""
+
+NOTE_ANIMATIC = """ANIMATIC
+
+- fps: 24 for film; 23.976 / 29.97 count timecode non-drop-frame; 25 for PAL.
+- The .edl is CMX3600: import it into Premiere, Resolve or Avid with the frames (each event's clip name is its shot id) to rebuild the cut. The record timeline starts at 01:00:00:00, as is usual.
+- ken_burns adds a slow push-in to each still; slate burns the shot id, duration, description and notes in; title adds a title card; dissolve cross-fades into each shot without moving any cut.
+- width/height 0: the size of the first frame; frames of other aspects are letterboxed."""
 
 
 def train_style_lora():
     nodes = training_nodes(40, 300)
-    notes = [Note(10, (40, -20), (820, 280), NOTE_TRAIN_OVERVIEW),
+    notes = [Note(10, (40, -20), (820, 220), NOTE_TRAIN_OVERVIEW),
              Note(11, (40, 1060), (380, 400), NOTE_DATASET),
              Note(12, (480, 1060), (400, 400), NOTE_CAPTIONS),
              Note(13, (1460, 720), (420, 520), NOTE_TRAINING)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5))]
+              Group("3 - Train and save", (4,))]
     return nodes, notes, groups
 
 
@@ -221,7 +260,7 @@ def storyboard_in_style():
     nodes = [checkpoint(1, (40, 300)), stack, apply,
              *storyboard_nodes(880, 300, model=(3, "model"), clip=(3, "clip"), vae=(1, "VAE"), first_id=4,
                                lora_stack=(2, "lora_stack"), trigger_link=(3, "trigger_words"))]
-    notes = [Note(10, (40, -40), (780, 300), NOTE_STORYBOARD_OVERVIEW),
+    notes = [Note(10, (40, -40), (780, 240), NOTE_STORYBOARD_OVERVIEW),
              Note(11, (880, 760), (520, 340), NOTE_SHOTS),
              Note(12, (1460, 1060), (440, 260), NOTE_RENDER)]
     groups = [Group("1 - Model and LoRAs", (1, 2, 3)), Group("2 - Shots", (4,)),
@@ -231,20 +270,116 @@ def storyboard_in_style():
 
 def train_and_storyboard():
     nodes = [*training_nodes(40, 340),
-             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6)]
-    notes = [Note(10, (40, -20), (820, 300), NOTE_BOTH_OVERVIEW),
+             *storyboard_nodes(940, 2000, model=(4, "model"), clip=(1, "CLIP"), vae=(1, "VAE"), first_id=6,
+                               lora=(4, "lora")),
+             animatic(9, (2080, 2000), render=7, shots=6)]
+    notes = [Note(10, (40, -20), (820, 240), NOTE_BOTH_OVERVIEW),
              Note(11, (40, 1100), (380, 400), NOTE_DATASET),
              Note(12, (480, 1100), (400, 400), NOTE_CAPTIONS),
              Note(13, (1460, 760), (420, 520), NOTE_TRAINING),
              Note(14, (380, 2000), (520, 340), NOTE_SHOTS),
              Note(15, (1520, 2780), (440, 260), NOTE_RENDER)]
     groups = [Group("1 - Reference images", (1, 2)), Group("2 - Captions", (3,)),
-              Group("3 - Train and save", (4, 5)), Group("4 - Storyboard in the new style", (6, 7, 8), "#8a8")]
+              Group("3 - Train and save", (4,)), Group("4 - Storyboard in the new style", (6, 7, 8, 9), "#8a8")]
     return nodes, notes, groups
 
 
+def storyboard_to_animatic():
+    stack = Node(2, "LookDevLoRAStack", (40, 460), (400, 520), {
+        "on_1": True, "lora_1": f"{LORA_NAME}.safetensors", "strength_model_1": 0.9, "strength_clip_1": 0.9,
+        **{f"on_{row}": False for row in (2, 3, 4)}, **{f"lora_{row}": "None" for row in (2, 3, 4)}})
+    apply = Node(3, "LookDevApplyLoRAStack", (500, 300), (320, 140), {},
+                 {"model": (1, "MODEL"), "lora_stack": (2, "lora_stack"), "clip": (1, "CLIP")})
+    shots = Node(4, "LookDevShotList", (880, 300), (520, 420), {
+        "shots": SHOTS, "style_prefix": "cinematic film still, 35mm,", "style_suffix": "",
+        "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 100, "default_duration": 2.0},
+        {"trigger_words": (3, "trigger_words")})
+    render = Node(5, "LookDevStoryboardRender", (1460, 300), (440, 720), {
+        "negative": NEGATIVE, "sampler": "euler_ancestral", "scheduler": "normal", "steps": 25,
+        "cfg": 7.0, "aspect": "1.78", "base_resolution": 512, "folder": STORYBOARD_FOLDER},
+        {"model": (3, "model"), "clip": (3, "clip"), "vae": (1, "VAE"), "shots": (4, "shots"),
+         "lora_stack": (2, "lora_stack")})
+    nodes = [checkpoint(1, (40, 300)), stack, apply, shots, render, animatic(6, (1960, 300), render=5, shots=4)]
+    notes = [Note(10, (40, -40), (780, 240), NOTE_ANIMATIC_OVERVIEW),
+             Note(11, (880, 760), (520, 400), NOTE_SHOTS),
+             Note(12, (1960, 960), (440, 400), NOTE_ANIMATIC)]
+    groups = [Group("1 - Model and LoRAs", (1, 2, 3)), Group("2 - Timed shots", (4,)),
+              Group("3 - Render", (5,)), Group("4 - Animatic", (6,), "#8a8")]
+    return nodes, notes, groups
+
+
+REEL_TRIGGER = "lkdv_reel"
+REEL_LORA_NAME = "reel_style"
+
+NOTE_REEL_OVERVIEW = f"""TRAIN THE LOOK OF A REFERENCE REEL - read me first
+
+What this does: it takes a video you already have (a reference reel, a trailer, a graded test shoot, a scene from your last film), picks good frames from it by itself, and trains a style LoRA on them. No frame export by hand.
+
+Steps, left to right:
+1. Checkpoint - the model you will later render with (SD1.5 here; for SDXL set resolution 1024 in Dataset From Video).
+2. Dataset From Video - pick or upload your video at the bottom of the node.
+3. Caption Dataset - describes what is IN each frame, so the trigger word ({REEL_TRIGGER}) learns HOW it looks.
+4. Train - saves models/loras/{REEL_LORA_NAME}.safetensors.
+
+Queue the Dataset From Video node alone first to see which frames it takes."""
+
+NOTE_REEL = """1. YOUR REFERENCE REEL
+
+Pick a video from ComfyUI's input folder in 'video' (or upload one), or type a path in 'path', or connect a VIDEO from Load Video.
+
+- The node finds the shots (hard cuts; fades, flashes and dissolves are not cuts) and takes 'frames' frames spread over them: the sharpest of each part of a shot, never black, white, faded or near-duplicate frames.
+- Letterbox / pillarbox bars are found over the whole clip and cropped. Burnt-in subtitles are not removed: prune such frames.
+- start / end keep a part of the video (1:23 or 00:01:23:12).
+- write_frames saves the chosen frames (named by timecode, e.g. reel_00h01m23s12f.png) into input/<video>_frames: delete the ones you don't want, add captions beside them, and switch to Load Dataset on that folder next time.
+
+The preview shows the frames with their timecodes; the report lists the shots, the crop and every skipped frame with its reason."""
+
+NOTE_REEL_TRAINING = f"""3. TRAINING
+
+The same starting values as for a folder of stills: 800 steps, rank 16, learning rate 1e-4. A reel's frames share one grade, so the look comes through quickly; watch the validation renders every 200 steps and stop when it looks right (re-queue with the same name to continue).
+
+The LoRA is saved as models/loras/{REEL_LORA_NAME}.safetensors, with checkpoints under output/lookdev/{REEL_LORA_NAME}/ and the loss curve in output/lookdev/{REEL_LORA_NAME}_loss.png."""
+
+
+def train_style_from_reel():
+    x, y = 40, 300
+    nodes = [
+        checkpoint(1, (x, y)),
+        Node(2, "LookDevDatasetFromVideo", (x, y + 160), (380, 640), {
+            "frames": 24, "trigger": REEL_TRIGGER, "resolution": "512"}),
+        Node(3, "LookDevCaptionDataset", (x + 440, y + 160), (400, 470), {
+            "mode": "model for uncaptioned", "captioner": "(none)"}, {"dataset": (2, "dataset")}),
+        Node(4, "LookDevTrainStyleLoRA", (x + 900, y), (460, 1560), {
+            "name": REEL_LORA_NAME, "steps": 800, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0,
+            "batch_size": 1, "targets": "attention", "seed": 42, "warmup_steps": 40,
+            "noise_offset": 0.05, "min_snr_gamma": 5.0, "save_every": 200, "validate_every": 200,
+            "validation_steps": 20, "validation_size": 512, "validation_prompts": (
+                "{trigger}, a woman waits at a bus stop at dusk\n"
+                "{trigger}, a kitchen table with breakfast, morning light\n"
+                "{trigger}, wide shot of a harbour with boats")},
+            {"model": (1, "MODEL"), "clip": (1, "CLIP"), "vae": (1, "VAE"), "dataset": (3, "dataset")}),
+    ]
+    notes = [Note(10, (40, -20), (820, 220), NOTE_REEL_OVERVIEW),
+             Note(11, (40, 1140), (380, 520), NOTE_REEL),
+             Note(12, (480, 1140), (400, 400), NOTE_CAPTIONS.replace(TRIGGER, REEL_TRIGGER)),
+             Note(13, (1460, 720), (420, 420), NOTE_REEL_TRAINING)]
+    groups = [Group("1 - Reference reel", (1, 2)), Group("2 - Captions", (3,)),
+              Group("3 - Train and save", (4,))]
+    return nodes, notes, groups
+
+
+# Title and one line for each workflow's thumbnail, the card the template browser shows.
+TITLES = {
+    "train_style_lora": ("Train a style LoRA", "Reference images -> captions -> a style LoRA in models/loras"),
+    "storyboard_in_style": ("Storyboard in your style", "Shot list -> frames in your LoRA's look -> contact sheet"),
+    "train_and_storyboard": ("Train, then storyboard", "Train a style LoRA and render a storyboard with it in one run"),
+    "train_style_from_reel": ("Style from a reference reel", "A video -> frames picked per shot -> a style LoRA"),
+    "storyboard_to_animatic": ("Storyboard to animatic", "Timed shots -> frames -> animatic .mp4 and .edl"),
+}
+
 BUILDERS = {"train_style_lora": train_style_lora, "storyboard_in_style": storyboard_in_style,
-            "train_and_storyboard": train_and_storyboard}
+            "train_and_storyboard": train_and_storyboard, "train_style_from_reel": train_style_from_reel,
+            "storyboard_to_animatic": storyboard_to_animatic}
 
 
 # --- serialisation -------------------------------------------------------------------------------
@@ -267,6 +402,13 @@ def is_widget(kind, options):
 def has_seed_control(name, kind, options):
     """The editor adds a 'control after generate' widget after these (and saves its value)."""
     return kind == "INT" and options.get("control_after_generate", name in ("seed", "noise_seed"))
+
+
+def has_upload(info):
+    """Does the editor add an upload widget (after the required inputs) to this node type?"""
+    return any(isinstance(spec[0], list) and len(spec) > 1
+               and any(spec[1].get(option) for option in UPLOAD_OPTIONS)
+               for spec in info["input"].get("required", {}).values())
 
 
 def widget_values(node, info):
@@ -300,7 +442,10 @@ def build(name, object_info):
         info = object_info[node.type]
         values = widget_values(node, info)
         inputs, api_inputs, ui_values = [], {}, []
-        for name_, kind, options, _ in input_specs(info):
+        required = len(info["input_order"].get("required", []))
+        for position, (name_, kind, options, _) in enumerate(input_specs(info)):
+            if position == required and has_upload(info):
+                ui_values.append(UPLOAD_VALUE)
             link_id = None
             if name_ in node.links:
                 source, output = node.links[name_]
@@ -319,6 +464,8 @@ def build(name, object_info):
                                    "widget": {"name": name_}, "link": link_id})
             else:
                 inputs.append({"name": name_, "type": kind, "link": link_id})
+        if len(input_specs(info)) == required and has_upload(info):
+            ui_values.append(UPLOAD_VALUE)
         ui_nodes.append({"id": node.id, "type": node.type, "pos": list(node.pos), "size": list(node.size),
                          "flags": {}, "order": 0, "mode": 0, "inputs": inputs, "outputs": [],
                          "properties": {"Node name for S&R": node.type}, "widgets_values": ui_values,
@@ -339,8 +486,27 @@ def build(name, object_info):
     ui = {"last_node_id": max(n.id for n in [*nodes, *notes]), "last_link_id": len(links),
           "nodes": ui_nodes + note_nodes, "links": links,
           "groups": [group_json(group, by_id) for group in groups],
-          "config": {}, "extra": {"ds": {"scale": 0.6, "offset": [60, 80]}}, "version": 0.4}
+          "config": {}, "extra": {}, "version": 0.4}
+    ui["extra"] = {"ds": opening_view(ui)}
     return ui, api
+
+
+# The view a workflow opens at (its extra.ds): readable text, the top-left of the graph (the
+# read-me note and the first group's title) clear of the frontend's tab bar and floating toolbars,
+# which cover about the top 130 px and the left 60 px of a 1280x800 window (frontend 1.32).
+OPENING_SCALE = 0.85
+OPENING_SCREEN_CORNER = (80, 150)
+NODE_TITLE_HEIGHT = 30
+
+
+def opening_view(ui):
+    """{"scale", "offset"} that puts the graph's top-left corner at OPENING_SCREEN_CORNER."""
+    lefts = [node["pos"][0] for node in ui["nodes"]] + [group["bounding"][0] for group in ui["groups"]]
+    tops = ([node["pos"][1] - NODE_TITLE_HEIGHT for node in ui["nodes"]]
+            + [group["bounding"][1] for group in ui["groups"]])
+    x, y = OPENING_SCREEN_CORNER
+    return {"scale": OPENING_SCALE,
+            "offset": [round(x / OPENING_SCALE - min(lefts), 1), round(y / OPENING_SCALE - min(tops), 1)]}
 
 
 def execution_order(nodes):
@@ -368,6 +534,53 @@ def group_json(group, by_id):
             "font_size": 24, "flags": {}}
 
 
+def thumbnail(name, object_info, size=(640, 400)):
+    """A labelled diagram of workflow `name` for the template browser card: title, one line, and
+    its groups left to right with the nodes in each."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    def font(points):
+        try:
+            return ImageFont.load_default(size=points)
+        except TypeError:  # Pillow < 10.1: the fixed bitmap font
+            return ImageFont.load_default()
+
+    nodes, _, groups = BUILDERS[name]()
+    by_id = {node.id: node for node in nodes}
+    title, line = TITLES[name]
+    width, height = size
+    image = Image.new("RGB", size, (30, 30, 34))
+    draw = ImageDraw.Draw(image)
+    draw.text((24, 20), title, fill=(240, 240, 240), font=font(30))
+    draw.text((24, 62), line, fill=(190, 190, 196), font=font(15))
+    gap, top, bottom = 14, 104, height - 24
+    box = (width - 48 - gap * (len(groups) - 1)) / len(groups)
+    for index, group in enumerate(groups):
+        left = 24 + index * (box + gap)
+        draw.rounded_rectangle([left, top, left + box, bottom], radius=10, outline=group.color, width=3,
+                               fill=(40, 44, 52))
+        label = group.title.split(" - ", 1)
+        draw.text((left + 10, top + 10), label[0], fill=group.color, font=font(26))
+        words, lines = (label[-1]).split(), [""]
+        for word in words:  # wrap the group's name to the box
+            trial = f"{lines[-1]} {word}".strip()
+            lines[-1:] = [trial] if draw.textlength(trial, font=font(14)) < box - 20 else [lines[-1], word]
+        y = top + 44
+        for text in lines:
+            draw.text((left + 10, y), text, fill=(230, 230, 230), font=font(14))
+            y += 18
+        y += 8
+        for node_id in group.members:
+            node = by_id[node_id]
+            text = (node.title or object_info[node.type]["display_name"]).removeprefix("LookDev ")
+            while draw.textlength(text, font=font(12)) > box - 28 and len(text) > 4:
+                text = text[:-4] + "..."
+            draw.rounded_rectangle([left + 8, y, left + box - 8, y + 26], radius=5, fill=(64, 70, 84))
+            draw.text((left + 14, y + 6), text, fill=(235, 235, 235), font=font(12))
+            y += 32
+    return image
+
+
 def fetch_object_info():
     with tempfile.TemporaryDirectory(prefix="lookdev-workflows-") as base:
         server = comfy_server.start(Path(base))
@@ -388,13 +601,23 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_jpeg(path, image):
+    from _pack import alias_pack
+
+    alias_pack()
+    from lookdev.trainer.fileio import write_image
+
+    write_image(path, image, "JPEG", quality=88)
+
+
 def main():
     object_info = fetch_object_info()
     for name in BUILDERS:
         ui, api = build(name, object_info)
         write_json(WORKFLOWS / f"{name}.json", ui)
         write_json(WORKFLOWS / "api" / f"{name}.json", api)
-        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+        write_jpeg(WORKFLOWS / f"{name}.jpg", thumbnail(name, object_info))
+        print(f"wrote workflows/{name}.json, workflows/api/{name}.json and the thumbnail workflows/{name}.jpg")
     return 0
 
 

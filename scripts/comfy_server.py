@@ -73,6 +73,13 @@ class ServerProcess:
     def log(self):
         return self.log_path.read_text(errors="replace")
 
+    def exit_report(self, during):
+        """None while ComfyUI runs; else why it stopped, with the end of its log."""
+        if self.process.poll() is None:
+            return None
+        return (f"ComfyUI exited with code {self.process.returncode} {during}; "
+                f"the end of its log ({self.log_path}):\n{self.log_tail()}")
+
     def log_tail(self, lines=40):
         return "\n".join(self.log().splitlines()[-lines:])
 
@@ -122,9 +129,9 @@ def start(base, python=None, extra_args=(), timeout=180, cpu=True, env=None):
 def _wait_until_up(server, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise ServerStartError(f"ComfyUI exited with code {server.process.returncode} while starting; "
-                                   f"the end of its log ({server.log_path}):\n{server.log_tail()}")
+        stopped = server.exit_report("while starting")
+        if stopped:
+            raise ServerStartError(stopped)
         try:
             with urllib.request.urlopen(server.url + "/system_stats", timeout=2) as response:
                 if response.status == 200:

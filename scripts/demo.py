@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The LookDev demo: train a style LoRA on a sample noir dataset and render a storyboard with it,
-in one headless ComfyUI run of workflows/api/train_and_storyboard.json.
+"""The LookDev demo: train a style LoRA on a sample noir dataset and render a storyboard and its
+animatic with it, in one headless ComfyUI run of workflows/api/train_and_storyboard.json.
 
     bash scripts/demo.sh [--checkpoint PATH] [--out DIR] [--steps N] [--quick]
 
@@ -10,8 +10,9 @@ Mini knows), so the whole pipeline runs on a laptop CPU in minutes. The storyboa
 twice with the same seeds, by the base model and with the trained LoRA, and a before/after sheet
 and the measured style figures (trainer/style_metric.py) show what the LoRA changed. With
 --checkpoint (a real SD1.5 model) the workflow runs at its shipped settings on the GPU, unless
---quick. Everything goes into the output folder, which is also the ComfyUI base folder of the
-server started here (models/, input/, output/, the server log).
+--quick; on a machine without a usable GPU it runs on the CPU by itself, says so, and after the
+first training step estimates the whole run's time. Everything goes into the output folder, which
+is also the ComfyUI base folder of the server started here (models/, input/, output/, the server log).
 """
 
 import argparse
@@ -30,6 +31,8 @@ from _pack import alias_pack
 
 alias_pack()
 from lookdev.trainer.render.comfy_http import rejection_reasons  # noqa: E402  (after the alias)
+from lookdev.trainer.render.shots import parse_shot_text  # noqa: E402
+from lookdev.trainer.status import duration  # noqa: E402  (as the nodes write times)
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
@@ -48,6 +51,72 @@ SH050 | a red car on a street under a blue sky, close-up | 105 | 1.78
 SH060 | a tree in a park under a blue sky, wide shot | 106 | 2.39"""
 RUN_TIMEOUT_S = 6 * 3600
 HISTORY_TIMEOUT_S = 60
+# A sampling step (batch of 2 for CFG, forward only) costs about this share of a batch-1 training
+# step (forward and backward) at the same size. Measured with a full-size SD1.5 on a 2-core CPU at
+# 512 px: 11 s per training step, 7-9 s per sampling step.
+SAMPLING_VS_TRAINING_STEP = 0.75
+SUGGEST_QUICK_S = 15 * 60
+
+
+def usable_gpu():
+    """The name of the GPU torch (and so ComfyUI) would use, or None."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "Apple MPS"
+    return None
+
+
+def device_plan(args, gpu):
+    """(run ComfyUI with --cpu?, the line that says where the run goes and why)."""
+    if args.checkpoint is None:
+        return True, "device: the CPU (LookDev Mini needs no GPU)"
+    if args.cpu:
+        return True, "device: the CPU (--cpu)"
+    if gpu is None:
+        return True, ("device: the CPU, because no usable GPU was found (torch sees no CUDA or MPS "
+                      "device). A real model is slow on a CPU: after the first training step the demo "
+                      "estimates the whole run; --quick makes it a run of minutes.")
+    return False, f"device: {gpu}"
+
+
+def _inputs(prompt, node_type):
+    return next(node["inputs"] for node in prompt.values() if node["class_type"] == node_type)
+
+
+def estimate_phases(prompt, step_seconds):
+    """{phase: estimated seconds} of the whole prompt from one measured training step: training,
+    validation renders and storyboard frames (sampling steps scaled by pixel count). Model loading,
+    latent caching and VAE decoding are not in it."""
+    dataset, train = _inputs(prompt, "LookDevLoadDataset"), _inputs(prompt, "LookDevTrainStyleLoRA")
+    render, shots = _inputs(prompt, "LookDevStoryboardRender"), _inputs(prompt, "LookDevShotList")
+    size = dataset["custom_resolution"] if dataset["resolution"] == "custom" else int(dataset["resolution"])
+
+    def sampling_step(side):
+        return step_seconds * SAMPLING_VS_TRAINING_STEP / train["batch_size"] * (side / size) ** 2
+
+    steps, every = train["steps"], train.get("validate_every", 0)
+    prompts = [line for line in train.get("validation_prompts", "").splitlines() if line.strip()]
+    rounds = (len(range(every, steps, every)) if every else 0) + 1 if prompts else 0
+    shot_count = len(parse_shot_text(shots["shots"], source="shots").shots)
+    return {"training": step_seconds * steps,
+            "validation renders": rounds * len(prompts) * train.get("validation_steps", 20)
+            * sampling_step(train.get("validation_size", 512)),
+            "storyboard": shot_count * render["steps"] * sampling_step(render["base_resolution"])}
+
+
+def estimate_line(prompt, step_seconds, quick):
+    phases = estimate_phases(prompt, step_seconds)
+    total = sum(phases.values())
+    text = (f"first training step: {step_seconds:.1f} s; estimated whole run: about {duration(total)} ("
+            + ", ".join(f"{name} {duration(seconds)}" for name, seconds in phases.items())
+            + "; model loading and latent caching not included)")
+    if not quick and total > SUGGEST_QUICK_S:
+        text += "\nthat is long: press Ctrl-C and run again with --quick for a run of minutes"
+    return text
 
 
 class DemoError(Exception):
@@ -144,10 +213,20 @@ def install_checkpoint(args, models):
 class Progress:
     """One status line: a rewritten line on a terminal, a line every ~10% in a log."""
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream=sys.stdout, clock=time.monotonic):
         self.stream = stream
         self.tty = stream.isatty()
         self.last_key = None
+        self.clock = clock
+        self.started = {}  # key -> (clock, done) at the first report of that phase
+
+    def eta(self, key, done, total):
+        """'eta 2 min 10 s' for a phase from its own pace since its first report, '' before a second."""
+        now = self.clock()
+        began, first = self.started.setdefault(key, (now, done))
+        if done <= first or done >= total:
+            return ""
+        return f"eta {duration((now - began) / (done - first) * (total - done))}"
 
     def show(self, text, done, total, key):
         if self.tty:
@@ -171,7 +250,7 @@ def _rejection(answer):
     return "\n".join([f"ComfyUI refused the workflow: {message or answer}", *(f"  {p}" for p in problems)])
 
 
-async def run_prompt(server, prompt, progress):
+async def run_prompt(server, prompt, progress, estimate=None):
     """Queue `prompt`, show its progress from the websocket and return (history entry, events)."""
     import aiohttp
 
@@ -186,9 +265,9 @@ async def run_prompt(server, prompt, progress):
             prompt_id = body["prompt_id"]
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while time.monotonic() < deadline:
-                if server.process.poll() is not None:
-                    raise DemoError(f"ComfyUI exited with code {server.process.returncode} during the run; "
-                                    f"the end of its log ({server.log_path}):\n{server.log_tail()}")
+                stopped = server.exit_report("during the run")
+                if stopped:
+                    raise DemoError(stopped)
                 try:
                     message = await ws.receive(timeout=2)
                 except asyncio.TimeoutError:
@@ -202,7 +281,7 @@ async def run_prompt(server, prompt, progress):
                 if data.get("prompt_id") not in (None, prompt_id):
                     continue
                 events.setdefault(kind, []).append(data)
-                if show_event(kind, data, progress):
+                if show_event(kind, data, progress, estimate):
                     break
             else:
                 raise DemoError(f"the run did not finish within {RUN_TIMEOUT_S} s")
@@ -225,22 +304,33 @@ async def wait_for_history(http, server, prompt_id):
         await asyncio.sleep(0.1)
 
 
-def show_event(kind, data, progress):
-    """Print one websocket event; True once the prompt has finished."""
+def show_event(kind, data, progress, estimate=None):
+    """Print one websocket event; True once the prompt has finished. estimate(seconds of one
+    training step) -> a line, printed after this run's first step."""
+    if kind == "lookdev.train.progress" and estimate and data["step"] == data["resumed_from"] + 1:
+        progress.line(estimate(data["elapsed_s"]))
     if kind == "lookdev.train.progress":
         progress.show(f"training {data['name']}: step {data['step']}/{data['total']}  loss {data['loss']:.4f}  "
                       f"(smoothed {data['loss_smooth']:.4f}, eta {data['eta_s']:.0f}s)",
                       data["step"], data["total"], "train")
+    elif kind == "lookdev.status":
+        if data.get("total"):
+            progress.show(data["text"], data["done"], data["total"], data["phase"])
+        else:
+            progress.line(data["text"])
     elif kind == "lookdev.train.preview":
         distance = data.get("style_distance")
         progress.line(f"validation renders at step {data['step']}: {len(data['images'])} images" +
                       (f", style distance to the dataset {distance:.3f}" if distance is not None else ""))
     elif kind == "lookdev.train.done":
-        progress.line(f"LoRA saved after {data['steps']} steps in {data['seconds']:.0f}s: {data['path']}")
+        phases = ", ".join(f"{name} {duration(seconds)}" for name, seconds in (data.get("phases") or {}).items())
+        progress.line(f"LoRA saved after {data['steps']} steps; the trainer took {duration(data['node_seconds'])} "
+                      f"({phases}): {data['path']}")
     elif kind == "lookdev.render.progress":
+        done, total = (data["index"] - 1) * data["steps"] + data["step"], data["total"] * data["steps"]
+        eta = progress.eta("render", done, total)
         progress.show(f"rendering shot {data['index']}/{data['total']} ({data['shot'][:40]}): "
-                      f"step {data['step']}/{data['steps']}",
-                      (data["index"] - 1) * data["steps"] + data["step"], data["total"] * data["steps"], "render")
+                      f"step {data['step']}/{data['steps']}" + (f"  ({eta})" if eta else ""), done, total, "render")
     elif kind == "execution_error":
         raise DemoError(f"the run failed in node {data.get('node_id')} ({data.get('node_type')}): "
                         f"{data.get('exception_message', '').strip()}")
@@ -271,7 +361,8 @@ def parse_args(argv):
     parser.add_argument("--steps", type=int, help=f"training steps (default: {QUICK_STEPS} with the tiny "
                                                   "checkpoint or --quick, else the workflow's)")
     parser.add_argument("--quick", action="store_true", help="shrink sizes and steps even with --checkpoint")
-    parser.add_argument("--cpu", action="store_true", help="run ComfyUI on the CPU (always with the tiny checkpoint)")
+    parser.add_argument("--cpu", action="store_true", help="run ComfyUI on the CPU (always with the tiny checkpoint, "
+                                                         "and by itself when no usable GPU is found)")
     args = parser.parse_args(argv)
     if args.checkpoint is not None and not Path(args.checkpoint).expanduser().is_file():
         parser.error(f"--checkpoint: the file {args.checkpoint} does not exist")
@@ -295,9 +386,11 @@ def demo(args):
     base_prompt = build_prompt(json.loads(BASE_WORKFLOW.read_text(encoding="utf-8")), checkpoint, None,
                                base_settings(prompt), source=BASE_WORKFLOW)
 
+    cpu, where = device_plan(args, None if args.checkpoint is None or args.cpu else usable_gpu())
+    print(where, flush=True)
     print("starting ComfyUI ...", flush=True)
     try:
-        server = comfy_server.start(out, cpu=args.cpu or args.checkpoint is None)
+        server = comfy_server.start(out, cpu=cpu)
     except comfy_server.ServerStartError as exc:
         raise DemoError(f"ComfyUI did not start: {exc}") from exc
     try:
@@ -305,7 +398,8 @@ def demo(args):
         print(f"base model: rendering the storyboard without a LoRA ({BASE_WORKFLOW.relative_to(ROOT)})", flush=True)
         base_history, _ = asyncio.run(run_prompt(server, base_prompt, Progress()))
         print(f"training the style and rendering the storyboard in it ({WORKFLOW.relative_to(ROOT)})", flush=True)
-        history, events = asyncio.run(run_prompt(server, prompt, Progress()))
+        history, events = asyncio.run(run_prompt(server, prompt, Progress(),
+                                                 lambda seconds: estimate_line(prompt, seconds, quick)))
     finally:
         server.stop()
     for entry in (base_history, history):
@@ -323,14 +417,17 @@ def demo(args):
                                                       f"{title}: base model | with the trained LoRA")
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     print(f"LoRA:           {done.get('path')}")
-    for path in output_files(history, prompt, out, "SaveImage"):
-        print(f"loss chart:     {path}")
+    if done.get("loss_curve"):
+        print(f"loss chart:     {done['loss_curve']}")
     print(f"frames:         {len(frames)} in {frames[0].parent if frames else '-'}")
     for path in frames:
         print(f"  frame:        {path}")
     print(f"base frames:    {len(base_frames)} in {base_frames[0].parent if base_frames else '-'}")
     for path in [*sheet, *pdf]:
         print(f"contact sheet:  {path}")
+    for path in output_files(history, prompt, out, "LookDevAnimatic"):
+        print(f"animatic:       {path}")
+        print(f"edit list:      {path.with_suffix('.edl')}")
     print(f"before/after:   {before_after}")
     print(f"style distance to the {len(references)} references: base frames {measured['base']:.3f}, "
           f"styled frames {measured['styled']:.3f} ({measured['closer']:.1f}x closer)")

@@ -4,7 +4,9 @@
 #
 #   bash scripts/demo.sh [--checkpoint PATH] [--out DIR] [--steps N] [--quick] [--cpu]
 #
-# Without --checkpoint it runs tiny on the CPU in a few minutes. Run with --help for the options.
+# Without --checkpoint it runs tiny on the CPU in a few minutes. With --checkpoint it uses the GPU,
+# or, where there is no usable one, the CPU by itself (it says so and estimates the run's time
+# after the first training step). Run with --help for the options.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/bootstrap.sh"

@@ -13,7 +13,11 @@ from typing import NamedTuple
 
 import torch
 
-ARCHES = ("sd15", "sd15_v", "sdxl", "sd3")
+ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "wan21", "auraflow", "flux_dev", "flux_schnell", "chroma", "zimage",
+          "flux_dev_fp8")
+FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
+# The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
+MODEL_CLASS = {"zimage": "ZImage"}
 
 
 class TinyModels(NamedTuple):
@@ -54,6 +58,48 @@ SD3_TINY_DIT = {
     "x_block_self_attn_layers": [],
 }
 
+# A model ComfyUI loads that LookDev does not train (the trainer must refuse it by name).
+AURAFLOW_TINY_DIT = {
+    "cond_seq_dim": 2048, "in_channels": 4, "out_channels": 4, "patch_size": 2, "dim": 64, "n_heads": 2,
+    "n_double_layers": 1, "n_layers": 2, "global_conddim": 64, "max_seq": 256,
+}
+
+# Flux.1 / Chroma: the configs comfy.model_detection makes for them (image_model, patch 2, 16
+# latent channels, qkv bias, mlp ratio 4, theta 10000), at hidden 64 = 2 heads of 32
+# (axes_dim sums to the head width). context_in_dim is the tiny T5's width (4096 in the real one).
+TINY_T5_WIDTH = 64
+FLUX_TINY_DIT = {
+    "image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 768,
+    "context_in_dim": TINY_T5_WIDTH, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2,
+    "depth_single_blocks": 2, "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True,
+    "guidance_embed": True,
+}
+FLUX_SCHNELL_TINY_DIT = {**FLUX_TINY_DIT, "guidance_embed": False}
+# Chroma: no vector_in/guidance_in and no per-block modulation layers; a distilled_guidance_layer
+# (approximator, in_dim 64 fixed by its embeddings) makes every block's modulation.
+CHROMA_TINY_DIT = {
+    "image_model": "chroma", "in_channels": 64, "out_channels": 64, "context_in_dim": TINY_T5_WIDTH,
+    "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2, "depth": 2, "depth_single_blocks": 2,
+    "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "in_dim": 64, "out_dim": 64,
+    "hidden_dim": 128, "n_layers": 2,
+}
+TINY_T5 = {"t5xxl_model_config": {"d_model": TINY_T5_WIDTH, "d_ff": 128, "num_layers": 2, "num_heads": 2,
+                                  "d_kv": 32}}
+
+# Z-Image: the config comfy.model_detection makes for it (NextDiT, z_image_modulation, qk norm,
+# rope theta 256, time scale 1000, 8/3 ffn, its head width 128 and rope axes) at dim 256 = 2
+# heads (ComfyUI's z_image modulation assumes dim >= 256); cap_feat_dim is the tiny Qwen3's
+# width (2560 in the real one). The Qwen3 keeps its fixed head_dim 128.
+TINY_QWEN3_WIDTH = 64
+ZIMAGE_TINY_DIT = {
+    "image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 256, "cap_feat_dim": TINY_QWEN3_WIDTH,
+    "n_layers": 2, "n_refiner_layers": 1, "qk_norm": True, "n_heads": 2, "n_kv_heads": 2, "axes_dims": [32, 48, 48],
+    "axes_lens": [1536, 512, 512], "rope_theta": 256.0, "ffn_dim_multiplier": 8.0 / 3.0, "multiple_of": 32,
+    "z_image_modulation": True, "time_scale": 1000.0, "pad_tokens_multiple": 32,
+}
+TINY_QWEN3 = {"qwen3_4b_model_config": {"hidden_size": TINY_QWEN3_WIDTH, "intermediate_size": 128,
+                                        "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}}
+
 TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
                     "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 512}}
 
@@ -73,7 +119,7 @@ def init_weights_(module, seed):
         is_norm = "norm" in type(sub).__name__.lower()
         for name, param in sorted(sub.named_parameters(recurse=False), key=lambda item: item[0]):
             if is_norm:
-                values = torch.ones(param.shape) if name in ("weight", "scale") else torch.zeros(param.shape)
+                values = torch.ones(param.shape) if name in ("weight", "scale", "gamma") else torch.zeros(param.shape)
             elif param.ndim >= 2:
                 std = 0.02 if isinstance(sub, torch.nn.Embedding) or "embed" in name else 1.0 / math.sqrt(param[0].numel())
                 values = torch.randn(param.shape, generator=gen, dtype=torch.float32) * std
@@ -101,7 +147,39 @@ def _unet_model(arch, unet_config, device):
         config = sm.SD3(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return comfy.model_base.SD3(config, device=device)
+    if arch == "auraflow":
+        config = sm.AuraFlow(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return comfy.model_base.AuraFlow(config, device=device)
+    if arch in FLUX_FAMILY:
+        config = {"flux_dev": sm.Flux, "flux_schnell": sm.FluxSchnell, "chroma": sm.Chroma}[arch](dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return config.get_model({}, "", device=device)
+    if arch == "flux_dev_fp8":
+        # What UNETLoader's weight_dtype fp8_e4m3fn does (comfy.sd.load_diffusion_model_state_dict):
+        # weights stored in fp8, every layer cast to the compute dtype as it runs.
+        config = sm.Flux(dict(unet_config))
+        config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
+        return config.get_model({}, "", device=device)
+    if arch == "zimage":
+        config = model_class(arch)(dict(unet_config))
+        config.set_inference_dtype(torch.float32, None)
+        return config.get_model({}, "", device=device)
     raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
+
+
+class MissingModelClass(RuntimeError):
+    """This ComfyUI has no model class for the architecture (an older version)."""
+
+
+def model_class(arch):
+    """comfy.supported_models' class for `arch` (MODEL_CLASS); MissingModelClass when absent."""
+    import comfy.supported_models as sm
+
+    name = MODEL_CLASS[arch]
+    if not hasattr(sm, name):
+        raise MissingModelClass(f"this ComfyUI has no comfy.supported_models.{name}")
+    return getattr(sm, name)
 
 
 def build_model(arch, seed=0, unet_config=None):
@@ -110,7 +188,9 @@ def build_model(arch, seed=0, unet_config=None):
     import comfy.model_patcher
 
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
-               "sd3": SD3_TINY_DIT}
+               "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
+               "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT,
+               "flux_dev_fp8": FLUX_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -127,15 +207,26 @@ def build_clip(arch, seed=0, model_options=None):
     import comfy.supported_models_base as smb
     import comfy.text_encoders.sd3_clip as sd3_clip
 
-    if arch in ("sd15", "sd15_v"):
+    if arch in ("sd15", "sd15_v", "auraflow"):  # auraflow: only its MODEL matters (the trainer refuses it)
         target = smb.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
     elif arch == "sdxl":
         target = smb.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)
     elif arch == "sd3":
         target = smb.ClipTarget(sd3_clip.SD3Tokenizer, sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False))
+    elif arch in ("flux_dev", "flux_schnell", "flux_dev_fp8"):  # DualCLIPLoader type flux: CLIP-L + T5
+        import comfy.text_encoders.flux as flux_te
+        target = smb.ClipTarget(flux_te.FluxTokenizer, flux_te.flux_clip())
+    elif arch == "chroma":  # CLIPLoader type chroma: T5 alone
+        import comfy.text_encoders.pixart_t5 as pixart_t5
+        target = smb.ClipTarget(pixart_t5.PixArtTokenizer, pixart_t5.pixart_te())
+    elif arch == "zimage":  # CLIPLoader type lumina2/z_image: Qwen3
+        import comfy.text_encoders.z_image as z_image_te
+        target = smb.ClipTarget(z_image_te.ZImageTokenizer, z_image_te.te())
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
-    options = {"dtype": torch.float32, **(TINY_CLIP_LAYERS if model_options is None else model_options)}
+    tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in (*FLUX_FAMILY, "flux_dev_fp8") else TINY_CLIP_LAYERS
+    tiny = TINY_QWEN3 if arch == "zimage" else tiny
+    options = {"dtype": torch.float32, **(tiny if model_options is None else model_options)}
     clip = comfy.sd.CLIP(target, model_options=options)
     init_weights_(clip.cond_stage_model, seed + 1)
     return clip
@@ -145,7 +236,7 @@ def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
-    latent_channels = 16 if arch == "sd3" else 4
+    latent_channels = 16 if arch in ("sd3", "zimage", "flux_dev_fp8", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
     autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
     vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)
@@ -176,3 +267,97 @@ def save_sd15_checkpoint(path, seed=0):
     state = model.model.state_dict_for_saving(clip.get_sd(), vae.get_sd(), None)
     state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     return write_safetensors(path, state, metadata={"lookdev.note": "tiny random-weight SD1.5 checkpoint"})
+
+
+# --- Wan 2.1 / 2.2 (A14B) text-to-video: files as a user has them ---------------------------------
+# Wan ships as three files: the diffusion model (UNETLoader, models/diffusion_models), the
+# UMT5-XXL text encoder (CLIPLoader type wan, models/text_encoders) and the Wan VAE (VAELoader,
+# models/vae). The tiny fixture writes the same three files. ComfyUI reads the transformer's
+# widths from its file (heads = dim / 128) and the VAE's base width from `decoder.head.0.gamma`,
+# so those two load through the core nodes unchanged. The text encoder's shape ComfyUI takes from
+# UMT5-XXL's fixed config (5.7B parameters, detected by its 24th block), so the tiny one is
+# loaded as CLIPLoader loads a wan encoder but with a config override (load_wan_clip).
+# Wan 2.2 A14B is two experts of this same transformer; the 2.2 5B model (48-channel latents,
+# vae2_2) is not built here.
+
+WAN21_TINY_DIT = {  # the keys comfy.model_detection produces for Wan 2.1 t2v, at tiny widths
+    "image_model": "wan2.1", "model_type": "t2v", "dim": 128, "out_dim": 16, "num_heads": 1,
+    "ffn_dim": 256, "num_layers": 2, "patch_size": (1, 2, 2), "freq_dim": 256, "window_size": (-1, -1),
+    "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6, "in_dim": 16,
+}
+
+# UMT5-XXL's d_model (4096: the Wan transformer's text_dim), with 2 blocks, one 64-wide head, a
+# 16-wide feed-forward and a 128-piece vocabulary.
+WAN_TINY_UMT5 = {"num_layers": 2, "num_heads": 1, "d_kv": 64, "d_ff": 16, "vocab_size": 128}
+WAN_TINY_VAE_DIM = 8  # the real Wan 2.1 VAE: 96
+
+_SPIECE_WORDS = ("a the of in on at with and noir film grain lighthouse street night rain shot wide close up "
+                 "portrait city light dark shadow sea storm man woman car window door red blue green high "
+                 "contrast vignette").split()
+
+
+def tiny_spiece_model():
+    """A 128-piece SentencePiece model (the tokenizer format UMT5 uses), trained here in memory."""
+    import io
+
+    import sentencepiece
+
+    lines = [" ".join(_SPIECE_WORDS[i:] + _SPIECE_WORDS[:i]) for i in range(len(_SPIECE_WORDS))] * 4
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=out, vocab_size=WAN_TINY_UMT5["vocab_size"],
+        model_type="bpe", character_coverage=1.0, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2)
+    return out.getvalue()
+
+
+def _wan_clip(tokenizer_data):
+    import comfy.sd
+    import comfy.supported_models as sm
+
+    target = sm.WAN21_T2V(dict(WAN21_TINY_DIT)).clip_target()  # WanT5Tokenizer + the umt5xxl model
+    return comfy.sd.CLIP(target, tokenizer_data=tokenizer_data,
+                         model_options={"dtype": torch.float32, "umt5xxl_model_config": dict(WAN_TINY_UMT5)})
+
+
+def save_wan_files(unet_path, clip_path, vae_path, seed=0):
+    """Write the tiny Wan 2.1 diffusion model, text encoder and VAE as the three files users have."""
+    from _pack import alias_pack
+
+    alias_pack()
+    import comfy.supported_models as sm
+    from comfy.ldm.wan.vae import WanVAE
+    from lookdev.trainer.fileio import write_safetensors
+
+    config = sm.WAN21_T2V(dict(WAN21_TINY_DIT))
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, "", device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    write_safetensors(unet_path, {k: v.contiguous() for k, v in model.diffusion_model.state_dict().items()},
+                      metadata={"lookdev.note": "tiny random-weight Wan 2.1 t2v transformer"})
+
+    clip = _wan_clip({"spiece_model": tiny_spiece_model()})
+    init_weights_(clip.cond_stage_model, seed + 1)
+    # A umt5_xxl text-encoder file's layout: the T5 weights at the top level, the tokenizer beside.
+    state = {k.removeprefix("umt5xxl.transformer."): v.contiguous() for k, v in clip.get_sd().items()
+             if k.startswith("umt5xxl.transformer.")}
+    state["spiece_model"] = clip.tokenizer.state_dict()["spiece_model"]
+    write_safetensors(clip_path, state, metadata={"lookdev.note": "tiny random-weight UMT5 text encoder"})
+
+    vae = WanVAE(dim=WAN_TINY_VAE_DIM, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True], dropout=0.0)
+    init_weights_(vae, seed + 2)
+    write_safetensors(vae_path, {k: v.contiguous() for k, v in vae.state_dict().items()},
+                      metadata={"lookdev.note": "tiny random-weight Wan 2.1 VAE"})
+
+
+def load_wan_clip(path):
+    """The tiny text encoder file loaded as comfy.sd.load_clip loads a wan-type encoder (the
+    tokenizer from the file's spiece_model, every weight from the file), with the tiny config."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    clip = _wan_clip({"spiece_model": state.pop("spiece_model")})
+    missing, unexpected = clip.load_sd(state)
+    if missing or unexpected:
+        raise RuntimeError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return clip

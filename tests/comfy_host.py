@@ -50,6 +50,15 @@ class RunResult:
         return None
 
     @property
+    def refusal(self):
+        """The details of every node error when validation refused the prompt, else None."""
+        for event, data in self.messages:
+            if event == "validation_error":
+                return "\n".join(error["details"] for node in data["node_errors"].values()
+                                 for error in node["errors"])
+        return None
+
+    @property
     def interrupted(self):
         return any(event == "execution_interrupted" for event, _ in self.messages)
 
@@ -70,6 +79,7 @@ class ComfyHost:
     server: object = None
     captured: dict = field(default_factory=dict)
     listeners: list = field(default_factory=list)  # callables(event, data) run on each send_sync
+    progress_listeners: list = field(default_factory=list)  # callables(value, total, node id) on each progress update
     surface_before_pack: dict = None  # server_surface() just before the pack was loaded
     _events: list = field(default_factory=list)
     _progress: list = field(default_factory=list)
@@ -234,6 +244,8 @@ def _record_events(host):
     def progress_hook(value, total, preview_image, prompt_id=None, node_id=None):
         import comfy.model_management
         host._progress.append((value, total, node_id))
+        for listener in list(host.progress_listeners):
+            listener(value, total, node_id)
         # What main.py's hook does first: makes ComfyUI's Cancel reach long-running nodes.
         comfy.model_management.throw_exception_if_processing_interrupted()
 
@@ -291,13 +303,31 @@ def tiny_models_module():
     return tiny_models
 
 
+WAN_FILES = {"diffusion_models": "lookdev_tiny_wan2.1_t2v.safetensors",
+             "text_encoders": "lookdev_tiny_umt5.safetensors", "vae": "lookdev_tiny_wan_2.1_vae.safetensors"}
+
+
+def load_tiny_wan(host):
+    """The tiny Wan 2.1 t2v model as a user has it: three files in models/diffusion_models,
+    text_encoders and vae (written once per session), the transformer and VAE loaded by the core
+    UNETLoader and VAELoader nodes, the text encoder as CLIPLoader(type wan) loads it."""
+    tiny = tiny_models_module()
+    paths = {kind: host.models_dir(kind) / name for kind, name in WAN_FILES.items()}
+    if not all(path.exists() for path in paths.values()):
+        tiny.save_wan_files(paths["diffusion_models"], paths["text_encoders"], paths["vae"], seed=0)
+    model = host.node_class("UNETLoader")().load_unet(WAN_FILES["diffusion_models"], "default")[0]
+    vae = host.node_class("VAELoader")().load_vae(WAN_FILES["vae"])[0]
+    return tiny.TinyModels(model, tiny.load_wan_clip(paths["text_encoders"]), vae, "wan21")
+
+
 # ---------------------------------------------------------------------------------------------
 # Test-only nodes, registered in the in-process ComfyUI next to the real ones.
 
 
 def register_test_nodes(host, tiny_bundle):
     """`LookDevTest_TinyModels` outputs a tiny architecture's MODEL/CLIP/VAE (built once per
-    session by `tiny_bundle(arch)`); `LookDevTest_Capture` keeps any value for assertions."""
+    session by `tiny_bundle(arch)`); `LookDevTest_Capture` keeps any value for assertions,
+    `LookDevTest_CaptureList` a whole list output."""
 
     class TinyModels:
         @classmethod
@@ -331,5 +361,14 @@ def register_test_nodes(host, tiny_bundle):
             host.captured[label] = value
             return {}
 
+    class CaptureList(Capture):
+        """Keeps a whole list output (OUTPUT_IS_LIST) under label."""
+        INPUT_IS_LIST = True
+
+        def capture(self, value, label):
+            host.captured[label[0]] = list(value)
+            return {}
+
     host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_TinyModels"] = TinyModels
     host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_Capture"] = Capture
+    host.nodes.NODE_CLASS_MAPPINGS["LookDevTest_CaptureList"] = CaptureList

@@ -10,6 +10,7 @@ each reader in detail; this file is the one place that feeds the whole corpus to
 """
 
 import io
+import math
 import os
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from PIL import Image
 
 from dataset_files import flat_png, noise_image, rgb16_png, write_image
 from dataset_prompts import loader
-from lora_files import lora_tensors, write_lora
+from lora_files import adapter_tensors, lora_tensors, write_lora
+from lookdev.trainer.fileio import write_safetensors
 from lookdev.trainer.lora.io import read_lora, save_lora
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,8 +51,10 @@ def ids(cases):
 def assert_outcome(case, result, report=None):
     if case.expect == "error":
         assert not result.success, f"{case.name}: the run succeeded"
-        assert result.error is not None, f"{case.name}: refused before running: {result.messages}"
-        text = result.error["exception_message"]
+        # A folder that is missing, empty or unreadable is refused when queued (Load Dataset's
+        # VALIDATE_INPUTS); anything else fails in the node.
+        text = result.error["exception_message"] if result.error else result.refusal
+        assert text, f"{case.name}: no error message: {result.messages}"
         assert "Traceback" not in text
     else:
         assert result.success, (result.error or {}).get("exception_message")
@@ -358,6 +362,21 @@ def corpus_loras(comfy):
     save_lora(folder / "corpus_flux.safetensors", flux, {})
     save_lora(folder / "corpus_meta_not_json.safetensors", lora_tensors(sd15, "sd15", seed=25),
               {"lookdev.trigger_words": "[inky, 'film grain'", "ss_tag_frequency": "{oops"})
+    for name, tensors in _spoilt_adapters(sd15).items():
+        write_safetensors(folder / name, tensors)
+
+
+def _spoilt_adapters(sd15):
+    """LyCORIS files that do not fit the model, or hold values ComfyUI fails or renders black on."""
+    loha = adapter_tensors(sd15, "loha", seed=26)
+    layer = sorted(loha)[0].rsplit(".", 1)[0]
+    misfit = {**loha, f"{layer}.hada_w2_b": torch.cat([loha[f"{layer}.hada_w2_b"]] * 2, dim=1)}
+    rank0 = {k: v[:0] if k.endswith("lora_down.weight") else v[:, :0] if k.endswith("lora_up.weight") else v
+             for k, v in adapter_tensors(sd15, "lora", seed=27).items()}
+    alpha = {**loha, f"{layer}.alpha": torch.tensor([4.0, 4.0])}
+    inf = {**loha, f"{layer}.hada_w1_a": loha[f"{layer}.hada_w1_a"].clone().fill_(math.inf)}
+    return {"corpus_loha_misfit.safetensors": misfit, "corpus_rank0.safetensors": rank0,
+            "corpus_alpha_pair.safetensors": alpha, "corpus_inf.safetensors": inf}
 
 
 LORA_CASES = [
@@ -376,6 +395,18 @@ LORA_CASES = [
     Case("wrong architecture", "corpus_flux.safetensors", "error",
          ("LoRA corpus_flux.safetensors: none of its 4 keys match this SD1.x model. The LoRA looks made for Flux "
           "(double_blocks keys", "use it with Flux models")),
+    Case("LoHa layer that does not fit", "corpus_loha_misfit.safetensors", "ok",
+         ("corpus_loha_misfit.safetensors: 415 of 420 keys matched",
+          "warning: 5 keys have shapes that do not fit the model and were skipped (e.g. diffusion_model.",
+          "LoHa: its two Hadamard factors differ")),
+    Case("rank 0", "corpus_rank0.safetensors", "error",
+         ("LoRA corpus_rank0.safetensors: none of its", "LoRA: lora_down has rank 0; a rank is at least 1")),
+    Case("alpha of two values", "corpus_alpha_pair.safetensors", "error",
+         ("LoRA corpus_alpha_pair.safetensors: lora_unet_", ".alpha holds 2 values (shape (2,)); an alpha is one "
+          "number per layer")),
+    Case("inf values", "corpus_inf.safetensors", "error",
+         ("LoRA corpus_inf.safetensors: lora_unet_", ".hada_w1_a holds ", " NaN or infinite values of ",
+          "the LoRA would render black or noise")),
     Case("metadata values not JSON", "corpus_meta_not_json.safetensors", "ok",
          ("corpus_meta_not_json.safetensors: ", "keys matched",
           "warning: metadata lookdev.trigger_words is not a JSON list of words; no trigger words read from it",
@@ -495,11 +526,16 @@ def named_pipe(input_dir):
 SHOT_CASES = [  # `make(input folder)` gives the Shot List's inputs
     Case("empty shot list", lambda input_dir: {"shots": "   \n# only a comment\n"}, "error",
          ("shots has 1 problem", "there are no shots; write one shot per line: ID | description | seed | aspect",)),
-    Case("malformed lines", lambda input_dir: {"shots": "A | fine\nB | x | soon\nC | a | 1 | 1:1 | neg | extra\n"
+    Case("malformed lines", lambda input_dir: {"shots": "A | fine\nB | x | soon\nC | a | 1 | 1:1 | neg | 2 | n | extra\n"
                                                         "D |  | 4\n"}, "error",
          ("shots has 3 problems", "line 2: seed 'soon' is not a whole number from 0 to",
-          "line 3: too many fields (6); write at most ID | description | seed | aspect | negative",
+          "line 3: too many fields (8); write at most ID | description | seed | aspect | negative | duration | notes",
           "line 4: the description is empty")),
+    Case("bad durations", lambda input_dir: {"shots": "A | x | | | | 0\nB | x | | | | later\nC | x | | | | 900\n"},
+         "error",
+         ("shots has 3 problems", "line 1: duration '0' must be more than 0 seconds",
+          "line 2: duration 'later' is not a number of seconds (write e.g. 3, 2.5, 2.5s or 1:30)",
+          "line 3: duration '900' is longer than 10 minutes (900 s); a shot that long is likely a typo")),
     Case("duplicate shot ids", lambda input_dir: {"shots": "SH010 | dawn\nSH020 | noon\nsh010 | dusk\n"}, "error",
          ("line 3: shot id 'sh010' is already used on line 1; frames are saved by shot id",)),
     Case("unknown aspect", lambda input_dir: {"shots": "SH010 | dawn | 1 | 2.35\n"}, "error",

@@ -8,6 +8,7 @@ from dataset_files import noise_image, write_image
 from lookdev.trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
                                              format_report, preview_grid)
 from lookdev.trainer.dataset.scan import DatasetError
+from lookdev.trainer.options import help_of
 
 
 def config(folder="", **overrides):
@@ -137,7 +138,7 @@ def test_config_validate_names_the_field(field, value, words):
 
 
 def test_every_config_field_has_help():
-    helps = DatasetConfig.help()
+    helps = {f.name: help_of(DatasetConfig, f.name) for f in dataclasses.fields(DatasetConfig)}
     assert set(helps) == {f.name for f in dataclasses.fields(DatasetConfig)}
     assert all(len(text) > 20 for text in helps.values())
 

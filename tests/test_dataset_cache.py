@@ -68,6 +68,19 @@ def test_misses_are_batched_by_bucket(tmp_path):
     assert per_bucket == expected
 
 
+def test_progress_counts_the_images_to_encode(tmp_path):
+    samples = dataset(make_refs(tmp_path / "refs")).samples
+    seen = []
+    cache = LatentCache(tmp_path / "cache")
+    cache.latents_for(samples, "vae", CountingEncoder(), batch_size=2, on_progress=lambda *p: seen.append(p))
+    # One call per batch (4, as in the test above), counting up to the 5 images encoded.
+    assert len(seen) == 4 and seen[-1] == (5, 5) and all(total == 5 for _, total in seen)
+    assert [done for done, _ in seen] == sorted({done for done, _ in seen})
+    seen.clear()
+    cache.latents_for(samples, "vae", CountingEncoder(), on_progress=lambda *p: seen.append(p))
+    assert seen == []  # all from the cache: nothing to encode
+
+
 def test_duplicate_samples_are_encoded_once(tmp_path):
     write_image(tmp_path / "refs" / "a.png", seed=1)
     write_image(tmp_path / "refs" / "b.png", seed=1)

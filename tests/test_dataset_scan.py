@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from dataset_files import write_image
-from lookdev.trainer.dataset.scan import (CACHE_DIRNAME, LONG_CAPTION_WORDS, DatasetError, folder_label,
-                                          normalize_extension, scan_folder)
+from lookdev.trainer.dataset.scan import (CACHE_DIRNAME, LONG_CAPTION_WORDS, DatasetError, file_digest,
+                                          folder_fingerprint, folder_label, normalize_extension, scan_folder)
 
 
 def names(result):
@@ -284,3 +284,30 @@ def test_folder_without_images_summarises_why(tmp_path):
     assert str(caught.value).startswith(
         f"dataset folder {tmp_path}: 4 files, none usable: 3 unsupported type, "
         "1 caption without image")
+
+
+def test_fingerprint_sees_an_edit_that_keeps_the_old_mtime(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"pixels one")
+    before = folder_fingerprint(tmp_path)
+    st = (tmp_path / "a.png").stat()
+    (tmp_path / "a.png").write_bytes(b"pixels two")  # same size ...
+    os.utime(tmp_path / "a.png", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and mtime, as `touch -r` leaves it
+    assert folder_fingerprint(tmp_path) != before
+    (tmp_path / "a.png").write_bytes(b"pixels one")
+    assert folder_fingerprint(tmp_path) == before  # the content is what counts
+
+
+def test_file_digests_are_read_once_per_file_version(tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text("one")
+    reads = []
+    real_open = open
+
+    def counting_open(path, mode="r", *args, **kwargs):
+        reads.append(Path(path).name)
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    first = file_digest(tmp_path / "a.txt")
+    assert file_digest(tmp_path / "a.txt") == first and reads == ["a.txt"]
+    (tmp_path / "a.txt").write_text("two")
+    assert file_digest(tmp_path / "a.txt") != first and reads == ["a.txt", "a.txt"]

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import av
 import pytest
 from PIL import Image
 
@@ -89,6 +90,8 @@ def demo_run(demo_out):
 @pytest.mark.server
 def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
     stdout = demo_run
+    assert "device: the CPU (LookDev Mini needs no GPU)" in stdout
+    assert "first training step: " in stdout and "estimated whole run: about " in stdout
     assert "training noir_style: step 6/6" in stdout
     [lora] = reported(stdout, "LoRA")
     assert lora == demo_out / "models" / "loras" / "noir_style.safetensors"
@@ -124,6 +127,13 @@ def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
         assert image.height > len(SHOTS) * 100
     assert re.search(r"style distance to the 16 references: base frames \d+\.\d+, styled frames \d+\.\d+", stdout)
     assert re.search(r"layout similarity, base vs styled frame of each shot: -?\d\.\d+ \(mean of 6\)", stdout)
+    [animatic], [edl] = reported(stdout, "animatic"), reported(stdout, "edit list")
+    assert animatic == frames[0].parent / "animatic.mp4" and edl == animatic.with_suffix(".edl")
+    with av.open(str(animatic)) as container:
+        stream = container.streams.video[0]
+        # the shipped shot list's durations (4 + 3 + 2.5 + 3 + 1.5 + 5 s) and a 3 s title card at 24 fps
+        assert stream.average_rate == 24 and sum(1 for _ in container.decode(stream)) == 22 * 24
+    assert [line.split()[1] for line in edl.read_text().splitlines() if line[:3].isdigit()] == ["AX"] * 7
 
     url = next(line.split()[2] for line in stdout.splitlines() if line.startswith("ComfyUI at "))
     assert not server_answers(url), "the demo left its ComfyUI server running"
@@ -204,3 +214,58 @@ def test_demo_waits_for_the_history_entry(tmp_path):
     entry = asyncio.run(scenario())
     assert entry["status"]["status_str"] == "success"
     assert asked == ["p1", "p1", "p1"]
+
+
+def _demo_module():
+    import demo
+
+    return demo
+
+
+@pytest.mark.parametrize("argv, gpu, cpu, words", [
+    ([], None, True, "LookDev Mini needs no GPU"),
+    (["--checkpoint", "{model}"], None, True, "no usable GPU was found"),
+    (["--checkpoint", "{model}", "--cpu"], "NVIDIA H200", True, "(--cpu)"),
+    (["--checkpoint", "{model}"], "NVIDIA H200", False, "device: NVIDIA H200"),
+])
+def test_without_a_usable_gpu_the_demo_runs_on_the_cpu_and_says_so(tmp_path, argv, gpu, cpu, words):
+    demo = _demo_module()
+    model = tmp_path / "real.safetensors"
+    model.write_bytes(b"x")
+    args = demo.parse_args([arg.format(model=model) for arg in argv])
+    on_cpu, line = demo.device_plan(args, gpu)
+    assert on_cpu is cpu and words in line
+    if gpu is None and argv:
+        assert "--quick" in line
+
+
+def test_the_estimate_scales_one_measured_step_to_the_whole_workflow():
+    demo = _demo_module()
+    workflow = json.loads((ROOT / "workflows" / "api" / "train_and_storyboard.json").read_text())
+    # The shipped settings: 800 steps at 512 px, 3 validation prompts every 200 steps (3 rounds and
+    # the final one) at 20 steps and 512 px, 6 shots at 25 steps and 512 px.
+    phases = demo.estimate_phases(workflow, 11.0)
+    assert phases["training"] == 800 * 11.0
+    assert phases["validation renders"] == pytest.approx(4 * 3 * 20 * 11.0 * demo.SAMPLING_VS_TRAINING_STEP)
+    assert phases["storyboard"] == pytest.approx(6 * 25 * 11.0 * demo.SAMPLING_VS_TRAINING_STEP)
+    line = demo.estimate_line(workflow, 11.0, quick=False)
+    assert line.startswith("first training step: 11.0 s; estimated whole run: about 3h ")
+    assert "--quick" in line
+    quick = demo.build_prompt(workflow, "tiny.safetensors", "/refs", demo.quick_settings(40))
+    assert "--quick" not in demo.estimate_line(quick, 0.2, quick=True)
+
+
+def test_storyboard_progress_has_an_eta():
+    import io
+
+    demo = _demo_module()
+    now = [0.0]
+    out = io.StringIO()
+    progress = demo.Progress(out, clock=lambda: now[0])
+    for index, step, seconds in ((1, 1, 0.0), (1, 2, 90.0), (2, 1, 180.0)):
+        now[0] = seconds
+        demo.show_event("lookdev.render.progress", {"shot": "SH010 wide", "index": index, "total": 3, "step": step,
+                                                    "steps": 2}, progress)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "rendering shot 1/3 (SH010 wide): step 1/2"  # no pace yet
+    assert lines[-1] == "rendering shot 2/3 (SH010 wide): step 1/2  (eta 4m 30s)"  # 90 s a step, 3 steps left

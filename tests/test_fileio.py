@@ -130,3 +130,36 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path):
         fileio.write_text(tmp / "config.json", "{}")
     assert [p.name for p in target.iterdir()] == ["config.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_new_files_get_the_mode_a_plain_write_gives(tmp_path, writer, umask):
+    old = os.umask(umask)
+    try:
+        WRITERS[writer](tmp_path / "out.bin")
+        with open(tmp_path / "plain.bin", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "out.bin").stat().st_mode == (tmp_path / "plain.bin").stat().st_mode
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    target = tmp_path / "caption.txt"
+    target.write_text("old")
+    target.chmod(0o640)
+    fileio.write_text(target, "new")
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o640
+
+
+def test_atomic_folders_get_the_mode_mkdir_gives(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with fileio.atomic_folder(tmp_path / "model") as tmp:
+            fileio.write_text(tmp / "config.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "model" / "config.json").stat().st_mode & 0o777 == 0o644

@@ -11,9 +11,10 @@ from conftest import ROOT
 
 # Every node the pack ships. Node ids are part of saved workflows and never change.
 SHIPPED_NODES = {
-    "LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevCaptionDataset", "LookDevTrainStyleLoRA",
+    "LookDevLoadDataset", "LookDevDatasetFromImages", "LookDevDatasetFromVideo", "LookDevCaptionDataset",
+    "LookDevTrainStyleLoRA",
     "LookDevApplyLoRA", "LookDevLoRAStack", "LookDevApplyLoRAStack",
-    "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet",
+    "LookDevShotList", "LookDevStoryboardRender", "LookDevContactSheet", "LookDevAnimatic",
 }
 
 

@@ -30,6 +30,8 @@ SD1_ATTN = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2"
     ({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (4, 3072)}, "flux", "double_blocks keys"),
     ({"transformer.single_transformer_blocks.3.proj_out.lora_A.weight": (4, 15360)},
      "flux", "single_transformer_blocks keys"),
+    ({"diffusion_model.noise_refiner.0.attention.to_q.lora_A.weight": (4, 3840)}, "zimage", "noise_refiner keys"),
+    ({"lora_unet_context_refiner_1_feed_forward_w1.lora_down.weight": (4, 3840)}, "zimage", "context_refiner keys"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 1024)},
      "sd2", "text-encoder width 1024"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 768)},

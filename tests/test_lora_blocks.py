@@ -4,6 +4,7 @@ from lookdev.trainer.lora.blocks import (
     PRESETS,
     VECTOR_BLOCKS,
     block_of,
+    idle_items,
     parse_block_weights,
     presets_for,
     weights_by_key,
@@ -12,6 +13,7 @@ from lookdev.trainer.lora.blocks import (
 SD_BLOCKS = ["BASE", "IN01", "IN02", "IN04", "IN05", "IN07", "IN08", "MID"] + [f"OUT{i:02d}" for i in range(3, 12)]
 SDXL_BLOCKS = ["BASE", "IN04", "IN05", "IN07", "IN08", "MID"] + [f"OUT{i:02d}" for i in range(6)]
 FLUX_BLOCKS = ["BASE", "D00", "D01", "D18", "S00", "S03", "S37"]
+ZIMAGE_BLOCKS = ["BASE", *(f"L{i:02d}" for i in range(30)), "NR00", "NR01", "CR00", "CR01"]
 SD3_BLOCKS = ["BASE", "J00", "J01", "J02", "J03"]
 
 
@@ -31,6 +33,10 @@ SD3_BLOCKS = ["BASE", "J00", "J01", "J02", "J03"]
     ("sdxl", "clip_g.transformer.text_model.encoder.layers.31.mlp.fc1.weight", "BASE"),
     ("sd3", "diffusion_model.joint_blocks.12.x_block.attn.qkv.weight", "J12"),
     ("sd3", "diffusion_model.x_embedder.proj.weight", "BASE"),
+    ("zimage", "diffusion_model.layers.12.attention.qkv.weight", "L12"),
+    ("zimage", "diffusion_model.noise_refiner.1.feed_forward.w1.weight", "NR01"),
+    ("zimage", "diffusion_model.context_refiner.0.attention.out.weight", "CR00"),
+    ("zimage", "diffusion_model.cap_embedder.1.weight", "BASE"),
     ("sd3", "t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight", "BASE"),
     ("flux", "diffusion_model.double_blocks.0.img_attn.qkv.weight", "D00"),
     ("flux", "diffusion_model.single_blocks.37.linear2.weight", "S37"),
@@ -129,6 +135,7 @@ def test_parse_block_weights_errors(arch, present, text, fragment):
     ("flux", ["all", "double blocks only", "single blocks only"]),
     ("sd3", ["all"]),
     ("other", ["all"]),
+    ("zimage", ["all"]),
 ])
 def test_presets_for(arch, names):
     assert presets_for(arch) == names
@@ -137,7 +144,8 @@ def test_presets_for(arch, names):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_parses_for_its_architectures(name):
     present = {"sd1": SD_BLOCKS, "sd2": SD_BLOCKS, "sdxl": SDXL_BLOCKS, "sd3": SD3_BLOCKS,
-               "flux": FLUX_BLOCKS, "other": ["BASE"]}
+               "flux": FLUX_BLOCKS, "other": ["BASE"], "zimage": ZIMAGE_BLOCKS}
+    present["wan"] = ["BASE", "B00", "B01", "B39"]
     for arch in PRESETS[name].architectures:
         weights = parse_block_weights(name, arch, present[arch])
         assert set(weights) == set(present[arch])
@@ -157,3 +165,31 @@ def test_weights_by_key():
     ]
     assert weights_by_key(keys, "flux", "S:0.5, BASE:0") == {
         keys[0]: 1.0, keys[1]: 0.5, keys[2]: 0.5, keys[3]: 0.0}
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("IN04:1e6", "block weight 'IN04:1e6': 1e+06 is outside the valid range -10 to 10"),
+    ("OUT:-11", "-11 is outside the valid range -10 to 10"),
+    ("IN04:inf", "'inf' is not a number; block weights are numbers from -10 to 10"),
+    (",".join(["1"] * 16 + ["20"]), "block weight '20': 20 is outside the valid range -10 to 10"),
+])
+def test_block_weights_out_of_range_are_refused_with_the_range(text, fragment):
+    with pytest.raises(ValueError) as err:
+        parse_block_weights(text, "sd1", SD_BLOCKS)
+    assert fragment in str(err.value)
+
+
+MODEL_BLOCKS = ["BASE", "MID"] + [f"IN{i:02d}" for i in range(12)] + [f"OUT{i:02d}" for i in range(12)]
+
+
+@pytest.mark.parametrize("text, warnings", [
+    ("IN04:0.5, OUT:0", []),
+    ("IN99:0", ["block weight 'IN99:0' changes nothing: this model has no block IN99 "
+                "(its blocks: BASE, IN00-IN11, MID, OUT00-OUT11)"]),
+    ("OUT12:0, IN03:0", ["block weight 'OUT12:0' changes nothing: this model has no block OUT12 "
+                         "(its blocks: BASE, IN00-IN11, MID, OUT00-OUT11)",
+                         "block weight 'IN03:0' changes nothing: the LoRA has no layers in IN03"]),
+    (",".join(["0"] * 17), []),
+])
+def test_idle_items_name_blocks_the_model_or_the_lora_lacks(text, warnings):
+    assert idle_items(text, "sd1", SD_BLOCKS, MODEL_BLOCKS) == warnings

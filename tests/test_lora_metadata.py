@@ -208,3 +208,59 @@ def test_metadata_survives_a_save_and_read(tmp_path):
     assert trigger_words(md) == ["inkwash"]
     config, note = training_config(md)
     assert config == {"rank": 16, "steps": 1500} and note == ""
+
+
+# --- what a shared file tells others (issue 15, item 10) -----------------------------------------
+
+def test_unknown_base_model_is_left_out_not_empty():
+    md = build_metadata(_facts())
+    assert "ss_sd_model_name" not in md and "ss_new_sd_model_hash" not in md
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"dataset_dirs": {"/home/ana/refs/10_noir": {"n_repeats": 10, "img_count": 3}}}, "dataset_dirs"),
+    ({"tag_frequency": {"C:\\Users\\ana\\noir": {"noir": 3}}}, "tag_frequency"),
+    ({"sd_model_name": "/models/checkpoints/v1-5.safetensors"}, "sd_model_name"),
+])
+def test_local_paths_are_refused(overrides, named):
+    with pytest.raises(ValueError, match=f"TrainingFacts.{named} .*path"):
+        _facts(**overrides)
+
+
+def _sample(source, caption, repeats=1):
+    from pathlib import Path
+
+    from lookdev.trainer.dataset.dataset import Sample
+
+    return Sample(torch.zeros(8, 8, 3), caption, (8, 8), Path(source) if source else None, repeats, "x")
+
+
+def test_dataset_folders_are_keyed_by_name_as_kohya_keys_them():
+    from lookdev.trainer.dataset.dataset import StyleDataset
+    from lookdev.trainer.training.run import dataset_folders
+
+    samples = [_sample("/home/ana/refs/noir/a.png", "noir, rain"), _sample("/home/ana/refs/noir/b.png", "noir"),
+               _sample("/home/ana/refs/noir/10_night/c.png", "noir, street", repeats=10),
+               _sample(None, "noir, pier")]
+    dataset = StyleDataset(samples, "noir", 512, "/home/ana/refs/noir")
+    tags, dirs = dataset_folders(dataset)
+    assert dirs == {"noir": {"n_repeats": 1, "img_count": 2}, "10_night": {"n_repeats": 10, "img_count": 1},
+                    "images": {"n_repeats": 1, "img_count": 1}}
+    assert tags == {"noir": {"noir": 2, "rain": 1}, "10_night": {"noir": 1, "street": 1},
+                    "images": {"noir": 1, "pier": 1}}
+    md = build_metadata(_facts(tag_frequency=tags, dataset_dirs=dirs))
+    assert not [key for key, value in md.items() if "/home/ana" in value]
+
+
+def test_dora_scale_is_written_per_output_row():
+    from lookdev.trainer.training.adapters import AdapterSpec
+    from lookdev.trainer.training.export import kohya_tensors
+
+    spec = AdapterSpec(algorithm="dora", rank=2, alpha=2.0)
+    state = {"lora_unet_x": {"lora_A.weight": torch.ones(2, 6), "lora_B.weight": torch.ones(5, 2),
+                             "lora_magnitude_vector": torch.ones(5)},
+             "lora_unet_c": {"lora_A.weight": torch.ones(2, 3, 3, 3), "lora_B.weight": torch.ones(4, 2, 1, 1),
+                             "lora_magnitude_vector": torch.ones(4)}}
+    out = kohya_tensors(state, spec, {"lora_unet_x": torch.zeros(5, 6), "lora_unet_c": torch.zeros(4, 3, 3, 3)})
+    assert out["lora_unet_x.dora_scale"].shape == (5, 1)
+    assert out["lora_unet_c.dora_scale"].shape == (4, 1, 1, 1)

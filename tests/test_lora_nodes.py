@@ -4,6 +4,8 @@ for LoRAs that do not fit, file errors, the file memo, the trainer input, stack 
 import copy
 import importlib
 import json
+import logging
+import math
 import os
 import re
 import sys
@@ -13,7 +15,8 @@ import pytest
 import safetensors
 import torch
 
-from lora_files import write_lora
+from lora_files import ADAPTERS, adapter_tensors, write_lora
+from lookdev.trainer.fileio import write_safetensors
 
 TEXT = "a lighthouse at dusk"
 
@@ -435,3 +438,145 @@ def test_server_lists_the_lora_nodes_with_the_loras_dropdown(server, comfy, lora
     assert info["LookDevApplyLoRA"]["input"]["optional"]["lora"][0] == "LOOKDEV_LORA"
     for node_id in ("LookDevApplyLoRA", "LookDevLoRAStack", "LookDevApplyLoRAStack"):
         assert info[node_id]["category"] == "LookDev/LoRA"
+
+
+# --- every adapter type is checked against the model before it is applied ------------------
+
+def _write_adapter(comfy, name, tensors):
+    write_safetensors(comfy.models_dir("loras") / name, {k: v.contiguous() for k, v in tensors.items()})
+    return name
+
+
+def _first_layer(tensors):
+    return sorted(tensors)[0].rsplit(".", 2 if sorted(tensors)[0].endswith(".weight") else 1)[0]
+
+
+def _fault(kind, tensors, layer):
+    """Spoil `layer`'s tensors the way a LoRA made for another model (or a broken converter) does."""
+    t = {k: v for k, v in tensors.items() if k.startswith(layer + ".")}
+    if kind == "rank 0":
+        t[f"{layer}.lora_down.weight"] = t[f"{layer}.lora_down.weight"][:0]
+        t[f"{layer}.lora_up.weight"] = t[f"{layer}.lora_up.weight"][:, :0]
+    elif kind in ("lora", "locon"):  # inner ranks differ (lora) / a 1x1 kernel for a 3x3 conv (locon)
+        down = t[f"{layer}.lora_down.weight"]
+        t[f"{layer}.lora_down.weight"] = down[:-1] if kind == "lora" else down[:, :, :1, :1]
+    elif kind == "loha":
+        t[f"{layer}.hada_w2_b"] = torch.cat([t[f"{layer}.hada_w2_b"]] * 2, dim=1)
+    elif kind == "lokr":
+        t[f"{layer}.lokr_w1"] = torch.ones(3, 3)
+    elif kind == "dora":
+        t[f"{layer}.dora_scale"] = torch.ones(t[f"{layer}.dora_scale"].shape[0] + 1, 1)
+    else:
+        t[f"{layer}.diff"] = torch.cat([t[f"{layer}.diff"]] * 2)
+    return {**tensors, **t}
+
+
+@pytest.mark.parametrize("kind", ADAPTERS)
+def test_every_adapter_type_applies_as_core_lora_loader_does(comfy, loras, base_image, caplog, kind):
+    tensors = adapter_tensors(comfy.tiny_bundle("sd15"), kind, seed=11)
+    name = _write_adapter(comfy, f"lookdev_t_{kind}.safetensors", tensors)
+    prompt = _tiny()
+    prompt["2"] = _apply(name)
+    _capture(prompt, "2", 3, f"{kind}_report")
+    comfy.run(_render(prompt, ["2", 0], ["2", 1], f"{kind}_ours"))
+    core = _tiny()
+    core["2"] = {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora_name": name,
+                                                        "strength_model": 1.0, "strength_clip": 1.0}}
+    with caplog.at_level(logging.ERROR):
+        comfy.run(_render(core, ["2", 0], ["2", 1], f"{kind}_core"))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert torch.equal(comfy.captured[f"{kind}_ours"], comfy.captured[f"{kind}_core"])
+    assert not torch.equal(comfy.captured[f"{kind}_ours"], base_image)
+    report = comfy.captured[f"{kind}_report"]
+    assert f"{name}: {len(tensors)} of {len(tensors)} keys matched" in report and "warning" not in report, report
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("lora", r"LoRA: lora_up (\d+)x4x1x1 does not fit lora_down 3x\1x1x1 \(inner rank\)"),
+    ("rank 0", r"LoRA: lora_down has rank 0; a rank is at least 1"),
+    ("locon", r"LoRA makes (\d+)x(\d+)x1x1 for weight \1x\2x3x3"),
+    ("loha", r"LoHa: its two Hadamard factors differ \((\d+)x(\d+) and \1x(\d+)\)"),
+    ("lokr", r"LoKr makes \d+x\d+ for weight \d+x\d+x1x1"),
+    ("dora", r"DoRA scale (\d+)x1 for weight \d+x\d+"),
+    ("diff", r"diff (\d+)x(\d+)x1x1 for weight \d+x\2x1x1"),
+])
+def test_adapters_that_do_not_fit_are_skipped_and_reported(comfy, loras, caplog, kind, reason):
+    good = adapter_tensors(comfy.tiny_bundle("sd15"), "lora" if kind == "rank 0" else kind, seed=12)
+    layer = _first_layer(good)
+    name = _write_adapter(comfy, f"lookdev_t_misfit_{kind.replace(' ', '')}.safetensors", _fault(kind, good, layer))
+    prompt = _tiny()
+    prompt["2"] = _apply(name)
+    _capture(prompt, "2", 0, f"misfit_{kind}_model")
+    _capture(prompt, "2", 3, f"misfit_{kind}_report")
+    with caplog.at_level(logging.ERROR):
+        comfy.run(_render(prompt, ["2", 0], ["2", 1], f"misfit_{kind}"))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    report = comfy.captured[f"misfit_{kind}_report"]
+    layer_tensors = sum(k.startswith(layer + ".") for k in good)
+    assert f"{name}: {len(good) - layer_tensors} of {len(good)} keys matched" in report, report
+    assert f"warning: {layer_tensors} keys have shapes that do not fit the model and were skipped" in report
+    assert re.search(reason, report), report
+    patched = comfy.captured[f"misfit_{kind}_model"].patches
+    skipped = re.search(r"\(e\.g\. (diffusion_model\.\S+):", report).group(1)
+    assert patched and skipped not in patched  # never handed to ComfyUI, which would log an error at sampling
+
+    # Every layer spoilt: nothing fits, which is an error naming the file, also inside a stack.
+    spoilt = good
+    for each in sorted({k.rsplit(".", 2 if k.endswith(".weight") else 1)[0] for k in good}):
+        spoilt = _fault(kind, spoilt, each)
+    bad = _write_adapter(comfy, f"lookdev_t_allbad_{kind.replace(' ', '')}.safetensors", spoilt)
+    prompt = _tiny()
+    prompt["s"] = {"class_type": "LookDevTest_Stack",
+                   "inputs": {"entries": json.dumps([[loras["style"], 1, 1], [bad, 1, 1]])}}
+    prompt["2"] = _apply_stack(["s", 0])
+    _capture(prompt, "2", 0, "never")
+    message = comfy.run(prompt, expect_error=True).error["exception_message"]
+    assert f"lora_stack entry 2 ({bad}): LoRA {bad}: none of its" in message and re.search(reason, message), message
+
+
+@pytest.mark.parametrize("fault, fragment", [
+    ("alpha", "holds 2 values (shape (2,)); an alpha is one number per layer"),
+    ("inf", "holds 1 NaN or infinite values of"),
+    ("nan", "holds 1 NaN or infinite values of"),
+])
+@pytest.mark.parametrize("via", ["apply", "stack"])
+def test_bad_values_are_refused_naming_the_file_and_tensor(comfy, loras, fault, fragment, via):
+    tensors = adapter_tensors(comfy.tiny_bundle("sd15"), "loha", seed=13)
+    key = sorted(k for k in tensors if k.endswith(".alpha" if fault == "alpha" else ".hada_w1_a"))[0]
+    if fault == "alpha":
+        tensors[key] = torch.tensor([4.0, 4.0])
+    else:
+        tensors[key] = tensors[key].clone()
+        tensors[key][0, 0] = math.inf if fault == "inf" else math.nan
+    name = _write_adapter(comfy, f"lookdev_t_values_{fault}.safetensors", tensors)
+    prompt = _tiny()
+    if via == "apply":
+        prompt["2"] = _apply(name)
+    else:
+        prompt["s"] = {"class_type": "LookDevTest_Stack", "inputs": {"entries": json.dumps([[name, 1, 1]])}}
+        prompt["2"] = _apply_stack(["s", 0])
+    _capture(prompt, "2", 0, "never")
+    message = comfy.run(prompt, expect_error=True).error["exception_message"]
+    assert f"LoRA {name}: {key} {fragment}" in message, message
+    assert via == "apply" or message.startswith(f"lora_stack entry 1 ({name}): ")
+
+
+def test_block_weights_naming_missing_blocks_are_reported(comfy, loras):
+    result = _run_apply(comfy, "idle", lora_name=loras["style"], weights="IN04:0, OUT12:0.5, IN02:0, OUT01:0.5")
+    assert ("warning: block weight 'IN04:0' changes nothing: this model has no block IN04 "
+            "(its blocks: BASE, IN00-IN03, MID, OUT00-OUT03)") in result.report, result.report
+    assert "warning: block weight 'OUT12:0.5' changes nothing: this model has no block OUT12" in result.report
+    assert "warning: block weight 'IN02:0' changes nothing: the LoRA has no layers in IN02" in result.report
+    assert not [line for line in result.report.splitlines() if line.startswith("warning") and "OUT01" in line]
+    assert "block weights: OUT01 0.5" in result.report
+
+
+@pytest.mark.parametrize("weights, fragment", [
+    ("IN01:1e6", "block weight 'IN01:1e6': 1e+06 is outside the valid range -10 to 10"),
+    ("OUT:nan", "block weight 'OUT:nan': 'nan' is not a number; block weights are numbers from -10 to 10"),
+])
+def test_absurd_block_weights_are_refused_with_the_range(comfy, loras, weights, fragment):
+    prompt = _tiny()
+    prompt["2"] = _apply(loras["style"], weights=weights)
+    _capture(prompt, "2", 0, "never")
+    assert fragment in comfy.run(prompt, expect_error=True).error["exception_message"]

@@ -30,28 +30,7 @@ def captioners(comfy):
 
 @pytest.fixture(scope="module")
 def capture_list(comfy):
-    """Registers LookDevTest_CaptureList: keeps a whole list output (OUTPUT_IS_LIST)."""
-    class CaptureList:
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"value": ("*", {"tooltip": "a list"}),
-                                 "label": ("STRING", {"default": "value", "tooltip": "key"})}}
-
-        @classmethod
-        def VALIDATE_INPUTS(cls, input_types):
-            return True
-
-        INPUT_IS_LIST = True
-        RETURN_TYPES = ()
-        FUNCTION = "capture"
-        OUTPUT_NODE = True
-        CATEGORY = "testing"
-
-        def capture(self, value, label):
-            comfy.captured[label[0]] = list(value)
-            return {}
-
-    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_CaptureList"] = CaptureList
+    """The test host's node that keeps a whole list output (OUTPUT_IS_LIST)."""
     return "LookDevTest_CaptureList"
 
 
@@ -246,4 +225,25 @@ def test_object_info_lists_the_nodes_and_the_captioner_dropdown(server, captione
     assert spec["output_is_list"] == [False, True, False]
     assert spec["input"]["required"]["mode"][0] == ["keep", "template", "model",
                                                     "model for uncaptioned"]
-    assert info["LookDevLoadDataset"]["output_node"] is True
+    assert info["LookDevLoadDataset"]["output_node"] is False  # see test_invalid_trainer_input_is_not_a_success
+
+
+def test_default_mode_without_a_model_captions_from_the_template(comfy, capture_list, refs, tmp_path, monkeypatch):
+    empty = tmp_path / "no_captioners"
+    empty.mkdir()
+    monkeypatch.setitem(comfy.folder_paths.folder_names_and_paths, "captioners", ([str(empty)], {".json", ".safetensors"}))
+    result, out = caption(comfy, loader(refs), "fallback", mode="model for uncaptioned",
+                          captioner="(none)", style_words="film noir")
+    assert result.success
+    assert out["captions"] == ["lkdv, sign", "lkdv, dark alley", "lkdv, rain on glass"]
+    report = out["report"]
+    assert "2 from the template (no captioning model), 1 kept" in report
+    assert "note: no captioning model was picked, so the 2 uncaptioned images" in report
+    assert f"none is installed; put a model folder into {empty}" in report
+
+
+def test_default_mode_note_names_the_installed_models(comfy, captioners, capture_list, refs):
+    _, out = caption(comfy, loader(refs), "fallback-installed", mode="model for uncaptioned",
+                     captioner="(none)")
+    assert out["captions"][:2] == ["lkdv, sign", "lkdv, dark alley"]
+    assert "pick a BLIP or Florence-2 model in 'captioner' (installed: tiny-blip, tiny-florence2)" in out["report"]

@@ -40,7 +40,7 @@ def run(comfy, node, label):
 def error_of(comfy, node):
     result = comfy.run(with_captures(node, "error"), expect_error=True)
     assert not result.success
-    return result.error["exception_message"]
+    return result.error["exception_message"] if result.error else result.refusal
 
 
 def queue(comfy, prompt):

@@ -10,9 +10,8 @@ from PIL import Image
 
 from conftest import ROOT
 from fake_comfy import SHOT_NODE, FakeComfy, closed_port_url
-from lookdev.trainer.render.batch import (
-    SHEET_NAME, SUMMARY_NAME, BatchConfig, find_shot_node, load_workflow, main, run_batch, shot_workflow,
-)
+from batch_render import BatchConfig, main, run_batch
+from lookdev.trainer.render.batch import SHEET_NAME, SUMMARY_NAME, find_shot_node, load_workflow, shot_workflow
 from lookdev.trainer.render.comfy_http import ComfyClient, ServerUnavailable, ShotError
 from lookdev.trainer.render.sheet import sheet_layout
 from lookdev.trainer.render.shots import Shot, format_shot_line, parse_shot_csv

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lookdev.trainer.render.framing import (
-    ASPECTS, MAX_SEED, SEED_POLICIES, aspect_choices, frame_size, normalize_aspect, seed_for,
+    ASPECTS, MAX_SEED, SEED_POLICIES, frame_size, normalize_aspect, seed_for,
 )
 from lookdev.trainer.render.shots import Shot
 
@@ -29,11 +29,6 @@ def test_unknown_aspects_name_the_input(spelling):
     with pytest.raises(ValueError, match="aspect") as caught:
         normalize_aspect(spelling)
     assert repr(spelling) in str(caught.value)
-
-
-def test_aspect_choices_are_the_registry():
-    assert aspect_choices() == list(ASPECTS)
-    assert {"1.33", "1.66", "1.78", "1.85", "2.0", "2.39", "9:16"} <= set(ASPECTS)
 
 
 @pytest.mark.parametrize("aspect, base, size", [

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from lookdev.trainer.render.sheet import (
-    BACKGROUND, contact_sheet, contact_sheet_pages, fit_lines, load_font, save_sheet_pdf, save_sheet_png, sheet_layout,
+    BACKGROUND, contact_sheet, fit_lines, load_font, save_sheet_pdf, save_sheet_png, sheet_layout,
 )
 
 
@@ -140,15 +140,6 @@ def test_fit_lines_wraps_within_width_and_marks_cuts(text, max_lines):
     assert 1 <= len(lines) <= max_lines
     assert all(font.getlength(line) <= 120 for line in lines)
     assert lines[-1].endswith("...")
-
-
-def test_pages_split_long_sequences():
-    frames = [frame((32, 18), (n * 20, 0, 0)) for n in range(7)]
-    pages = contact_sheet_pages(frames, [f"S{n}" for n in range(7)], [""] * 7, columns=2, title="Seq",
-                                rows_per_page=2, cell_width=64)
-    assert len(pages) == 2
-    assert pages[0].size == sheet_layout([(32, 18)] * 4, 2, 64).size
-    assert pages[1].size == sheet_layout([(32, 18)] * 3, 2, 64).size
 
 
 def test_save_png_and_pdf(tmp_path):

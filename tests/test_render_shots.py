@@ -38,7 +38,14 @@ def test_good_text_lines(line, expected):
     ("SH01 | x | 18446744073709551616", "is not a whole number from 0 to 18446744073709551615"),
     ("SH01 | x | 1 | 3:2", "unknown aspect '3:2'"),
     ("SH01 | x | 1 | scope", "unknown aspect 'scope'"),
-    ("SH01 | x | 1 | 1.78 | neg | extra", "too many fields (6)"),
+    ("SH01 | x | 1 | 1.78 | neg | 2 | notes | extra", "too many fields (8)"),
+    ("SH01 | x | | | | soon", "duration 'soon' is not a number of seconds"),
+    ("SH01 | x | | | | 0", "duration '0' must be more than 0 seconds"),
+    ("SH01 | x | | | | -2.5", "duration '-2.5' must be more than 0 seconds"),
+    ("SH01 | x | | | | 601", "duration '601' is longer than 10 minutes"),
+    ("SH01 | x | | | | 12:00", "duration '12:00' is longer than 10 minutes"),
+    ("SH01 | x | | | | nan", "duration 'nan' is not a number of seconds"),
+    ("SH01 | x | | | | 1e9", "duration '1e9' is not a number of seconds"),
     ("SH01 |", "the description is empty"),
     ("SH01 |   | 5", "the description is empty"),
     ("../up | x", "shot id '../up' can't be a file name"),
@@ -154,8 +161,46 @@ def test_bad_csv(text, line, reason):
 def test_unused_csv_columns_are_warnings_not_errors():
     result = parse_shot_csv("Shot_ID,Description,Lens,Notes\nA1,wide,35mm,check light\n")
     assert result.problems == [] and [shot.shot_id for shot in result.shots] == ["A1"]
-    assert [(warning.line, warning.message.split(" is")[0]) for warning in result.warnings] == [
-        (1, "column 'Lens'"), (1, "column 'Notes'")]
+    assert [(warning.line, warning.message.split(" is")[0]) for warning in result.warnings] == [(1, "column 'Lens'")]
+    assert result.shots[0].notes == "check light"
+
+
+@pytest.mark.parametrize("line, duration, notes", [
+    ("SH01 | x | | | | 3", 3.0, None),
+    ("SH01 | x | | | | 2.5s | dolly in, slow", 2.5, "dolly in, slow"),
+    ("SH01 | x | | | | 2,5 sec", 2.5, None),
+    ("SH01 | x | | | | 1:30", 90.0, None),
+    ("SH01 | x | | | | 600", 600.0, None),
+    ("SH01 | x | | | | | VO: 'not again'", None, "VO: 'not again'"),
+])
+def test_durations_and_notes_in_text(line, duration, notes):
+    shot = parse_shot_text(line).raise_if_problems().shots[0]
+    assert (shot.duration, shot.notes) == (duration, notes)
+    assert fields(parse_shot_text(format_shot_line(shot)).shots[0]) == fields(shot)
+    assert parse_shot_text(format_shot_line(shot)).shots[0].duration == duration
+
+
+def test_csv_durations_and_notes_as_filmmakers_write_them():
+    text = ("Shot #,Description,Duration (s),Camera,Dialogue,Notes\n"
+            "SH010,wide harbor,3.5,slow push in,,fog machine\n"
+            "SH020,close-up,,static,\"MARA: Not again.\",\n")
+    result = parse_shot_csv(text).raise_if_problems()
+    assert result.warnings == []
+    assert [(s.shot_id, s.duration, s.notes) for s in result.shots] == [
+        ("SH010", 3.5, "Camera: slow push in; fog machine"),
+        ("SH020", None, "Camera: static; Dialogue: MARA: Not again."),
+    ]
+
+
+@pytest.mark.parametrize("header, row, reason", [
+    ("shot_id,description,duration", "A1,x,abc", "line 2: duration 'abc' is not a number of seconds"),
+    ("shot_id,description,Length", "A1,x,-1", "line 2: duration '-1' must be more than 0 seconds"),
+    ("shot_id,description,Dur", "A1,x,3600", "line 2: duration '3600' is longer than 10 minutes"),
+    ("shot_id,description,Duration,Seconds", "A1,x,1,2", "line 1: column 'duration' appears more than once"),
+])
+def test_bad_csv_durations(header, row, reason):
+    result = parse_shot_csv(f"{header}\n{row}\n")
+    assert [str(problem) for problem in result.problems][0].startswith(reason)
 
 
 def test_csv_from_a_file_names_the_file(tmp_path):

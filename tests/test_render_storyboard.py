@@ -52,11 +52,11 @@ def test_plan_frames_joins_negatives_and_sizes():
 ])
 def test_render_config_errors(settings, message):
     with pytest.raises(ValueError, match=message):
-        RenderConfig(**settings).check()
+        RenderConfig(**settings).validate()
 
 
 def test_custom_size_is_only_checked_when_used():
-    RenderConfig(aspect="1.78", width=1).check()
+    RenderConfig(aspect="1.78", width=1).validate()
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -68,7 +68,7 @@ def test_custom_size_is_only_checked_when_used():
 ])
 def test_shot_list_config_errors(settings, message):
     with pytest.raises(ValueError, match=message):
-        ShotListConfig(**settings).check()
+        ShotListConfig(**settings).validate()
 
 
 def test_plan_storyboard_lists_every_bad_line(tmp_path):
@@ -107,7 +107,7 @@ def test_shot_file_path_refuses_a_symlink_out(tmp_path):
 @pytest.mark.parametrize("stack, uses", [
     (None, ()),
     ([], ()),
-    ([("a.safetensors", 0.8, 0.5), ("None", 1, 1), ["b.safetensors", 1, 0]],
+    ([("a.safetensors", 0.8, 0.5), ("None", 1, 1), ["b.safetensors", 1, 0], (None, 1, 1), ("", 1, 1)],
      (LoraUse("a.safetensors", 0.8, 0.5), LoraUse("b.safetensors", 1.0, 0.0))),
 ])
 def test_loras_from_stack(stack, uses):
@@ -115,10 +115,11 @@ def test_loras_from_stack(stack, uses):
 
 
 @pytest.mark.parametrize("stack, message", [
-    ("a.safetensors", "lora_stack must be a LORA_STACK list"),
-    ([("a.safetensors", 1.0)], "lora_stack entry 1 is"),
-    ([(None, 1.0, 1.0)], "lora_stack entry 1 is"),
-    ([("a.safetensors", 1.0, 1.0), ("b.safetensors", "strong", 1.0)], "lora_stack entry 2 is"),
+    ("a.safetensors", "lora_stack: a LORA_STACK is a list"),
+    ([("a.safetensors", 1.0)], "lora_stack entry 1: a LORA_STACK entry is"),
+    ([("a.safetensors", 1.0, 1.0), ("b.safetensors", "strong", 1.0)], "lora_stack entry 2: model strength"),
+    ([("a.safetensors", float("nan"), 1.0)], "lora_stack entry 1: model strength must be a finite number"),
+    ([("a.safetensors", 1.0, float("inf"))], "lora_stack entry 1: CLIP strength must be a finite number"),
 ])
 def test_loras_from_stack_errors(stack, message):
     with pytest.raises(ValueError, match=message):

@@ -19,7 +19,7 @@ from lookdev.trainer.render.batch import SHEET_NAME, SUMMARY_NAME
 from lookdev.trainer.render.pngmeta import read_lookdev_metadata
 from lookdev.trainer.render.sheet import sheet_layout
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # two servers, one killed mid-shot
 
 SHOT_IDS = [f"SH{n:02d}0" for n in range(1, 7)]
 BASE_SEED = 40

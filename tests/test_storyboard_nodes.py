@@ -2,6 +2,7 @@
 (also against core KSampler + VAE Decode), progress, Cancel and contact sheets."""
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -75,14 +76,7 @@ def _test_nodes(comfy):
         def stack(self):
             return (list(STACK),)
 
-    class CaptureList(comfy.node_class("LookDevTest_Capture")):
-        INPUT_IS_LIST = True
-
-        def capture(self, value, label):
-            comfy.captured[label[0]] = value
-            return {}
-
-    added = {"LookDevTest_LoraStack": Stack, "LookDevTest_CaptureList": CaptureList}
+    added = {"LookDevTest_LoraStack": Stack}
     comfy.nodes.NODE_CLASS_MAPPINGS.update(added)
     yield
     for node_id in added:
@@ -102,6 +96,7 @@ def test_shot_list_builds_prompts_seeds_and_report(comfy):
     assert [p.shot.line for p in storyboard.shots] == [2, 3, 4]
     assert report.splitlines() == [
         "3 shots from shots, seeds: per-shot seeds",
+        "Trigger: 'lkdv' (set on this node)",
         "A  seed 5  1:1  lkdv, ink drawing, a lighthouse, grain",
         "B  seed 101  2.0  lkdv, ink drawing, a market, grain",
         "C  seed 9  default aspect  lkdv, ink drawing, a pier, grain",
@@ -229,6 +224,12 @@ def test_progress_counts_shots_times_steps(board):
     assert [(e["shot"], e["index"], e["step"]) for e in events] == [
         (shot, index, step) for index, shot in enumerate("ABC", start=1) for step in (1, 2)]
     assert {(e["node"], e["total"], e["steps"]) for e in events} == {("r", 3, 2)}
+    # The node says when it is finished, after the last shot's last step.
+    [done] = result.events_named("lookdev.status")
+    assert done["node"] == "r" and done["phase"] == "done"
+    assert done["text"] == "done: 3 frames in output/sb/main" and (done["done"], done["total"]) == (3, 3)
+    ours = [event for event, _ in result.events if event.startswith("lookdev.")]
+    assert ours[-2:] == ["lookdev.render.progress", "lookdev.status"]
 
 
 def test_same_inputs_same_frames(comfy, board):
@@ -278,9 +279,34 @@ def test_each_distinct_prompt_is_encoded_once(comfy, monkeypatch):
     encoded, encode = [], bridge.encode_text
     monkeypatch.setattr(bridge, "encode_text", lambda clip, text: encoded.append(text) or encode(clip, text))
     prompt = storyboard_prompt("sb/encode", shots="A | a pier\nB | a pier\nC | a boat | | | fog", label="enc", steps=1)
-    comfy.run(prompt, fresh=True)
+    result = comfy.run(prompt, fresh=True)
     assert sorted(encoded) == sorted(["lkdv, ink drawing, a pier", "lkdv, ink drawing, a boat", "blurry",
                                       "blurry, fog"])
+    # Progress while encoding, before the first sampling step: an event and the node's bar per prompt.
+    events = [(event, data) for event, data in result.events if event.startswith("lookdev.render.")]
+    assert [(e, d["done"], d["total"]) for e, d in events[:4]] == [
+        ("lookdev.render.encoding", n, 4) for n in range(1, 5)]
+    assert {d["node"] for _, d in events[:4]} == {"r"} and events[4][0] == "lookdev.render.progress"
+    assert [(value, total) for value, total, _ in result.progress if total == 4] == [(n, 4) for n in range(1, 5)]
+
+
+def test_cancel_while_encoding_prompts_stops_before_sampling(comfy):
+    shots = "\n".join(f"S{n:03d} | shot number {n}" for n in range(1, 31))
+
+    def cancel_at_twelfth_prompt(event, data):
+        if event == "lookdev.render.encoding" and data["done"] == 12:
+            comfy.nodes.interrupt_processing(True)
+
+    comfy.listeners.append(cancel_at_twelfth_prompt)
+    try:
+        result = comfy.run(storyboard_prompt("sb/cancel_encoding", shots=shots, label="cancel_enc"), fresh=True,
+                           expect_error=True)
+    finally:
+        comfy.listeners.remove(cancel_at_twelfth_prompt)
+    assert result.interrupted
+    assert [d["done"] for d in result.events_named("lookdev.render.encoding")] == list(range(1, 13))
+    assert result.events_named("lookdev.render.progress") == []
+    assert not (comfy.output_dir / "sb" / "cancel_encoding").exists()
 
 
 def test_cancel_stops_between_steps_and_keeps_finished_frames(comfy):
@@ -359,3 +385,98 @@ def test_contact_sheet_of_an_image_batch_without_labels(comfy):
 def test_contact_sheet_refuses_labels_that_do_not_match_the_frames(comfy):
     result = comfy.run(sheet_of_batch("sb/mismatch", 2, labels="A | one\nB | two\nC | three"), expect_error=True)
     assert "labels has 3 entries for 2 frames" in result.error["exception_message"]
+
+
+def test_shots_file_stored_decomposed_is_found_when_typed_composed(comfy):
+    import unicodedata
+
+    stored = unicodedata.normalize("NFD", "séquence_01.csv")  # as a macOS unzip writes it
+    (comfy.input_dir / stored).write_text("shot_id,description\nA,a quay at dawn\n")
+    typed = unicodedata.normalize("NFC", "séquence_01.csv")
+    assert not (comfy.input_dir / typed).exists()
+    storyboard, _ = parse(comfy, shots_file=typed, base_seed=3)
+    assert [p.shot.description for p in storyboard.shots] == ["a quay at dawn"]
+
+
+# --- the LoRA stack: one validation for every node -------------------------------------------
+
+@pytest.fixture(scope="module")
+def json_stack(comfy):
+    class JsonStack:
+        """A LORA_STACK from JSON, as another pack might build one (null names, NaN strengths)."""
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"entries": ("STRING", {"tooltip": "JSON list of [name, model, clip]"})}}
+
+        RETURN_TYPES = ("LORA_STACK",)
+        FUNCTION = "stack"
+
+        def stack(self, entries):
+            return (json.loads(entries),)
+
+    comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_JsonStack"] = JsonStack
+    yield "LookDevTest_JsonStack"
+    del comfy.nodes.NODE_CLASS_MAPPINGS["LookDevTest_JsonStack"]
+
+
+def _strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("entries, fragment", [
+    ('[["style.safetensors", 1, 1], ["x.safetensors", NaN, 1]]', "lora_stack entry 2: model strength must be a "
+                                                                 "finite number, got nan"),
+    ('[["x.safetensors", 1, Infinity]]', "lora_stack entry 1: CLIP strength must be a finite number, got inf"),
+    ('[["x.safetensors", 1]]', "lora_stack entry 1: a LORA_STACK entry is (lora_name, model_strength, clip_strength)"),
+])
+@pytest.mark.parametrize("node", ["LookDevStoryboardRender", "LookDevApplyLoRAStack"])
+def test_render_and_apply_stack_refuse_the_same_stacks(comfy, json_stack, entries, fragment, node):
+    prompt = storyboard_prompt("sb/badstack", shots="A | a pier", lora_stack=["l", 0], steps=1)
+    prompt["l"] = {"class_type": json_stack, "inputs": {"entries": entries}}
+    if node == "LookDevApplyLoRAStack":
+        prompt["r"] = {"class_type": node, "inputs": {"model": ["m", 0], "clip": ["m", 1], "lora_stack": ["l", 0]}}
+        del prompt["k2"]
+    message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+    assert fragment in message, message
+    assert not (comfy.output_dir / "sb" / "badstack" / "A.png").exists()
+
+
+def test_rows_naming_no_lora_are_dropped_and_the_metadata_is_json(comfy, json_stack):
+    prompt = storyboard_prompt("sb/nullname", shots="A | a pier", lora_stack=["l", 0], steps=1)
+    prompt["l"] = {"class_type": json_stack, "inputs": {"entries": '[[null, 1, 1], ["None", 1, 1], ["", 2, 2], '
+                                                                   '["style.safetensors", 0.5, -1]]'}}
+    comfy.run(prompt, fresh=True)
+    text = read_png_text(comfy.output_dir / "sb" / "nullname" / "A.png")
+    assert _strict_json(text["lookdev"])["loras"] == [
+        {"name": "style.safetensors", "strength_model": 0.5, "strength_clip": -1.0}]
+    assert read_lookdev_metadata(comfy.output_dir / "sb" / "nullname" / "A.png").loras == (
+        LoraUse("style.safetensors", 0.5, -1.0),)
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_frames_and_sheets_get_the_mode_a_plain_write_gives(comfy, board):
+    """As ComfyUI's own Save Image files: readable by colleagues on a shared disk (0644 under umask 022)."""
+    _, _, folder = board
+    expected = 0o666 & ~_umask()
+    for name in ("A.png", "B.png", "C.png", "_contact_sheet.png", "_contact_sheet.pdf"):
+        assert (folder / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_the_demo_dataset_gets_the_mode_a_plain_write_gives(tmp_path):
+    from demo_dataset import write_dataset
+
+    old = os.umask(0o022)
+    try:
+        folder = write_dataset(tmp_path / "noir", count=2)
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+        name: 0o644 for name in ("noir_00.png", "noir_00.txt", "noir_01.png", "noir_01.txt")}

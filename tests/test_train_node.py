@@ -113,11 +113,26 @@ def test_outputs_and_kohya_file(comfy, sd15_run):
     assert meta["ss_network_dim"] == "4" and meta["ss_network_module"] == "networks.lora"
     assert meta["modelspec.architecture"].startswith("stable-diffusion-v1")
     assert json.loads(meta["lookdev.trigger_words"]) == [TRIGGER]
+    # kohya's keys: the folders' names, never where the user keeps them; no base-model name to tell
+    assert json.loads(meta["ss_dataset_dirs"]) == {"noir_set": {"n_repeats": 1, "img_count": 3},
+                                                   "2_night": {"n_repeats": 2, "img_count": 1}}
+    assert set(json.loads(meta["ss_tag_frequency"])) == {"noir_set", "2_night"}
+    assert not [key for key, value in meta.items() if str(comfy.base) in value or str(comfy.input_dir) in value]
+    assert "ss_sd_model_name" not in meta
     config = json.loads(meta["lookdev.config"])
     assert config["steps"] == 8 and config["targets"] == "attention"
     curve = comfy.captured["noir_sd15_curve"]
     assert curve.ndim == 4 and curve.shape[-1] == 3
-    assert result.ui["3"]["images"], "the final validation render is shown on the node"
+    *renders, chart = result.ui["3"]["images"]
+    assert len(renders) == 1 and renders[0]["type"] == "temp", "the final validation render is on the node"
+    # The loss chart is saved under the LoRA's name (no workflow's Save Image prefix) and shown too.
+    assert chart == {"filename": "noir_sd15_loss.png", "subfolder": "lookdev", "type": "output"}
+    saved = comfy.output_dir / "lookdev" / "noir_sd15_loss.png"
+    with Image.open(saved) as image:
+        assert image.size == (curve.shape[2], curve.shape[1])
+    [done] = result.events_named("lookdev.train.done")
+    assert done["loss_curve"] == str(saved)
+    assert f"loss curve {saved}" in result.ui["3"]["text"][0]
 
 
 def test_progress_events_and_checkpoints(comfy, sd15_run):
@@ -138,6 +153,32 @@ def test_progress_events_and_checkpoints(comfy, sd15_run):
     assert header["step"] == 8
 
 
+def test_every_phase_sends_a_status_line(comfy, sd15_run):
+    """caching -> training -> validation renders (step 4) -> training -> saving -> final renders ->
+    done: the trainer never sits on a stale step line while it renders or saves."""
+    result, _, _ = sd15_run
+    statuses = [(e["phase"], e["text"]) for e in result.events_named("lookdev.status")]
+    phases = [phase for phase, _ in statuses]
+    assert phases[0] == "caching" and phases[-1] == "done"
+    order = [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]]
+    assert order == ["caching", "training", "validation", "training", "saving", "validation", "done"]
+    texts = [text for _, text in statuses]
+    assert "rendering validation images 1 / 1 (step 4)" in texts
+    assert "rendering final validation images 1 / 1" in texts
+    assert "saving noir_sd15.safetensors" in texts
+    assert texts[-1].startswith("done: 8 steps in ") and texts[-1].endswith("saved noir_sd15.safetensors")
+    caching = [text for phase, text in statuses if phase == "caching"]
+    assert caching[0] == "caching latents of 4 images"  # then "caching latents k / N" unless cached
+    assert {e["node"] for e in result.events_named("lookdev.status")} == {"3"}
+    [done] = result.events_named("lookdev.train.done")
+    assert set(done["phases"]) == {"caching", "training", "saving", "validation"}
+    assert done["node_seconds"] >= done["seconds"] > 0
+    # The final renders and the loss curve, for the node's panel, are the node's own images.
+    assert [*done["images"], done["loss_image"]] == result.ui["3"]["images"]
+    assert done["prompts"] == [f"{TRIGGER}, a pier"]
+    assert "time " in result.ui["3"]["text"][0] and " in all: caching " in result.ui["3"]["text"][0]
+
+
 def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
     prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sd15"}},
               "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1],
@@ -155,7 +196,7 @@ def test_file_through_stock_loader_matches_in_memory(comfy, sd15_run, caplog):
     assert not torch.equal(comfy.captured["from_file"], comfy.captured["base_before"])
 
 
-def _eval_loss(comfy, model, clip, vae, dataset_samples):
+def _eval_loss(model, clip, vae, dataset_samples):
     from lookdev.trainer import comfy_bridge as bridge
     from lookdev.trainer.training.data import Example
     from lookdev.trainer.training.loop import evaluation_loss
@@ -168,6 +209,7 @@ def _eval_loss(comfy, model, clip, vae, dataset_samples):
         return evaluation_loss(den, examples)
 
 
+@pytest.mark.slow  # trains through the executor
 @pytest.mark.parametrize("arch", ["sd15", "sd15_v", "sdxl", "sd3"])
 def test_evaluation_loss_falls(comfy, dataset_dir, arch):
     name = f"fall_{arch}"
@@ -177,23 +219,33 @@ def test_evaluation_loss_falls(comfy, dataset_dir, arch):
     comfy.run(prompt)
     base = comfy.tiny_bundle(arch)
     samples = comfy.captured[f"{name}_data"].samples
-    before = _eval_loss(comfy, base.model, base.clip, base.vae, samples)
-    after = _eval_loss(comfy, comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
+    before = _eval_loss(base.model, base.clip, base.vae, samples)
+    after = _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
     assert after < 0.85 * before, (before, after)
 
 
-def test_sdxl_file_has_no_unloaded_keys(comfy, dataset_dir, caplog):
-    comfy.run(train_prompt("sdxl", dataset_dir, "noir_sdxl", steps=2, targets="all linear and conv"))
-    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sdxl"}},
-              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": "noir_sdxl.safetensors",
+def core_lora_model(comfy, caplog, loader, lora_name):
+    """The MODEL core LoraLoaderModelOnly makes from the `loader` node's model and a file of the
+    loras folder; fails on any key ComfyUI could not place ("lora key not loaded")."""
+    prompt = {"1": loader,
+              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "lora_name": lora_name,
                                                                    "strength_model": 1.0}},
-              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "sdxl_file_model"}}}
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "core_lora_model"}}}
     with caplog.at_level(logging.WARNING):
         comfy.run(prompt, fresh=True)
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
-    assert len(comfy.captured["sdxl_file_model"].patches) > 0
+    return comfy.captured["core_lora_model"]
 
 
+@pytest.mark.slow  # trains through the executor
+def test_sdxl_file_has_no_unloaded_keys(comfy, dataset_dir, caplog):
+    comfy.run(train_prompt("sdxl", dataset_dir, "noir_sdxl", steps=2, targets="all linear and conv"))
+    model = core_lora_model(comfy, caplog, {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "sdxl"}},
+                            "noir_sdxl.safetensors")
+    assert len(model.patches) > 0
+
+
+@pytest.mark.slow  # trains through the executor
 def test_cancel_then_resume_is_bit_identical(comfy, dataset_dir):
     settings = dict(steps=10, save_every=3, shuffle_captions=True, caption_dropout=0.2, noise_offset=0.05)
     comfy.run(train_prompt("sd15", dataset_dir, "straight", **settings), fresh=True)
@@ -220,6 +272,7 @@ def test_cancel_then_resume_is_bit_identical(comfy, dataset_dir):
         assert torch.equal(straight[key], resumed[key]), key
 
 
+@pytest.mark.slow  # trains through the executor
 def test_divergence_is_a_clear_error_and_keeps_last_checkpoint(comfy, dataset_dir):
     # Lion moves every weight by the full learning rate each step: at 0.5 the adapters grow until
     # fp16 activations overflow, the classic way a too-high learning rate ends a run.
@@ -256,6 +309,7 @@ def test_second_run_uses_the_latent_cache(comfy):
     assert sum(encoded) == first  # the second run encoded nothing
 
 
+@pytest.mark.slow  # trains through the executor
 @pytest.mark.parametrize("algorithm,exact", [("lora", True), ("loha", True), ("lokr", True), ("dora", False)])
 def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorithm, exact):
     """ComfyUI applying the saved file gives the same denoiser as the peft adapters that trained.
@@ -267,7 +321,7 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
     from lookdev.trainer.training.adapters import AdapterSet
     from lookdev.trainer.training.config import TrainConfig
     from lookdev.trainer.training.state import load_checkpoint
-    from lookdev.trainer.lora.keys import UNetLayout, kohya_names
+    from lookdev.trainer.lora.keys import kohya_names
     from lookdev.trainer.training.targets import select_targets
 
     name = f"algo_{algorithm}"
@@ -287,7 +341,7 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
             cond = den.encode_captions(["a figure in an alley"])["a figure in an alley"]
             if label == "peft":
                 paths = select_targets(bridge.named_layers(model), "sd1", config.targets)
-                names = kohya_names(paths, "sd1", UNetLayout.from_unet_config(bridge.unet_config(model)))
+                names = kohya_names(paths, "sd1", bridge.lora_key_map(model))
                 modules = dict(bridge.named_layers(model))
                 adapters = AdapterSet({n: modules[p] for p, n in names.items()}, config.adapter_spec())
                 adapters.load_adapter_state(snapshot.adapter_state)
@@ -306,3 +360,98 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, algorith
         assert error < 1e-4 * max(1.0, change) + 1e-5, (error, change)
     else:
         assert error < 0.02 * change, (error, change)  # measured: 0.35% of the change
+
+
+def test_trigger_set_once_on_the_dataset_reaches_every_node(comfy, dataset_dir):
+    """The trigger typed only on Load Dataset reaches the captions, the LoRA's metadata, Apply LoRA's
+    trigger output and the Shot List's prompts; a value typed on a node overrides it there, and
+    the reports say where each trigger came from."""
+    prompt = train_prompt("sd15", dataset_dir, "trigger_once", steps=1, batch_size=1)
+    prompt["c"] = {"class_type": "LookDevCaptionDataset", "inputs": {
+        "dataset": ["2", 0], "mode": "keep", "captioner": "(none)", "template": "{trigger}", "trigger": "",
+        "style_words": "", "keep_marker": False, "write": "off"}}
+    prompt["3"]["inputs"]["dataset"] = ["c", 0]
+    shots = {"shots": "A | a pier", "style_prefix": "", "style_suffix": "", "seed_policy": "per-shot seeds",
+             "base_seed": 0}
+    prompt.update({
+        "s1": {"class_type": "LookDevShotList", "inputs": {**shots, "trigger_words": "", "lora": ["3", 1]}},
+        "s2": {"class_type": "LookDevShotList", "inputs": {**shots, "trigger_words": "inkwash", "lora": ["3", 1]}},
+        "a": {"class_type": "LookDevApplyLoRA", "inputs": {
+            "model": ["1", 0], "lora_name": "None", "strength_model": 1.0, "strength_clip": 1.0,
+            "block_preset": "all", "block_weights": "", "lora": ["3", 1]}},
+        "k1": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["c", 2], "label": "once_captions"}},
+        "k2": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s1", 0], "label": "once_shots"}},
+        "k3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s1", 1], "label": "once_shots_report"}},
+        "k4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["s2", 1], "label": "once_override"}},
+        "k5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["a", 2], "label": "once_apply"}},
+    })
+    result = comfy.run(prompt)
+    assert f"Trigger: '{TRIGGER}' (from the dataset)" in comfy.captured["once_captions"]
+    assert f"Trigger: '{TRIGGER}' (from the dataset)" in result.ui["3"]["text"][0]
+    with safetensors.safe_open(comfy.captured["trigger_once_path"], framework="pt") as handle:
+        assert json.loads(handle.metadata()["lookdev.trigger_words"]) == [TRIGGER]
+    assert comfy.captured["once_apply"] == TRIGGER
+    assert comfy.captured["once_shots"].shots[0].prompt == f"{TRIGGER}, a pier"
+    assert f"Trigger: '{TRIGGER}' (from LoRA trigger_once.safetensors)" in comfy.captured["once_shots_report"]
+    assert (f"Trigger: 'inkwash' (set on this node; overrides '{TRIGGER}' from LoRA trigger_once.safetensors)"
+            in comfy.captured["once_override"])
+
+    # Typed on the trainer: the file carries the trainer's value, and its report says it overrode the dataset's.
+    prompt["3"]["inputs"]["trigger"] = "noirlook"
+    result = comfy.run(prompt)
+    assert f"Trigger: 'noirlook' (set on this node; overrides '{TRIGGER}' from the dataset)" in result.ui["3"]["text"][0]
+    assert comfy.captured["once_apply"] == "noirlook"
+    assert comfy.captured["once_shots"].shots[0].prompt == "noirlook, a pier"
+
+
+def test_base_model_file_is_named_through_loaders(comfy, dataset_dir, tiny_checkpoint):
+    """ss_sd_model_name: the checkpoint the MODEL came from, followed through a LoRA loader."""
+    prompt = train_prompt("sd15", dataset_dir, "named_base", steps=1)
+    prompt["1"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": tiny_checkpoint}}
+    from lora_files import write_lora
+
+    write_lora(comfy.models_dir("loras"), "between.safetensors", comfy.tiny_bundle("sd15"), "sd15")
+    prompt["9"] = {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "strength_model": 0.0,
+                                                                  "lora_name": "between.safetensors"}}
+    prompt["3"]["inputs"]["model"] = ["9", 0]
+    comfy.run(prompt, fresh=True)
+    with safetensors.safe_open(comfy.captured["named_base_path"], framework="pt") as handle:
+        assert handle.metadata()["ss_sd_model_name"] == tiny_checkpoint
+
+
+@pytest.mark.parametrize("prompt, expected", [
+    ({"3": {"inputs": {"model": ["2", 0]}}, "2": {"inputs": {"model": ["1", 0], "lora_name": "x.safetensors"}},
+      "1": {"inputs": {"ckpt_name": "sdxl/juggernaut.safetensors"}}}, "juggernaut.safetensors"),
+    ({"3": {"inputs": {"model": ["1", 0]}}, "1": {"inputs": {"unet_name": "flux\\flux1-dev.safetensors"}}},
+     "flux1-dev.safetensors"),
+    ({"3": {"inputs": {"model": ["1", 0]}}, "1": {"inputs": {"arch": "sd15"}}}, None),
+    ({"3": {"inputs": {"model": ["2", 0]}}, "2": {"inputs": {"model": ["2", 0]}}}, None),  # a loop
+    (None, None),
+])
+def test_model_file_name_follows_model_links(prompt, expected):
+    from lookdev.trainer import comfy_bridge as bridge
+
+    assert bridge.model_file_name(prompt, "3") == expected
+
+
+def test_all_linear_and_conv_says_what_kohya_resume_skips(comfy):
+    tooltip = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["required"]["targets"][1]["tooltip"]
+    assert "'all linear and conv'" in tooltip
+    assert all(name in tooltip for name in ("networks.lora", "conv_in", "conv_out", "time_embedding"))
+
+
+def _files_under(folder):
+    return sorted(str(p) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def test_unsupported_architecture_stops_before_any_work(comfy, dataset_dir):
+    """AuraFlow loads in ComfyUI but LookDev has no targets or names for it: refused by name."""
+    from lookdev.trainer.lora.keys import ARCHITECTURES, TRAINABLE
+
+    written_before = _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras"))
+    result = comfy.run(train_prompt("auraflow", dataset_dir, "aura_style"), fresh=True, expect_error=True)
+    message = result.error["exception_message"]
+    assert "ComfyUI loaded it as AuraFlow, an architecture LookDev does not handle" in message
+    assert all(ARCHITECTURES[arch] in message for arch in TRAINABLE) and "Nothing was written" in message
+    assert not result.events_named("lookdev.train.progress")
+    assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before

@@ -40,7 +40,7 @@ class ToyDenoiser:
     def __init__(self, kind, net):
         self.kind, self.net, self.sigma_data, self.device = kind, net, 1.0, torch.device("cpu")
 
-    def sigmas(self, u):
+    def sigmas(self, u, latent_shape=None):
         return u if self.kind == "flow" else 0.03 + u * 10.0
 
     def noise_scaling(self, sigma, noise, x0):
@@ -85,6 +85,7 @@ def config(**kw):
     return TrainConfig(**base).validate()
 
 
+@pytest.mark.slow  # trains to convergence
 @pytest.mark.parametrize("kind", ["eps", "v", "flow"])
 def test_evaluation_loss_falls(kind):
     cfg = config()
@@ -97,6 +98,7 @@ def test_evaluation_loss_falls(kind):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow  # trains to convergence
 @pytest.mark.parametrize("algorithm", ["lora", "dora", "loha", "lokr"])
 def test_every_algorithm_trains_and_base_is_untouched(algorithm):
     cfg = config(algorithm=algorithm, steps=25)
@@ -142,6 +144,67 @@ def test_cancel_and_resume_is_bit_identical(tmp_path, grad_accum):
     with adapters.attach():
         resumed = train(cfg, den, adapters, examples(), resume=load_checkpoint(path))
     assert resumed.resumed_from == 7
+    assert resumed.losses == straight.losses
+    for layer, params in straight.adapter_state.items():
+        for name, value in params.items():
+            assert torch.equal(value, resumed.adapter_state[layer][name]), (layer, name)
+
+
+class Cancelled(Exception):
+    """Stands for ComfyUI's InterruptProcessingException (the node tests raise the real one)."""
+
+
+class CancelInForward(ToyDenoiser):
+    def __init__(self, kind, net, at_call):
+        super().__init__(kind, net)
+        self.calls, self.at_call = 0, at_call
+
+    def denoise(self, x, sigma, conds):
+        self.calls += 1
+        if self.calls == self.at_call:
+            raise Cancelled()
+        return super().denoise(x, sigma, conds)
+
+
+class CancelOnStep(TrainHooks):
+    def __init__(self, step, folder):
+        self.step, self.folder = step, folder
+
+    def on_step(self, report):
+        if report.step == self.step:
+            raise Cancelled()
+
+    def on_checkpoint(self, snapshot):
+        save_checkpoint(self.folder / f"toy-{snapshot.step}.state.safetensors", snapshot)
+
+
+class CancelDuringSave(CancelOnStep):
+    """The first checkpoint save is cut short (a Cancel, a kill signal turned into an exception)."""
+
+    def on_checkpoint(self, snapshot):
+        if not getattr(self, "cut", False):
+            self.cut = True
+            raise Cancelled()
+        super().on_checkpoint(snapshot)
+
+
+@pytest.mark.parametrize("where, done", [("forward", 5), ("hook", 5), ("save", 4)])
+def test_an_exception_anywhere_checkpoints_the_last_completed_step(tmp_path, where, done):
+    cfg = config(steps=9, save_every=4, grad_accum=2)  # 2 forwards per step; step 5 is no save step
+    net, den, adapters = make("eps", cfg)
+    with adapters.attach():
+        straight = train(cfg, den, adapters, examples())
+    net, den, adapters = make("eps", cfg)
+    if where == "forward":
+        den = CancelInForward("eps", net, at_call=2 * 5 + 2)  # the second micro-batch of step 6
+    hooks = CancelDuringSave(None, tmp_path) if where == "save" else CancelOnStep(5 if where == "hook" else None, tmp_path)
+    with adapters.attach(), pytest.raises(Cancelled):
+        train(cfg, den, adapters, examples(), hooks=hooks)
+    path, header = latest_checkpoint(tmp_path)
+    assert header["step"] == done
+    _, den, adapters = make("eps", cfg)
+    with adapters.attach():
+        resumed = train(cfg, den, adapters, examples(), resume=load_checkpoint(path))
     assert resumed.losses == straight.losses
     for layer, params in straight.adapter_state.items():
         for name, value in params.items():
@@ -213,7 +276,7 @@ def test_unreadable_checkpoints_are_listed_with_the_reason(tmp_path):
 
     snap = Snapshot(step=3, adapter_state={"mix": {"lora_A.default.weight": torch.ones(2, 2)}},
                     optimizer_state={"param_groups": [{"lr": 0.1, "params": [0]}], "state": {}},
-                    losses=[1.0, 0.5, 0.25], lrs=[0.1] * 3, config={}, network={}, saved_at=1.0)
+                    losses=[1.0, 0.5, 0.25], lrs=[0.1] * 3, config={}, recipe={}, saved_at=1.0)
     good = save_checkpoint(tmp_path / "good.state.safetensors", snap)
     header = json.loads(safe_open(str(good), "pt").metadata()["lookdev.checkpoint"])
     tensors = safetensors.torch.load_file(good)

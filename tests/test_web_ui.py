@@ -3,6 +3,10 @@ driven by Playwright) opens a ComfyUI server with the pack, loads the shipped wo
 workflows/train_and_storyboard.json, queues it from the page and watches the trainer node's loss
 chart and validation previews fill in, then the contact sheet appear on its node.
 
+Other tests hide and show inputs unused in the current mode and queue a prompt with them hidden,
+and open every template from the template browser in a 1280x800 window to check its card and the
+view it opens at.
+
 The workflow's widgets are set by node type and widget name after loading (see overrides), so the
 shipped filmmaker settings run tiny and fast on a CPU. Screenshots are kept in tests/artifacts/
 for a human look.
@@ -194,11 +198,21 @@ SHOW_SHEET = f"""() => {{
 }}"""
 
 
+RENDER_STATUS = f"""() => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === "LookDevStoryboardRender");
+  return node.widgets?.find((w) => w.name === "lookdev_progress")?.element.textContent ?? null;
+}}"""
+
+
 def queue_and_wait(page, log, server):
     """Queue the workflow as the Run button does; wait for the trainer's done event and the end of
     the prompt (the storyboard renders after training). Returns the prompt's /history entry."""
-    page.evaluate("""() => window.comfyAPI.api.api.addEventListener("execution_error",
-                         ({ detail }) => { window.lookdevTestError = detail; })""")
+    page.evaluate("""() => {
+      const api = window.comfyAPI.api.api;
+      api.addEventListener("execution_error", ({ detail }) => { window.lookdevTestError = detail; });
+      window.lookdevStatuses = [];
+      api.addEventListener("lookdev.status", ({ detail }) => { window.lookdevStatuses.push(detail); });
+    }""")
     finished_before = len(server.get("/history").json())
     page.evaluate(f"async () => {{ await {APP}.queuePrompt(0, 1); }}")
     queue = server.get("/queue").json()
@@ -219,16 +233,21 @@ def queue_and_wait(page, log, server):
     raise AssertionError(f"no lookdev.train.done in {RUN_TIMEOUT_S}s; server log:\n{server.log()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def app_page(browser, server):
-    """The ComfyUI frontend, loaded once for the module."""
+def _frontend(browser, server, width, height):
+    """(page, log) of the ComfyUI frontend in a width x height window; closes it when done."""
     # Skips the first-run template browser, which would cover the canvas.
     server.post("/settings/Comfy.TutorialCompleted", True).raise_for_status()
-    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page = browser.new_page(viewport={"width": width, "height": height})
     log = PageLog(page)
     open_app(page, server)
     yield page, log
     page.close()
+
+
+@pytest.fixture(scope="module")
+def app_page(browser, server):
+    """The ComfyUI frontend, loaded once for the module."""
+    yield from _frontend(browser, server, 1600, 1100)
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +265,11 @@ def training_page(app_page, server, tiny_checkpoint):
     page.wait_for_function(SHEET_LOADED, timeout=60_000)
     state = page.evaluate(TRAINER_STATE)
     sheet = page.evaluate(SHEET_STATE)
+    statuses = page.evaluate("() => window.lookdevStatuses")
+    render_status = page.evaluate(RENDER_STATUS)
     keep_screenshots(page, "train_and_storyboard")
-    return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry}
+    return {"page": page, "log": log, "loaded": loaded, "state": state, "sheet": sheet, "history": entry,
+            "statuses": statuses, "render_status": render_status}
 
 
 def test_trainer_node_gets_the_panel_without_changing_its_saved_widgets(training_page):
@@ -272,12 +294,33 @@ def test_loss_chart_receives_every_step(training_page, server):
 
 def test_validation_previews_appear(training_page):
     state = training_page["state"]
-    assert [p["step"] for p in state["chart"]["previews"]] == list(range(VALIDATE_EVERY, STEPS, VALIDATE_EVERY))
+    previews = state["chart"]["previews"]
+    assert [p["step"] for p in previews] == list(range(VALIDATE_EVERY, STEPS, VALIDATE_EVERY))
+    assert all([img["prompt"] for img in p["images"]] == PROMPTS for p in previews)
     # Each round's style distance to the dataset, drawn as its own line on the chart.
-    assert all(p["styleDistance"] > 0 for p in state["chart"]["previews"])
-    images = state["images"]
-    assert [img["title"] for img in images] == PROMPTS
-    assert all(img["loaded"] and "/view?" in img["src"] and "type=temp" in img["src"] for img in images)
+    assert all(p["styleDistance"] > 0 for p in previews)
+
+
+def test_final_renders_and_loss_curve_replace_the_mid_run_previews(training_page):
+    images = training_page["state"]["images"]
+    assert [img["title"] for img in images] == [*PROMPTS, "loss curve"]
+    assert all(img["loaded"] and "/view?" in img["src"] for img in images)
+    assert all("type=temp" in img["src"] and "_final_" in img["src"] for img in images[:-1])
+    assert "filename=web_ui_chart_loss.png" in images[-1]["src"] and "type=output" in images[-1]["src"]
+    assert training_page["state"]["chart"]["final"]["label"] == "final"
+
+
+def test_every_phase_has_a_status_line(training_page):
+    statuses = training_page["statuses"]
+    trainer = [s for s in statuses if s["phase"] in ("caching", "training", "validation", "saving")
+               or s["text"].startswith("done: ") and "steps" in s["text"]]
+    phases = [s["phase"] for s in trainer]
+    order = [phase for i, phase in enumerate(phases) if i == 0 or phase != phases[i - 1]]
+    assert order == ["caching", "training", "validation", "training", "saving", "validation", "done"]
+    assert {"rendering validation images 2 / 2 (step 3)", "rendering final validation images 2 / 2",
+            "saving web_ui_chart.safetensors"} <= {s["text"] for s in trainer}
+    assert training_page["render_status"] == "done: 2 frames in output/web_ui_board"
+    assert training_page["log"].from_lookdev() == []
 
 
 def test_contact_sheet_shows_on_its_node(training_page):
@@ -308,6 +351,19 @@ def test_render_progress_shows_on_the_named_node(training_page):
       return node.widgets.find((w) => w.name === "lookdev_progress")?.element.textContent;
     }}""")
     assert status == "shot 2 / 5 · step 3 / 20 · wide: harbour at dawn"
+    assert training_page["log"].from_lookdev() == []
+
+
+def test_prompt_encoding_progress_shows_on_the_named_node(training_page):
+    """lookdev.render.encoding, sent while a storyboard render encodes its prompts."""
+    status = training_page["page"].evaluate(f"""() => {{
+      const app = {APP};
+      const node = app.graph.nodes.find((n) => n.type === "CheckpointLoaderSimple");
+      const detail = {{ node: String(node.id), prompt_id: "p", done: 12, total: 300 }};
+      window.comfyAPI.api.api.dispatchEvent(new CustomEvent("lookdev.render.encoding", {{ detail }}));
+      return node.widgets.find((w) => w.name === "lookdev_progress")?.element.textContent;
+    }}""")
+    assert status == "encoding prompts 12 / 300"
     assert training_page["log"].from_lookdev() == []
 
 
@@ -355,4 +411,149 @@ def test_shipped_workflow_loads_as_saved_and_queues_as_its_api_twin(app_page, pa
     assert state["widgets"] == {str(node["id"]): node.get("widgets_values", []) for node in workflow["nodes"]}
     assert sorted(state["links"]) == sorted([link[1], link[2], link[3], link[5]] for link in workflow["links"])
     assert state["output"] == json.loads((path.parent / "api" / path.name).read_text())
+    assert log.from_lookdev() == []
+
+
+MODE_STATE = f"""() => {{
+  const app = {APP};
+  const state = {{}};
+  for (const node of app.graph.nodes) {{
+    for (const name of ["width", "height", "base_resolution", "custom_resolution", "aspect", "resolution"]) {{
+      const widget = node.widgets?.find((w) => w.name === name);
+      if (widget) state[`${{node.type}}.${{name}}`] = node.isWidgetVisible(widget);
+    }}
+    if (node.type === "LookDevLoadDataset") {{
+      const y = (name) => node.widgets.find((w) => w.name === name).y;
+      state.datasetRowGap = y("no_upscale") - y("resolution");  // one row, or two with custom_resolution
+    }}
+    if (node.type === "LookDevStoryboardRender") state.renderFits = node.size[1] >= node.computeSize()[1];
+  }}
+  return state;
+}}"""
+
+# What the frontend does when the user picks a value: set it and call the widget's callback.
+PICK = f"""([type, name, value]) => {{
+  const node = {APP}.graph.nodes.find((n) => n.type === type);
+  const widget = node.widgets.find((w) => w.name === name);
+  widget.value = value;
+  widget.callback?.(value, {APP}.canvas, node);
+}}"""
+
+
+def test_inputs_unused_in_the_current_mode_are_hidden_but_still_queued(app_page, server, tiny_checkpoint):
+    """Storyboard Render's width/height show only for aspect "custom", Load Dataset's
+    custom_resolution only for resolution "custom"; hidden widgets still reach the prompt, and a
+    prompt queued from the page with them hidden validates and runs."""
+    page, log = app_page
+    load_workflow(page, json.loads(WORKFLOW.read_text()))
+    page.wait_for_timeout(500)
+    shown = page.evaluate(MODE_STATE)
+    assert shown["LookDevStoryboardRender.width"] is False and shown["LookDevStoryboardRender.height"] is False
+    assert shown["LookDevStoryboardRender.aspect"] and shown["LookDevStoryboardRender.base_resolution"]
+    assert shown["LookDevLoadDataset.custom_resolution"] is False and shown["LookDevLoadDataset.resolution"]
+    assert shown["datasetRowGap"] < 40, shown  # no blank row where the hidden input was
+
+    page.evaluate(PICK, ["LookDevStoryboardRender", "aspect", "custom"])
+    page.evaluate(PICK, ["LookDevLoadDataset", "resolution", "custom"])
+    page.wait_for_timeout(500)  # a frame lays the widgets out
+    custom = page.evaluate(MODE_STATE)
+    assert custom["LookDevStoryboardRender.width"] and custom["LookDevStoryboardRender.height"]
+    assert custom["LookDevLoadDataset.custom_resolution"] and custom["datasetRowGap"] > 40, custom
+    assert custom["renderFits"]  # the node is tall enough for them
+
+    workflow = json.loads((ROOT / "workflows" / "storyboard_in_style.json").read_text())
+    load_workflow(page, workflow)
+    tiny = {"CheckpointLoaderSimple": {"ckpt_name": tiny_checkpoint},
+            "LookDevLoRAStack": {"on_1": False, "lora_1": "None"},
+            "LookDevShotList": {"shots": "M010 | a pier at night | 1"},
+            "LookDevStoryboardRender": {"steps": 2, "base_resolution": 64, "width": 80, "height": 64,
+                                        "folder": "web_ui_modes"},
+            "LookDevContactSheet": {"folder": "web_ui_modes", "pdf": False, "cell_width": 64}}
+    assert page.evaluate(APPLY_OVERRIDES, tiny)["missing"] == []
+    page.evaluate(PICK, ["LookDevStoryboardRender", "aspect", "1:1"])
+    assert page.evaluate(MODE_STATE)["LookDevStoryboardRender.width"] is False
+    output = page.evaluate(GRAPH_STATE)["output"]
+    render = next(node for node in output.values() if node["class_type"] == "LookDevStoryboardRender")
+    assert (render["inputs"]["width"], render["inputs"]["height"]) == (80, 64)
+
+    # Queued as the Run button does (graphToPrompt, then /prompt); the server's refusal names the input.
+    queued = page.evaluate(f"""async () => {{
+      const {{ output, workflow }} = await {APP}.graphToPrompt();
+      try {{ return await window.comfyAPI.api.api.queuePrompt(0, {{ output, workflow }}); }}
+      catch (error) {{ return {{ refused: JSON.stringify(error.response ?? String(error)) }}; }}
+    }}""")
+    assert "prompt_id" in queued, queued
+    entry = server.wait(queued["prompt_id"], timeout=RUN_TIMEOUT_S)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    frames = [image["filename"] for node in entry["outputs"].values() for image in node.get("images", [])
+              if image.get("subfolder") == "web_ui_modes"]
+    assert "M010.png" in frames
+    assert log.from_lookdev() == []
+
+
+OPENING_VIEW = f"""() => {{
+  const app = {APP};
+  const {{ scale, offset }} = app.canvas.ds;
+  const rect = app.canvas.canvas.getBoundingClientRect();
+  const toScreen = ([x, y]) => [rect.left + (x + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+  const onCanvas = ([x, y]) => x >= 0 && y >= 0 && x < innerWidth && y < innerHeight
+    && document.elementFromPoint(x, y) === app.canvas.canvas;
+  const group = app.graph.groups[0];
+  const [gx, gy] = group.pos;
+  const note = app.graph.nodes.filter((n) => n.type === "Note").sort((a, b) => a.pos[1] - b.pos[1])[0];
+  return {{
+    scale, group: group.title,
+    // Where the group's title text starts and ends, and the read-me note's title bar.
+    groupTitleShown: [toScreen([gx + 10, gy + 15]), toScreen([gx + 180, gy + 15])].every(onCanvas),
+    noteTitleShown: [toScreen([note.pos[0] + 10, note.pos[1] - 15]), toScreen([note.pos[0] + 300, note.pos[1] - 15])]
+      .every(onCanvas),
+  }};
+}}"""
+
+
+@pytest.fixture(scope="module")
+def laptop_page(browser, server):
+    """The frontend in a 1280x800 window, as on a laptop."""
+    yield from _frontend(browser, server, 1280, 800)
+
+
+def open_template_browser(page):
+    """The path the README names: the ComfyUI logo menu (top left) › Browse Templates › LookDev."""
+    page.locator(".comfy-menu-button-wrapper").first.click()
+    page.get_by_role("menuitem", name="Browse Templates").click()
+    page.get_by_text("LookDev", exact=True).first.click()
+    page.locator("[data-testid^='template-workflow-']").first.wait_for(timeout=30_000)
+
+
+CARDS = """() => [...document.querySelectorAll("[data-testid^='template-workflow-']")].map((card) => ({
+  name: card.dataset.testid.replace("template-workflow-", ""),
+  text: card.innerText.split("\\n").map((line) => line.trim()).filter(Boolean),
+  thumbnails: [...card.querySelectorAll("img")].filter((img) => img.complete && img.naturalWidth > 0)
+    .map((img) => [img.naturalWidth, img.naturalHeight]),
+}))"""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
+def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
+    """Opened from the template browser in a 1280x800 window: text at 85 % (not the 60 % at which
+    it is unreadable), the read-me note's and the first group's titles on the canvas, not under the
+    tab bar or the floating toolbars. The card shows the thumbnail; frontend 1.32 titles a custom
+    node's template with its file name and describes it with the name spelled out (README)."""
+    page, log = laptop_page
+    open_template_browser(page)
+    page.wait_for_function(f"""() => {{ const card = document.querySelector("[data-testid='template-workflow-{path.stem}']");
+      return card && [...card.querySelectorAll("img")].some((img) => img.complete && img.naturalWidth > 0); }}""",
+                           timeout=30_000)
+    card = next(card for card in page.evaluate(CARDS) if card["name"] == path.stem)
+    assert [640, 400] in card["thumbnails"], card  # workflows/<name>.jpg, not the placeholder
+    assert card["text"][:2] == [path.stem, path.stem.replace("_", " ")], card
+    page.locator(f"[data-testid='template-workflow-{path.stem}']").click()
+    page.wait_for_function(f"() => {APP}.graph.groups?.[0]?.title === {json.dumps(json.loads(path.read_text())['groups'][0]['title'])}",
+                           timeout=30_000)
+    page.wait_for_timeout(500)
+    view = page.evaluate(OPENING_VIEW)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"web_ui_opening_{path.stem}.png"))
+    assert view["scale"] == pytest.approx(0.85), view
+    assert view["groupTitleShown"] and view["noteTitleShown"], view
     assert log.from_lookdev() == []

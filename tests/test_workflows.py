@@ -8,18 +8,21 @@ training workflow makes) are put into the model folders first, as a user would h
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from lookdev.trainer.render import batch
+from dataset_files import write_image
 from lora_files import write_lora
 
 pytestmark = [pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
-NAMES = ["storyboard_in_style", "train_and_storyboard", "train_style_lora"]
+NAMES = ["storyboard_in_style", "storyboard_to_animatic", "train_and_storyboard", "train_style_from_reel",
+         "train_style_lora"]
 VIRTUAL = {"Note", "MarkdownNote"}  # editor-only nodes: not in /object_info, never queued
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
@@ -65,9 +68,14 @@ def object_info(server, comfy, tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def host(comfy, tiny_checkpoint):
-    """The in-process ComfyUI with the workflows' model files, for prompt validation."""
+    """The in-process ComfyUI with the workflows' model files and reference images, for prompt
+    validation."""
     provide_model_files(comfy.models_dir("checkpoints"), comfy.models_dir("loras"),
                         comfy.models_dir("checkpoints") / tiny_checkpoint, comfy.tiny_bundle("sd15"))
+    for name in NAMES:
+        for node in api_workflow(name).values():
+            if node["class_type"] == "LookDevLoadDataset":
+                write_image(comfy.input_dir / node["inputs"]["folder"] / "ref.png", (96, 96), seed=1)
     return comfy
 
 
@@ -91,8 +99,12 @@ def named_widget_values(node, info):
     """{widget name: value} of an editor-format node, its seed-control values checked and dropped."""
     values = list(node.get("widgets_values", []))
     named = {}
-    for name, spec in input_specs(info):
-        if not is_widget(spec):
+    required = len(info["input_order"].get("required", []))
+    for position, (name, spec) in enumerate(input_specs(info) + [(None, None)]):
+        if position == required and has_upload(info):
+            upload = values.pop(0) if values else None
+            assert upload == "image", f"node {node['id']}: {upload!r} where the upload widget's value goes"
+        if name is None or not is_widget(spec):
             continue
         assert values, f"node {node['id']} ({node['type']}) has too few widget values"
         named[name] = values.pop(0)
@@ -101,6 +113,14 @@ def named_widget_values(node, info):
             assert control in SEED_CONTROLS, f"node {node['id']}: {control!r} after {name} is no seed control"
     assert values == [], f"node {node['id']} ({node['type']}) has widget values left over: {values}"
     return named
+
+
+def has_upload(info):
+    """The editor adds an upload button after the required inputs of a node with an upload combo
+    (core Load Image / Load Video: widget values [file, "image"])."""
+    return any(isinstance(spec[0], list) and len(spec) > 1
+               and any(spec[1].get(key) for key in ("image_upload", "video_upload", "animated_image_upload"))
+               for spec in info["input"].get("required", {}).values())
 
 
 def check_value(node_type, name, spec, value):
@@ -120,7 +140,7 @@ def check_value(node_type, name, spec, value):
         assert options.get("min", value) <= value <= options.get("max", value), f"{where} is out of range"
 
 
-def test_template_browser_lists_exactly_the_three(server):
+def test_template_browser_lists_exactly_the_shipped_workflows(server):
     listed = server.get("/api/workflow_templates").json()
     assert {pack: sorted(names) for pack, names in listed.items()} == {"LookDev": NAMES}
     for name in NAMES:
@@ -192,3 +212,103 @@ def test_the_combined_workflow_renders_with_the_model_it_trains():
     render = next(node for node in api.values() if node["class_type"] == "LookDevStoryboardRender")
     source = api[render["inputs"]["model"][0]]
     assert source["class_type"] == "LookDevTrainStyleLoRA" and render["inputs"]["model"][1] == 0
+
+
+def test_storyboard_to_animatic_runs_from_timed_shots_to_an_edl(host):
+    """The shipped graph as is, shrunk to tiny sizes: shot list with durations -> render -> animatic."""
+    api = api_workflow("storyboard_to_animatic")
+    by_type = {node["class_type"]: node for node in api.values()}
+    by_type["LookDevStoryboardRender"]["inputs"].update(steps=2, base_resolution=64, folder="wf_animatic")
+    by_type["LookDevAnimatic"]["inputs"].update(folder="wf_animatic")
+    animatic = by_type["LookDevAnimatic"]["inputs"]
+    assert [animatic["images"], animatic["labels"]] == [[node_id, index] for node_id in
+                                                        [k for k, v in api.items() if v is by_type["LookDevStoryboardRender"]]
+                                                        for index in (0, 1)]
+    host.run(api)
+    folder = host.output_dir / "wf_animatic"
+    edl = (folder / "animatic.edl").read_text()
+    events = [line.split() for line in edl.splitlines() if line[:3].isdigit()]
+    assert [event[0] for event in events] == [f"{n:03d}" for n in range(1, 8)]  # title card + 6 shots
+    assert events[-1][-1] == "01:00:22:00"  # 3 s title + 4 + 3 + 2.5 + 3 + 1.5 + 5 s of shots
+    assert (folder / "animatic.mp4").stat().st_size > 0 and (folder / "animatic.csv").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_workflow_hard_codes_a_loss_curve_name(name):
+    """The trainer saves its loss curve as lookdev/<LoRA name>_loss.png itself; a Save Image with a
+    fixed prefix would name every LoRA's curve after the example's."""
+    api = api_workflow(name)
+    assert not [node for node in api.values() if node["class_type"] == "SaveImage"]
+
+
+def test_run_with_defaults_reports_every_missing_input_at_once(host):
+    """The shipped training workflow as a new user queues it: no checkpoint of that name and no
+    dataset folder yet. Validation refuses it naming both, nothing runs, and the folder the
+    workflow's note points at now exists, with a README saying what to put there."""
+    api = api_workflow("train_style_lora")
+    by_type = {node["class_type"]: node_id for node_id, node in api.items()}
+    api[by_type["CheckpointLoaderSimple"]]["inputs"]["ckpt_name"] = "not_downloaded_yet.safetensors"
+    # The shipped folder name with a suffix: `host` holds the shipped one, with an image.
+    typed = api[by_type["LookDevLoadDataset"]]["inputs"]["folder"] + "_new_user"
+    api[by_type["LookDevLoadDataset"]]["inputs"]["folder"] = typed
+    folder = host.input_dir / typed
+    assert not folder.exists()
+    try:
+        result = host.run(api, expect_error=True)
+        [(event, data)] = result.messages
+        assert event == "validation_error"
+        errors = data["node_errors"]
+        assert set(errors) == {by_type["CheckpointLoaderSimple"], by_type["LookDevLoadDataset"]}
+        [folder_error] = errors[by_type["LookDevLoadDataset"]]["errors"]
+        assert f"dataset folder {folder} did not exist: LookDev created it" in folder_error["details"]
+        assert "put 10-30 reference images" in folder_error["details"]
+        assert "Put 10-30 reference images" in (folder / "LOOKDEV_README.txt").read_text()
+        refusal = host.run(api, expect_error=True).refusal  # still no images: said again, before running
+        assert f"dataset folder {folder} holds no files" in refusal
+        write_image(folder / "first.png", (96, 96), seed=2)  # the user follows the README
+        loader = dict(api[by_type["LookDevLoadDataset"]], inputs={
+            **api[by_type["LookDevLoadDataset"]]["inputs"], "resolution": "custom", "custom_resolution": 128})
+        host.run({"1": loader, "2": {"class_type": "LookDevTest_Capture",
+                                     "inputs": {"value": ["1", 3], "label": "defaults_report"}}})
+        assert "LOOKDEV_README" not in host.captured["defaults_report"]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_every_shot_list_aspect_is_a_render_aspect(host):
+    from lookdev.trainer.render.framing import ASPECTS
+
+    choices = host.node_class("LookDevStoryboardRender").INPUT_TYPES()["required"]["aspect"][0]
+    assert set(ASPECTS) <= set(choices) and "9:16" in choices
+
+
+def test_every_template_has_a_thumbnail(server):
+    """The template browser asks for <workflow>.jpg beside each workflow; a 404 is a blank card."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    for name in NAMES:
+        response = server.get(f"/api/workflow_templates/LookDev/{name}.jpg")
+        assert response.status_code == 200, name
+        with Image.open(BytesIO(response.content)) as image:
+            assert image.format == "JPEG" and image.size == (640, 400)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_graph_opens_readable_with_no_node_over_a_group_title(name):
+    """extra.ds is the view the editor opens at: readable zoom, the graph's top-left corner below
+    the frontend's tab bar and toolbars (about 130 px in a 1280x800 window) and right of its
+    sidebar; no node covers a group's title (the browser test checks the same on screen)."""
+    workflow = ui_workflow(name)
+    scale, (dx, dy) = workflow["extra"]["ds"]["scale"], workflow["extra"]["ds"]["offset"]
+    assert scale >= 0.8
+    left = min([n["pos"][0] for n in workflow["nodes"]] + [g["bounding"][0] for g in workflow["groups"]])
+    top = min([n["pos"][1] - 30 for n in workflow["nodes"]] + [g["bounding"][1] for g in workflow["groups"]])
+    assert 70 <= (left + dx) * scale <= 200 and 140 <= (top + dy) * scale <= 260
+    for group in workflow["groups"]:
+        gx, gy, gw, _ = group["bounding"]
+        for node in workflow["nodes"]:
+            (x, y), (w, h) = node["pos"], node["size"]
+            overlaps = x < gx + gw and gx < x + w and y - 30 < gy + 40 and gy < y + h
+            assert not overlaps, f"node {node['id']} ({node['type']}) covers the title of group {group['title']!r}"

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import math
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -26,19 +27,67 @@ _ARCHES = {
     "SDXL": "sdxl", "SDXLRefiner": "sdxl", "SSD1B": "sdxl", "Segmind_Vega": "sdxl", "KOALA_700M": "sdxl",
     "KOALA_1B": "sdxl", "SDXL_instructpix2pix": "sdxl",
     "SD3": "sd3",
-    "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux",
+    # Chroma: a Flux.1 derivative, same double/single block layout and LoRA names.
+    "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux", "Chroma": "flux",
+    "ZImage": "zimage",  # Lumina 2 itself (Gemma TE) is not trained: untested
+    # Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same
+    # transformer). Latents are videos [B, 16, frames, h, w]; stills train as one-frame videos.
+    # Wan 2.2 5B (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
+    "WAN21_T2V": "wan",
 }
+# ModelSpec architecture ids (without "/lora") of ComfyUI classes that share a LookDev
+# architecture name with another id; the rest use metadata.py's default for the architecture.
+_MODELSPEC_IDS = {"Flux": "flux-1-dev", "FluxInpaint": "flux-1-dev", "FluxSchnell": "flux-1-schnell",
+                  "Chroma": "chroma"}
+# Classes whose training runs at distilled guidance 1 (Flux.1 dev LoRA practice: kohya's
+# guidance_scale default, ai-toolkit); Chroma keeps its own default (0), as it samples.
+_GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell")
+# Flux.1 dev's resolution-dependent shift (BFL's flux/sampling.py get_schedule; kohya sd-scripts
+# timestep_sampling flux_shift; ComfyUI's ModelSamplingFlux node): mu grows linearly with the
+# image's token count from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024).
+_RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15)}
 
 
 # --- models -----------------------------------------------------------------------------------
 
 def architecture(model):
-    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux' or 'other' for a ComfyUI MODEL."""
-    return _ARCHES.get(type(model.model.model_config).__name__, "other")
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'wan' or 'other' for a ComfyUI MODEL."""
+    return _ARCHES.get(model_class_name(model), "other")
 
 
-def unet_config(model):
-    return dict(model.model.model_config.unet_config)
+# Inputs by which ComfyUI's loader nodes name the model file: CheckpointLoaderSimple and the other
+# checkpoint loaders (ckpt_name), UNETLoader (unet_name).
+_MODEL_FILE_INPUTS = ("ckpt_name", "unet_name")
+
+
+def model_file_name(prompt, node_id, input_name="model"):
+    """The file name (no folders) of the checkpoint or diffusion model that node `node_id`'s MODEL
+    input was loaded from, or None when the graph does not tell. ComfyUI keeps no file name on a
+    MODEL, so this follows the API-format prompt (the node's hidden PROMPT input) upstream,
+    through nodes that pass a MODEL on by their `model` input (LoRA loaders, patches), to the
+    loader node."""
+    if not isinstance(prompt, dict):
+        return None
+    link, seen = (prompt.get(str(node_id)) or {}).get("inputs", {}).get(input_name), set()
+    while isinstance(link, list) and len(link) == 2 and str(link[0]) not in seen:
+        seen.add(str(link[0]))
+        inputs = (prompt.get(str(link[0])) or {}).get("inputs", {})
+        for key in _MODEL_FILE_INPUTS:
+            if isinstance(inputs.get(key), str) and inputs[key].strip():
+                return inputs[key].replace("\\", "/").rsplit("/", 1)[-1]
+        link = inputs.get("model")
+    return None
+
+
+def modelspec_id(model):
+    """The ModelSpec architecture id of a model class that has its own ('flux-1-schnell'), or ''."""
+    return _MODELSPEC_IDS.get(model_class_name(model), "")
+
+
+def model_class_name(model):
+    """The name ComfyUI gives the model's architecture: its supported_models class ('SDXL',
+    'AuraFlow', ...)."""
+    return type(model.model.model_config).__name__
 
 
 def diffusion_model(model):
@@ -79,12 +128,6 @@ def check_cancel():
     mm.throw_exception_if_processing_interrupted()
 
 
-def is_cancel(exc):
-    import comfy.model_management as mm
-
-    return isinstance(exc, mm.InterruptProcessingException)
-
-
 @torch.no_grad()
 def encode_text(clip, text):
     """{'cond': tensor, 'pooled_output': tensor, ...} for one prompt (what CLIPTextEncode makes)."""
@@ -100,21 +143,42 @@ def conditioning(encoded):
 
 @torch.no_grad()
 def encode_images(vae, images):
-    """Raw VAE latents [B, C, h, w] for IMAGE-layout pixels [B, H, W, 3] in 0..1."""
-    return vae.encode(images[..., :3]).clone()
+    """Raw VAE latents for IMAGE-layout pixels [B, H, W, 3] in 0..1: [B, C, h, w], or for a video
+    VAE (Wan) [B, C, 1, h, w], each image a one-frame video. (A video VAE reads a batch of images
+    as the frames of one clip, so the images are encoded one by one, as VAEEncode encodes one.)"""
+    if not is_video_vae(vae):
+        return vae.encode(images[..., :3]).clone()
+    return torch.cat([vae.encode(image[None, ..., :3]) for image in images]).clone()
+
+
+def is_video_vae(vae):
+    """True for a VAE whose latents have a time axis ([B, C, frames, h, w]), such as Wan's."""
+    return getattr(vae, "latent_dim", 2) == 3
+
+
+def is_video_model(model):
+    """True for a diffusion model that samples video latents [B, C, frames, h, w] (Wan)."""
+    return getattr(model.model.latent_format, "latent_dimensions", 2) == 3
+
+
+_VAE_IDS = weakref.WeakKeyDictionary()  # first_stage_model -> identity, while ComfyUI keeps the VAE
 
 
 def vae_identity(vae):
-    """A short fingerprint of a VAE's weights, for keying cached latents to the VAE that made them."""
-    digest = hashlib.sha256(type(vae.first_stage_model).__name__.encode())
+    """A short fingerprint of all of a VAE's weights (every byte), for keying cached latents to the
+    VAE that made them. Hashed once per loaded VAE (about a second for an SD VAE on a CPU)."""
+    model = vae.first_stage_model
+    known = _VAE_IDS.get(model)
+    if known is not None:
+        return known
+    digest = hashlib.sha256(type(model).__name__.encode())
     digest.update(str(vae.latent_channels).encode())
-    for name, tensor in sorted(vae.first_stage_model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 512)][:512]
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(sample.float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1).contiguous().cpu()
+        digest.update(f"{name}\0{tuple(tensor.shape)}\0{tensor.dtype}\n".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    _VAE_IDS[model] = digest.hexdigest()[:32]
+    return _VAE_IDS[model]
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -133,16 +197,30 @@ class ComfyDenoiser:
         self.compute_dtype = compute_dtype
         self.sampling = patcher.get_model_object("model_sampling")
         self.kind = model_kind(patcher)
+        self.model_class = model_class_name(patcher)
         self.sigma_data = float(getattr(self.sampling, "sigma_data", 1.0))
         self._t_lo = float(self.sampling.timestep(self.sampling.sigma_min))
         self._t_hi = float(self.sampling.timestep(self.sampling.sigma_max))
         self._model_conds = {}
 
     def to_model_space(self, latents):
+        """Raw VAE latents, a batch or one sample, in the model's space. Per-channel latent
+        formats (Wan's mean and std) need the batch axis to broadcast right."""
+        if latents.ndim == getattr(self.model.latent_format, "latent_dimensions", 2) + 1:
+            return self.model.process_latent_in(latents[None])[0]
         return self.model.process_latent_in(latents)
 
-    def sigmas(self, u):
-        return self.sampling.sigma(self._t_lo + u * (self._t_hi - self._t_lo)).to(self.device)
+    def sigmas(self, u, latent_shape=None):
+        t = self._t_lo + u * (self._t_hi - self._t_lo)
+        shift = _RESOLUTION_SHIFT.get(self.model_class)
+        if shift is None or latent_shape is None:
+            return self.sampling.sigma(t).to(self.device)
+        import comfy.model_sampling as ms
+
+        x1, y1, x2, y2 = shift
+        tokens = (latent_shape[-2] // 2) * (latent_shape[-1] // 2)  # 2x2 patches
+        mu = y1 + (y2 - y1) / (x2 - x1) * (tokens - x1)
+        return ms.flux_time_shift(mu, 1.0, t).to(self.device)
 
     def noise_scaling(self, sigma, noise, x0):
         return self.sampling.noise_scaling(sigma, noise, x0)
@@ -156,7 +234,8 @@ class ComfyDenoiser:
             params = {k: v for k, v in encoded.items() if k != "cond"}
             params.update(cross_attn=encoded["cond"], device=self.device, noise=x_one,
                           width=x_one.shape[-1] * 8, height=x_one.shape[-2] * 8, prompt_type="positive")
-            params.setdefault("guidance", 1.0)  # Flux-dev LoRAs train at guidance 1
+            if self.model_class in _GUIDANCE_ONE:
+                params.setdefault("guidance", 1.0)
             with torch.no_grad():
                 conds = self.model.extra_conds(**params)
                 self._model_conds[key] = {name: c.process_cond(batch_size=1, device=self.device, area=None)
@@ -165,6 +244,10 @@ class ComfyDenoiser:
 
     def denoise(self, x, sigma, conds):
         per_sample = [self._conds_for(enc, x[i:i + 1]) for i, enc in enumerate(conds)]
+        if not all(first.can_concat(s[name]) for s in per_sample[1:] for name, first in per_sample[0].items()):
+            # Conditioning that does not batch (Chroma's unpadded T5 tokens of captions of other
+            # lengths): one sample at a time, as ComfyUI's sampler does with such conds.
+            return torch.cat([self.denoise(x[i:i + 1], sigma[i:i + 1], [enc]) for i, enc in enumerate(conds)])
         kwargs = {}
         for name, first in per_sample[0].items():
             value = first.concat([s[name] for s in per_sample[1:]]) if len(per_sample) > 1 else first.cond
@@ -190,7 +273,8 @@ def training_session(model, clip, compute_dtype, gradient_checkpointing=False):
         grads = {name: p.requires_grad for name, p in patcher.model.named_parameters()}
         patcher.model.requires_grad_(False)
         try:
-            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing):
+            with _checkpointing(patcher.model.diffusion_model, gradient_checkpointing), \
+                    _norm_inputs_kept(patcher.model.diffusion_model, model_class_name(patcher) in _INPLACE_RESIDUALS):
                 yield ComfyDenoiser(patcher, clip, compute_dtype)
         finally:
             for name, param in patcher.model.named_parameters():
@@ -211,6 +295,34 @@ def _thaw_inference_tensors(module):
         for name, buf in list(sub._buffers.items()):
             if buf is not None and buf.is_inference():
                 sub._buffers[name] = buf.clone()
+
+
+# Models whose blocks add to the residual stream in place (`x += ...`) after a LayerNorm has read
+# it: ComfyUI's Flux double/single stream blocks, which Chroma uses too. Fine for sampling, but the
+# norm keeps its input for backward, so autograd refuses the modified tensor.
+_INPLACE_RESIDUALS = ("Flux", "FluxSchnell", "FluxInpaint", "Chroma")
+
+
+@contextlib.contextmanager
+def _norm_inputs_kept(diffusion_model, enabled):
+    """While training, each LayerNorm of the model reads a copy of its input, so the block's
+    in-place residual add changes a tensor autograd does not need (outputs stay bit-identical)."""
+    if not enabled:
+        yield
+        return
+
+    def copy_input(_module, args):
+        if torch.is_grad_enabled() and args and torch.is_tensor(args[0]):
+            return (args[0].clone(), *args[1:])
+        return None
+
+    handles = [module.register_forward_pre_hook(copy_input) for module in diffusion_model.modules()
+               if isinstance(module, torch.nn.LayerNorm)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager
@@ -326,32 +438,108 @@ def _target_shape(key, shapes):
     return shape[:dim] + (length,) + shape[dim + 1:]
 
 
-def _lora_shape(patch):
-    """(out, in) of a plain LoRA's up @ down, or None for adapters whose shape is not checked here."""
+def _meta(tensor):
+    return torch.empty(tensor.shape, device="meta") if torch.is_tensor(tensor) else None
+
+
+def _rank(dim, what):
+    if dim < 1:
+        raise ValueError(f"{what} has rank {dim}; a rank is at least 1")
+
+
+def _lora_diff(weights):
+    """The shape of a LoRA/LoCon patch's up @ (mid) @ down, computed as ComfyUI computes it."""
+    up, down, mid = _meta(weights[0]), _meta(weights[1]), _meta(weights[3])
+    _rank(down.shape[0], "lora_down")
+    if up.ndim < 2 or up.shape[1:].numel() != down.shape[0]:
+        raise ValueError(f"lora_up {_dims(up.shape)} does not fit lora_down {_dims(down.shape)} (inner rank)")
+    if mid is not None:
+        if mid.ndim != 4 or tuple(mid.shape[:2]) != (down.shape[0], down.shape[0]) or down.shape[2:].numel() != 1:
+            raise ValueError(f"lora_mid {_dims(mid.shape)} does not fit lora_down {_dims(down.shape)}")
+        down = torch.empty((down.shape[0], down.shape[1], *mid.shape[2:]), device="meta")
+    return (up.shape[0], *down.shape[1:])
+
+
+def _loha_diff(weights):
+    w1a, w1b, _, w2a, w2b, t1, t2 = map(_meta, weights[:7])
+    shapes = []
+    for a, b, t, n in ((w1a, w1b, t1, 1), (w2a, w2b, t2, 2)):
+        _rank(b.shape[0], f"hada_w{n}_b")
+        if t is None:
+            if a.ndim != 2 or a.shape[1] != b.shape[0]:
+                raise ValueError(f"hada_w{n}_a {_dims(a.shape)} does not fit hada_w{n}_b {_dims(b.shape)} (inner rank)")
+            shapes.append((a.shape[0], *b.shape[1:]))
+        else:
+            shapes.append(tuple(torch.einsum("i j k l, j r, i p -> p r k l", t, b, a).shape))
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"its two Hadamard factors differ ({_dims(shapes[0])} and {_dims(shapes[1])})")
+    return shapes[0]
+
+
+def _lokr_diff(weights):
+    w1, w2, _, w1a, w1b, w2a, w2b, t2 = map(_meta, weights[:8])
+    if w1 is None:
+        _rank(w1b.shape[0], "lokr_w1_b")
+        w1 = w1a @ w1b
+    if w2 is None:
+        _rank(w2b.shape[0], "lokr_w2_b")
+        w2 = w2a @ w2b if t2 is None else torch.einsum("i j k l, j r, i p -> p r k l", t2, w2b, w2a)
+    if w2.ndim == 4:
+        w1 = w1[:, :, None, None]
+    return tuple(torch.kron(w1, w2).shape)
+
+
+def _dims(shape):
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _adapter_kinds():
     import comfy.weight_adapter as adapters
 
-    if isinstance(patch, adapters.LoRAAdapter):
-        up, down, _, mid, _, reshape = patch.weights
-        if mid is None and reshape is None:
-            return (up.shape[0], up.shape[1:].numel(), down.shape[0], down.shape[1:].numel())
+    # (class, name, shape of its weight difference, index of its DoRA scale in .weights)
+    return ((adapters.LoRAAdapter, "LoRA", _lora_diff, 4), (adapters.LoHaAdapter, "LoHa", _loha_diff, 7),
+            (adapters.LoKrAdapter, "LoKr", _lokr_diff, 8))
+
+
+def patch_problem(patch, target):
+    """Why ComfyUI could not apply `patch` to a weight of shape `target` (it would log an error at
+    sampling time and leave the weight as it is, or fail with a bare ZeroDivisionError), or None.
+    Checks inner ranks, rank >= 1, the shape the adapter makes and a DoRA scale's length. GLoRA,
+    OFT and BOFT patches are left to ComfyUI."""
+    if isinstance(patch, tuple):  # ("diff", (tensor,)) full-weight differences, ("set", ...)
+        kind, values = patch
+        if kind in ("diff", "set") and len(values) == 1 and tuple(values[0].shape) != tuple(target):
+            return f"{kind} {_dims(values[0].shape)} for weight {_dims(target)}"
+        return None
+    for cls, name, diff_shape, dora_index in _adapter_kinds():
+        if not isinstance(patch, cls):
+            continue
+        if name == "LoRA" and patch.weights[5] is not None:
+            return None  # reshape_weight: ComfyUI pads the weight to the LoRA's shape first
+        try:
+            shape = diff_shape(patch.weights)
+        except (ValueError, RuntimeError) as exc:  # RuntimeError: meta-tensor math of mismatched factors
+            return f"{name}: {exc}"
+        if shape[0] != target[0] or math.prod(shape) != math.prod(target):
+            return f"{name} makes {_dims(shape)} for weight {_dims(target)}"
+        dora = patch.weights[dora_index]  # one scale per output row, or per input column
+        if dora is not None and dora.numel() not in (target[0], target[1] if len(target) > 1 else 1):
+            return f"DoRA scale {_dims(dora.shape)} for weight {_dims(target)}"
+        return None
     return None
 
 
 def misfit_patches(model, clip, patches):
-    """{key: (LoRA shape, weight shape)} for plain-LoRA patches whose up @ down cannot become the
-    weight: ComfyUI would log an error for each and leave the weight as it is."""
+    """{key: reason} for patches ComfyUI could not apply to the weight they name (patch_problem)."""
     shapes = {}
     for module in ([model.model] if model is not None else []) + ([clip.cond_stage_model] if clip is not None else []):
         shapes.update((k, tuple(v.shape)) for k, v in module.state_dict().items())
     misfits = {}
     for key, patch in patches.items():
-        lora = _lora_shape(patch)
         target = _target_shape(key, shapes)
-        if lora is None or target is None:
-            continue
-        out_dim, up_rank, rank, in_dim = lora
-        if up_rank != rank or out_dim != target[0] or in_dim != math.prod(target[1:]):
-            misfits[key] = ((out_dim, in_dim), target)
+        problem = None if target is None else patch_problem(patch, target)
+        if problem:
+            misfits[key] = problem
     return misfits
 
 
@@ -389,19 +577,35 @@ def latent_channels(model):
 
 
 @torch.no_grad()
-def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None):
-    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed)."""
+def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None,
+           length=1):
+    """One image [1, H, W, 3] the way KSampler + VAEDecode make it (same noise for the same seed); on a
+    video model (Wan) a clip [length, H, W, 3] from the latent EmptyHunyuanLatentVideo makes for
+    `length` (4k+1) frames: [1, C, (length - 1) // 4 + 1, H / 8, W / 8]."""
     import comfy.sample
     import comfy.model_management as mm
 
-    latent = torch.zeros([1, latent_channels(model), height // 8, width // 8], device=mm.intermediate_device())
+    if is_video_model(model):
+        if architecture(model) != "wan":
+            raise ValueError(f"LookDev renders clips with Wan 2.1 / 2.2 14B text-to-video models; this video model "
+                             f"is {model_class_name(model)}")
+        time_axis = [(length - 1) // 4 + 1]
+    elif length == 1:
+        time_axis = []
+    else:
+        raise ValueError(f"this model makes still images; a clip of {length} frames needs a video model (Wan)")
+    latent = torch.zeros([1, latent_channels(model), *time_axis, height // 8, width // 8],
+                         device=mm.intermediate_device())
     latent = comfy.sample.fix_empty_latent_channels(model, latent) \
         if hasattr(comfy.sample, "fix_empty_latent_channels") else latent
     noise = comfy.sample.prepare_noise(latent, seed)
     callback = None if on_step is None else (lambda step, x0, x, total: on_step(step + 1, total))
     samples = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, positive, negative, latent,
                                   denoise=1.0, seed=seed, callback=callback, disable_pbar=True)
-    return vae.decode(samples)[..., :3].clamp(0, 1).float().cpu()
+    images = vae.decode(samples)
+    if images.ndim == 5:  # a video VAE's [B, frames, H, W, 3]: frames as images, as VAEDecode does
+        images = images.reshape(-1, *images.shape[-3:])
+    return images[..., :3].clamp(0, 1).float().cpu()
 
 
 # --- folders, progress, websocket ---------------------------------------------------------------
@@ -477,14 +681,6 @@ def progress_bar(total):
     return comfy.utils.ProgressBar(total)
 
 
-def preview(image, max_size=512):
-    """A ProgressBar preview (shown on the running node) of an IMAGE [1, H, W, 3]."""
-    from PIL import Image
-
-    pil = Image.fromarray((image[0].float().cpu().numpy() * 255).round().clip(0, 255).astype("uint8"))
-    return ("PNG", pil, max_size)
-
-
 def send_event(event, data):
     """Send a websocket message to the browser that queued the prompt (no-op without a server)."""
     try:
@@ -513,6 +709,18 @@ def current_prompt_id():
     return getattr(getattr(PromptServer, "instance", None), "last_prompt_id", None)
 
 
+def video_from_bytes(data):
+    """ComfyUI's VIDEO (what core Save Video and the other video nodes take) holding the bytes of a
+    video file: comfy_api.input_impl.VideoFromFile, the public path of ComfyUI's video class since
+    the VIDEO type arrived (before 0.3.64; tested on 0.3.75). It reads a path or a BytesIO, and Save
+    Video copies its streams without re-encoding them."""
+    import io
+
+    from comfy_api.input_impl import VideoFromFile
+
+    return VideoFromFile(io.BytesIO(bytes(data)))
+
+
 def save_temp_image(image, prefix):
     """Save the first picture of an IMAGE [B, H, W, 3] as a PNG in ComfyUI's temp folder and
     return the entry a node lists in {"ui": {"images": [...]}}, as PreviewImage does. The name
@@ -520,14 +728,32 @@ def save_temp_image(image, prefix):
     import io
     from pathlib import Path
 
-    from PIL import Image
-
     from .fileio import write_bytes
+    from .pixels import to_pil
 
-    pixels = (image[0, ..., :3].detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels.cpu().numpy()).save(buffer, format="PNG", compress_level=1)
+    to_pil(image[0, ..., :3], rounded=True).save(buffer, format="PNG", compress_level=1)
     data = buffer.getvalue()
     name = f"{prefix}_{hashlib.sha256(data).hexdigest()[:16]}.png"
     write_bytes(Path(folder("temp")) / name, data)
     return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+# --- video --------------------------------------------------------------------------------------
+
+def video_source(video):
+    """A path or a binary file object PyAV can open, from ComfyUI's VIDEO type (comfy_api's
+    VideoInput: Load Video, Create Video, ...). get_stream_source avoids a copy where the video
+    is a file; save_to (the abstract method every VideoInput has) is the fallback."""
+    import io
+
+    get_source = getattr(video, "get_stream_source", None)
+    if callable(get_source):
+        return get_source()
+    if callable(getattr(video, "save_to", None)):
+        buffer = io.BytesIO()
+        video.save_to(buffer)
+        buffer.seek(0)
+        return buffer
+    raise ValueError(f"video_input is a {type(video).__name__}, not a ComfyUI VIDEO; connect "
+                     "Load Video or another node's VIDEO output")

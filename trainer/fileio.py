@@ -6,6 +6,10 @@ Everything is encoded in memory first and written here; no other module opens a 
 writing (tests/test_safety_static.py checks this). A temp file is named
 `.<target name>.<writer's pid>.<random>.tmp`, so a later run can tell the leftovers of a killed
 process from a write still in progress and remove them (`remove_stale_temps`).
+
+mkstemp/mkdtemp make their temps private (0600/0700) and a rename keeps that mode, so each temp
+is given the mode a plain `open(path, "w")` would give before it is renamed: the replaced file's
+mode, else 0666 (0777 for folders) less the umask, as ComfyUI's own outputs get.
 """
 
 import contextlib
@@ -15,7 +19,9 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
@@ -34,6 +40,36 @@ def _explain(path, exc):
     if getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS):
         return SaveError(exc.errno, f"cannot save {path}: no permission to write there")
     return SaveError(getattr(exc, "errno", None) or errno.EIO, f"cannot save {path}: {exc}")
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask():
+    """The process umask. Linux tells it in /proc; elsewhere it can only be read by setting it,
+    so it is set back at once under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _normal_mode(path, folder=False):
+    """The mode a plain write of `path` gives: the mode of the file it replaces, else the default."""
+    try:
+        old = os.lstat(path)
+    except OSError:
+        old = None
+    if old is not None and (stat.S_ISDIR(old.st_mode) if folder else stat.S_ISREG(old.st_mode)):
+        return stat.S_IMODE(old.st_mode)
+    return (0o777 if folder else 0o666) & ~_umask()
 
 
 def _temp_name(path):
@@ -58,6 +94,7 @@ def write_bytes(path, data):
         os.close(fd)
         with open(tmp, "wb") as fh:  # by name, so fh.name tells _write_all's stand-ins the target
             _write_all(fh, data)
+        os.chmod(tmp, _normal_mode(path))
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -99,6 +136,7 @@ def atomic_folder(path):
     tmp = Path(tempfile.mkdtemp(**_temp_name(path)))
     try:
         yield tmp
+        os.chmod(tmp, _normal_mode(path, folder=True))
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()
         os.rename(tmp, path)
@@ -165,3 +203,19 @@ def _fsync_dir(folder):
         pass
     finally:
         os.close(fd)
+
+
+def keep_aside(path):
+    """Rename `path` to the first free `<name>.bak`, `<name>.bak2`, ... beside it, so a file about
+    to be replaced keeps its bytes; returns the new path."""
+    path = Path(path)
+    for number in range(1, 10000):
+        backup = path.with_name(f"{path.name}.bak{number if number > 1 else ''}")
+        if not os.path.lexists(backup):
+            try:
+                os.rename(path, backup)
+                _fsync_dir(path.parent)
+            except OSError as exc:
+                raise _explain(backup, exc) from exc
+            return backup
+    raise SaveError(errno.EEXIST, f"cannot keep {path} aside: {path.name}.bak to .bak9999 all exist")

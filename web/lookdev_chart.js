@@ -20,6 +20,8 @@ export function newChart() {
     eta: null,
     previews: [], // {step, images: [{url, prompt}], styleDistance}, oldest first
     done: null, // the lookdev.train.done payload once the run has finished
+    phase: null, // the latest lookdev.status payload: caching, training, validation, saving, done
+    final: null, // {step, label, images: [{url, prompt}]}: the final renders and the loss curve
     stopped: null, // "cancelled" or "failed" when the run ended early
   };
 }
@@ -37,11 +39,14 @@ export function statusLine(chart) {
   if (chart.done) {
     const file = String(chart.done.path ?? "").split(/[\\/]/).pop();
     const loss = chart.done.final_loss == null ? "" : ` · final loss ${chart.done.final_loss.toFixed(4)}`;
-    return `done: ${chart.done.steps} steps in ${formatSeconds(chart.done.seconds)}${loss} · saved ${file}`;
+    const seconds = chart.done.node_seconds ?? chart.done.seconds;
+    return `done: ${chart.done.steps} steps in ${formatSeconds(seconds)}${loss} · saved ${file}`;
   }
   const last = chart.points[chart.points.length - 1];
   if (chart.stopped) return `${chart.stopped} at step ${last?.step ?? chart.resumedFrom} / ${chart.total}`;
-  if (!last) return "waiting for the first training step";
+  // Caching latents, rendering validation images, saving: the phase's own line, not a frozen step line.
+  if (chart.phase && chart.phase.phase !== "training") return chart.phase.text;
+  if (!last) return chart.phase?.text ?? "waiting for the first training step";
   const resumed = chart.resumedFrom ? ` · resumed at ${chart.resumedFrom}` : "";
   return `step ${last.step} / ${chart.total} · loss ${last.loss.toFixed(4)} (smoothed ${last.smooth.toFixed(4)})` +
     ` · lr ${last.lr.toExponential(1)} · ETA ${formatSeconds(chart.eta)}${resumed}`;

@@ -1,9 +1,19 @@
-// Node ids and websocket event names the LookDev web extension uses, in one place. Events mirror
-// the EVENT_* constants of nodes/common.py, which documents each payload; node ids are saved in
-// workflows and never change. tests/test_web_names.py keeps both sides in step.
+// Node ids and websocket event names the LookDev web extension uses, in one place. EVENTS mirrors
+// the EVENT_* constants of trainer/events.py (EVENT_TRAIN_PROGRESS -> trainProgress), which
+// documents each payload; node ids are saved in workflows and never change.
+// tests/test_web_extension.py keeps both sides in step.
 
 export const NODE_IDS = {
   train: "LookDevTrainStyleLoRA",
+};
+
+// Inputs used only in one mode of another input: {node id: [[mode input, mode value, inputs]]}.
+// The web extension hides them in the other modes; their values are still saved and queued.
+export const MODE_INPUTS = {
+  "LookDevStoryboardRender": [["aspect", "custom", ["width", "height"]]],
+  "LookDevLoadDataset": [["resolution", "custom", ["custom_resolution"]]],
+  "LookDevDatasetFromImages": [["resolution", "custom", ["custom_resolution"]]],
+  "LookDevDatasetFromVideo": [["resolution", "custom", ["custom_resolution"]]],
 };
 
 export const EVENTS = {
@@ -11,4 +21,6 @@ export const EVENTS = {
   trainPreview: "lookdev.train.preview",
   trainDone: "lookdev.train.done",
   renderProgress: "lookdev.render.progress",
+  renderEncoding: "lookdev.render.encoding",
+  status: "lookdev.status",
 };

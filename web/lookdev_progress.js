@@ -112,9 +112,9 @@ class Panel {
     return this.canvas && Math.abs(this.canvasScale() - this.scale) > 0.05;
   }
 
-  showPreviews({ step, images }) {
+  showPreviews({ step, label: text, images }) {
     const label = element("span", "");
-    label.textContent = `step ${step}`;
+    label.textContent = text ?? `step ${step}`;
     const imgs = images.map(({ url, prompt }) => {
       const img = element("img", "");
       img.src = url;
@@ -168,11 +168,29 @@ function onTrainPreview({ detail }) {
   node.lookdevPanel?.update();
 }
 
+// The final LoRA's validation renders and the loss curve replace the mid-run previews.
 function onTrainDone({ detail }) {
   const found = chartFor(detail);
   if (!found) return;
-  found.chart.done = detail;
-  found.node.lookdevPanel?.update();
+  const { node, chart } = found;
+  chart.done = detail;
+  const images = (detail.images ?? []).map((ref, i) => ({ url: viewUrl(ref), prompt: detail.prompts?.[i] ?? "" }));
+  if (detail.loss_image) images.push({ url: viewUrl(detail.loss_image), prompt: "loss curve" });
+  chart.final = { step: detail.steps, label: "final", images };
+  node.lookdevPanel?.showPreviews(chart.final);
+  node.lookdevPanel?.update();
+}
+
+// A phase's status line: on the trainer it joins the chart; on other nodes it is their status line.
+function onStatus({ detail }) {
+  const node = nodeForExecutionId(detail.node);
+  if (node?.lookdevChart) {
+    const found = chartFor(detail);
+    found.chart.phase = detail;
+    found.node.lookdevPanel?.update();
+  } else {
+    setRenderStatus(detail.node, detail.text);
+  }
 }
 
 // ComfyUI's own execution_interrupted / execution_error: the trainer sends no done event then.
@@ -184,15 +202,23 @@ function onRunStopped({ type, detail }) {
   node.lookdevPanel?.update();
 }
 
-function onRenderProgress({ detail }) {
-  const node = nodeForExecutionId(detail.node);
+function setRenderStatus(executionId, text) {
+  const node = nodeForExecutionId(executionId);
   if (!node || typeof node.addDOMWidget !== "function") return;
   if (!node.lookdevPanel) {
     node.lookdevPanel = new Panel(node, false);
     node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
   }
-  node.lookdevPanel.status.textContent =
-    `shot ${detail.index} / ${detail.total} · step ${detail.step} / ${detail.steps} · ${detail.shot}`;
+  node.lookdevPanel.status.textContent = text;
+}
+
+function onRenderProgress({ detail }) {
+  setRenderStatus(detail.node,
+    `shot ${detail.index} / ${detail.total} · step ${detail.step} / ${detail.steps} · ${detail.shot}`);
+}
+
+function onRenderEncoding({ detail }) {
+  setRenderStatus(detail.node, `encoding prompts ${detail.done} / ${detail.total}`);
 }
 
 app.registerExtension({
@@ -203,6 +229,8 @@ app.registerExtension({
     api.addEventListener(EVENTS.trainPreview, onTrainPreview);
     api.addEventListener(EVENTS.trainDone, onTrainDone);
     api.addEventListener(EVENTS.renderProgress, onRenderProgress);
+    api.addEventListener(EVENTS.renderEncoding, onRenderEncoding);
+    api.addEventListener(EVENTS.status, onStatus);
     api.addEventListener("execution_interrupted", onRunStopped);
     api.addEventListener("execution_error", onRunStopped);
   },

@@ -3,8 +3,10 @@
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
+
+from ..options import option
 
 MAX_NEW_TOKENS_LIMIT = 1024
 NUM_BEAMS_LIMIT = 16
@@ -40,17 +42,15 @@ class ModelFolder:
 class CaptionOptions:
     """How to caption. Decoding is always deterministic: greedy (num_beams=1) or beam search."""
 
-    task: str = field(default="", metadata={
-        "help": "What to ask the model for, e.g. <CAPTION>, <DETAILED_CAPTION> or <MORE_DETAILED_CAPTION> "
-                "for Florence-2 (BLIP only does <CAPTION>). Empty: the model family's default."})
-    prompt: str = field(default="", metadata={
-        "help": "BLIP only: words the caption must start with (conditional captioning), e.g. 'a scene of'. "
-                "The model continues them, so they stay at the start of the caption."})
-    max_new_tokens: int = field(default=77, metadata={
-        "help": f"Longest caption, in tokens (1-{MAX_NEW_TOKENS_LIMIT})."})
-    num_beams: int = field(default=3, metadata={
-        "help": f"Beam search width (1-{NUM_BEAMS_LIMIT}); 1 is greedy decoding. Wider is slower and "
-                "usually a little more fluent."})
+    task: str = option("", "What to ask the model for, e.g. <CAPTION>, <DETAILED_CAPTION> or "
+                       "<MORE_DETAILED_CAPTION> for Florence-2 (BLIP only does <CAPTION>). Empty: the model "
+                       "family's default.")
+    prompt: str = option("", "BLIP only: words the caption must start with (conditional captioning), e.g. "
+                         "'a scene of'. The model continues them, so they stay at the start of the caption.")
+    max_new_tokens: int = option(77, f"Longest caption, in tokens (1-{MAX_NEW_TOKENS_LIMIT}).",
+                                 min=1, max=MAX_NEW_TOKENS_LIMIT)
+    num_beams: int = option(3, f"Beam search width (1-{NUM_BEAMS_LIMIT}); 1 is greedy decoding. Wider is slower and "
+                            "usually a little more fluent.", min=1, max=NUM_BEAMS_LIMIT)
 
     def __post_init__(self):
         if not isinstance(self.task, str):
@@ -59,10 +59,6 @@ class CaptionOptions:
             raise ValueError(f"prompt must be text, got {self.prompt!r}")
         _check_int_range("max_new_tokens", self.max_new_tokens, 1, MAX_NEW_TOKENS_LIMIT)
         _check_int_range("num_beams", self.num_beams, 1, NUM_BEAMS_LIMIT)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
 def _check_int_range(name, value, low, high):

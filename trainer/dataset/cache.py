@@ -36,13 +36,14 @@ class LatentCache:
         self.folder = Path(folder)
         self.stats = CacheStats()
 
-    def latents_for(self, samples, vae_id, encode, batch_size=4):
+    def latents_for(self, samples, vae_id, encode, batch_size=4, on_progress=None):
         """One latent per sample, in order, as CPU tensors [C, h, w].
 
         vae_id: a string that changes whenever the VAE's weights do (e.g. its file hash).
         encode: callable taking float32 images [B, H, W, 3] in 0..1 and returning latents
         [B, C, h, w]; only called for samples not in the cache, with same-bucket samples
-        batched (at most `batch_size` at a time).
+        batched (at most `batch_size` at a time). on_progress(done, total): after each encoded
+        batch, with the count of images to encode.
         """
         if not isinstance(vae_id, str) or not vae_id.strip():
             raise ValueError(f"vae_id must be a non-empty string naming the VAE, got {vae_id!r}")
@@ -61,10 +62,10 @@ class LatentCache:
                 found[key] = latent
         self.stats.hits += len(keys) - len(pending)
         self.stats.misses += len(pending)
-        found.update(self._encode_missing(pending, encode, batch_size))
+        found.update(self._encode_missing(pending, encode, batch_size, on_progress))
         return [found[key] for key in keys]
 
-    def _encode_missing(self, pending, encode, batch_size):
+    def _encode_missing(self, pending, encode, batch_size, on_progress=None):
         by_bucket = {}
         for key, sample in pending.items():
             by_bucket.setdefault(tuple(sample.bucket), []).append((key, sample))
@@ -77,6 +78,8 @@ class LatentCache:
                 latents = _checked_output(encode(batch), len(chunk), bucket)
                 for (key, _), latent in zip(chunk, latents):
                     encoded[key] = self._write(key, latent)
+                if on_progress is not None:
+                    on_progress(len(encoded), len(pending))
         return encoded
 
     def _path(self, key):
@@ -115,11 +118,13 @@ def cache_key(sample, vae_id):
 
 
 def _checked_output(latents, count, bucket):
-    if not (isinstance(latents, torch.Tensor) and latents.dim() == 4
-            and latents.shape[0] == count and _downscaled(latents.shape[2:], bucket)):
+    # [count, C, h, w], or a video VAE's [count, C, 1, h, w] (each image a one-frame video)
+    if not (isinstance(latents, torch.Tensor) and (latents.dim() == 4 or (latents.dim() == 5 and latents.shape[2] == 1))
+            and latents.shape[0] == count and _downscaled(latents.shape[-2:], bucket)):
         got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
         raise ValueError(f"the VAE encode function returned {got} for {count} images of "
-                         f"{bucket[0]}x{bucket[1]}; expected a tensor [{count}, C, h, w] with "
+                         f"{bucket[0]}x{bucket[1]}; expected a tensor [{count}, C, h, w] (a video VAE's "
+                         f"[{count}, C, 1, h, w]) with "
                          "h and w the image size divided by the VAE's factor")
     return latents.unbind(0)
 

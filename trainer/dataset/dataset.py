@@ -10,13 +10,15 @@ import hashlib
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
+from ..options import option
+from ..pixels import image_tensor, to_pil
 from .buckets import check_resolution, choose_bucket, fit_to_bucket, make_buckets
 from .captions import (KEEP_SEPARATOR, filename_words, join_tags, render_template,
                        split_tags, strip_style_words, with_trigger)
@@ -31,30 +33,23 @@ _UPSCALE_NOTE_ABOVE = 2.0  # enlargements beyond this visibly soften the style's
 class DatasetConfig:
     """What to read and how to caption it. `validate()` raises a ValueError naming the field."""
 
-    folder: str = field(default="", metadata={
-        "help": "Folder of 10-30 reference images (subfolders named like 10_name repeat their "
-                "images 10 times)."})
-    recursive: bool = field(default=True, metadata={
-        "help": "Also read images in subfolders."})
-    resolution: int = field(default=1024, metadata={
-        "help": "Training resolution: images are fitted to buckets of about this many pixels "
-                "squared (512 for SD1.5, 1024 for SDXL); a multiple of 64."})
-    no_upscale: bool = field(default=False, metadata={
-        "help": "Never enlarge images smaller than the resolution; they train at their own "
-                "size (rounded down to 64 px)."})
-    caption_extension: str = field(default="txt", metadata={
-        "help": "Extension of caption files beside the images (photo.txt for photo.png)."})
-    trigger: str = field(default="", metadata={
-        "help": "Word(s) that will call up the style in prompts, e.g. 'lkdv style'; put first "
-                "in every caption. Several may be given, comma-separated."})
-    caption_template: str = field(default="{trigger}, {caption}", metadata={
-        "help": "How each caption is built from {trigger}, {caption} (the caption file), "
-                "{filename} (words of the file name) and {folder} (the subfolder's name)."})
-    strip_words: str = field(default="", metadata={
-        "help": "Comma-separated style words removed from captions (e.g. 'film noir, "
-                "cinematic') so the trigger learns the style instead of them."})
-    default_repeats: int = field(default=1, metadata={
-        "help": "How often each image is seen per epoch, unless its folder is named N_name."})
+    folder: str = option("", "Folder of 10-30 reference images (subfolders named like 10_name repeat their "
+                         "images 10 times).")
+    recursive: bool = option(True, "Also read images in subfolders.")
+    resolution: int = option(1024, "Training resolution: images are fitted to buckets of about this many pixels "
+                             "squared (512 for SD1.5, 1024 for SDXL); a multiple of 64.")
+    no_upscale: bool = option(False, "Never enlarge images smaller than the resolution; they train at their own "
+                              "size (rounded down to 64 px).")
+    caption_extension: str = option("txt", "Extension of caption files beside the images (photo.txt for photo.png).")
+    trigger: str = option("", "Word(s) that will call up the style in prompts, e.g. 'lkdv style'; put first "
+                          "in every caption. Several may be given, comma-separated.")
+    caption_template: str = option("{trigger}, {caption}",
+                                   "How each caption is built from {trigger}, {caption} (the caption file), "
+                                   "{filename} (words of the file name) and {folder} (the subfolder's name).")
+    strip_words: str = option("", "Comma-separated style words removed from captions (e.g. 'film noir, "
+                              "cinematic') so the trigger learns the style instead of them.")
+    default_repeats: int = option(1, "How often each image is seen per epoch, unless its folder is named N_name.",
+                                  min=1, max=1000)
 
     def validate(self):
         """Raise ValueError naming the first field with an unusable value; return self."""
@@ -73,11 +68,6 @@ class DatasetConfig:
         if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
             raise ValueError(f"default_repeats must be a whole number >= 1, got {repeats!r}")
         return self
-
-    @classmethod
-    def help(cls):
-        """{field name: help text}, for node tooltips."""
-        return {f.name: f.metadata["help"] for f in fields(cls)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,7 +159,7 @@ def dataset_from_images(images, captions, config):
             continue
         remarks = []
         caption = _caption(config, text, "", "")
-        samples.append(_sample(_to_pil(frame), caption, buckets, config.no_upscale, None,
+        samples.append(_sample(to_pil(frame, rounded=True), caption, buckets, config.no_upscale, None,
                                config.default_repeats, remarks))
         notes.extend(Issue(label, remark) for remark in remarks)
     source = f"{len(frames)} input images"
@@ -180,24 +170,32 @@ def dataset_from_images(images, captions, config):
                         normalize_extension(config.caption_extension))
 
 
-def preview_grid(dataset, columns=4, cell=256):
-    """A contact sheet of the cropped training images: tensor [1, H, W, 3] (ComfyUI IMAGE)."""
+def preview_grid(dataset, columns=4, cell=256, labels=None):
+    """A contact sheet of the cropped training images: tensor [1, H, W, 3] (ComfyUI IMAGE).
+    labels: optional text per image (e.g. a video frame's timecode), written under it."""
     if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns must be a whole number >= 1, got {columns!r}")
     if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
         raise ValueError(f"cell must be a whole number of pixels >= 16, got {cell!r}")
     if not dataset.samples:
         raise ValueError("the dataset has no images to preview")
+    if labels is not None and len(labels) != len(dataset.samples):
+        raise ValueError(f"{len(labels)} labels for {len(dataset.samples)} images")
     columns = min(columns, len(dataset.samples))
     rows = math.ceil(len(dataset.samples) / columns)
-    sheet = Image.new("RGB", (columns * cell, rows * cell), (24, 24, 24))
+    band = 18 if labels else 0  # room for a line of text under each picture
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + band)), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
     for index, sample in enumerate(dataset.samples):
-        thumb = ImageOps.contain(_to_pil(sample.image), (cell - 4, cell - 4),
+        thumb = ImageOps.contain(to_pil(sample.image, rounded=True), (cell - 4, cell - 4),
                                  Image.Resampling.LANCZOS)
         left = index % columns * cell + (cell - thumb.width) // 2
-        top = index // columns * cell + (cell - thumb.height) // 2
+        top = index // columns * (cell + band) + (cell - thumb.height) // 2
         sheet.paste(thumb, (left, top))
-    return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0).unsqueeze(0)
+        if labels:
+            draw.text((index % columns * cell + 4, index // columns * (cell + band) + cell),
+                      str(labels[index]), fill=(230, 230, 230))
+    return image_tensor(sheet)
 
 
 def format_report(dataset):
@@ -283,11 +281,6 @@ def _broadcast_captions(captions, count):
         raise ValueError(f"got {len(captions)} captions for {count} images; give one caption "
                          "per image, or a single caption for all")
     return captions
-
-
-def _to_pil(frame):
-    pixels = (frame.detach().to("cpu", torch.float32).clamp(0, 1) * 255).round()
-    return Image.fromarray(pixels.to(torch.uint8).numpy())
 
 
 def _label(path, root):

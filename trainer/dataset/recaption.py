@@ -9,14 +9,17 @@ a new one is returned (ComfyUI hands one dataset object to several nodes).
 
 import dataclasses
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fileio import SaveError, write_bytes, write_text
 from .captions import (filename_words, join_tags, plain_caption, render_template,
                        split_tags, strip_style_words, style_caption, with_keep_marker,
                        with_trigger)
-from .dataset import StyleDataset, _to_pil
+from ..options import option
+from ..pixels import to_pil
+from ..trigger import pick_trigger
+from .dataset import StyleDataset
 from .scan import BACKUP_SUFFIX, Issue, folder_label
 
 CAPTION_MODES = {
@@ -24,7 +27,8 @@ CAPTION_MODES = {
     "template": "build every caption from the template",
     "model": "describe every image with the captioning model",
     "model for uncaptioned": "describe only the images whose caption holds nothing but the "
-                             "trigger; keep the others",
+                             "trigger; keep the others (with no model picked, caption those "
+                             "from the template)",
 }
 MODEL_MODES = ("model", "model for uncaptioned")
 WRITE_MODES = {
@@ -38,29 +42,24 @@ WRITE_MODES = {
 class CaptionConfig:
     """How to caption a dataset. `validate()` raises a ValueError naming the field."""
 
-    mode: str = field(default="keep", metadata={
-        "choices": tuple(CAPTION_MODES),
-        "help": "Where captions come from. " + "; ".join(f"{name}: {text}"
-                                                         for name, text in CAPTION_MODES.items())
-                + "."})
-    template: str = field(default="{trigger}, {filename}", metadata={
-        "help": "Template mode: each caption from {trigger}, {filename} (words of the file "
-                "name), {folder} (its subfolder's name) and {caption} (its current caption). "
-                "A template without {trigger} gets the trigger first."})
-    trigger: str = field(default="", metadata={
-        "help": "Trigger word(s) put first in every caption; empty keeps the dataset's trigger."})
-    style_words: str = field(default="", metadata={
-        "help": "Comma-separated words that describe the style (e.g. 'film noir, grainy, "
-                "cinematic'); removed from every caption so the trigger learns the style "
-                "instead of them."})
-    keep_marker: bool = field(default=False, metadata={
-        "help": "Put kohya's keep marker '|||' after the trigger: caption shuffling and "
-                "dropout never move or drop what comes before it."})
-    write: str = field(default="off", metadata={
-        "choices": tuple(WRITE_MODES),
-        "help": "Save the captions as caption files beside the images (only inside the dataset "
-                "folder). " + "; ".join(f"{name}: {text}" for name, text in WRITE_MODES.items())
-                + "."})
+    mode: str = option("keep", "Where captions come from. "
+                       + "; ".join(f"{name}: {text}" for name, text in CAPTION_MODES.items()) + ".",
+                       choices=tuple(CAPTION_MODES))
+    template: str = option("{trigger}, {filename}",
+                           "Template mode: each caption from {trigger}, {filename} (words of the file "
+                           "name), {folder} (its subfolder's name) and {caption} (its current caption). "
+                           "A template without {trigger} gets the trigger first.")
+    trigger: str = option("", "Trigger word(s) put first in every caption. Leave empty: the dataset's trigger "
+                          "(set once on Load Dataset) is used; a value here overrides it, for these captions "
+                          "and the nodes after them.")
+    style_words: str = option("", "Comma-separated words that describe the style (e.g. 'film noir, grainy, "
+                              "cinematic'); removed from every caption so the trigger learns the style "
+                              "instead of them.")
+    keep_marker: bool = option(False, "Put kohya's keep marker '|||' after the trigger: caption shuffling and "
+                               "dropout never move or drop what comes before it.")
+    write: str = option("off", "Save the captions as caption files beside the images (only inside the dataset "
+                        "folder). " + "; ".join(f"{name}: {text}" for name, text in WRITE_MODES.items())
+                        + ".", choices=tuple(WRITE_MODES))
 
     def validate(self):
         for name, choices in (("mode", CAPTION_MODES), ("write", WRITE_MODES)):
@@ -79,10 +78,6 @@ class CaptionConfig:
     def needs_model(self):
         return self.mode in MODEL_MODES
 
-    @classmethod
-    def help(cls):
-        return {f.name: f.metadata["help"] for f in fields(cls)}
-
 
 @dataclass(frozen=True)
 class CaptionResult:
@@ -90,36 +85,49 @@ class CaptionResult:
     report: str
 
 
-def recaption(dataset, config, describe=None, model_name=""):
+def recaption(dataset, config, describe=None, model_name="", no_model_hint=""):
     """Caption every sample of `dataset` as `config` says and write sidecars if asked.
 
-    describe: callable(list of PIL images) -> one content caption per image; needed by the model
-    modes (called once, only for the images that need it). model_name: for the report.
+    describe: callable(list of PIL images) -> one content caption per image; needed by the
+    "model" mode (called once, only for the images that need it). In "model for uncaptioned"
+    mode without one, the uncaptioned images are captioned from the template instead and the
+    report says so, adding `no_model_hint` (where to put a model). model_name: for the report.
     """
     config.validate()
     if not isinstance(dataset, StyleDataset):
         raise ValueError(f"dataset must be a LookDev dataset, got {type(dataset).__name__}")
-    trigger = config.trigger.strip() or dataset.trigger
+    trigger, trigger_line = pick_trigger(config.trigger, dataset.trigger, "the dataset")
     known_triggers = f"{dataset.trigger}, {trigger}"
     contents = [_content(sample.caption, known_triggers) for sample in dataset.samples]
-    described = []
+    described, templated = [], []
     if config.needs_model:
         described = [index for index, content in enumerate(contents)
                      if config.mode == "model" or not content]
+        if describe is None and config.mode == "model for uncaptioned":
+            described, templated = [], described  # the default mode never needs a model
         for index, text in zip(described, _describe(dataset, described, describe)):
             contents[index] = text
     if config.mode == "template":
-        captions = [_from_template(config, trigger, sample, dataset.root, content)
-                    for sample, content in zip(dataset.samples, contents)]
-    else:
-        captions = [style_caption(content, trigger, config.style_words, config.keep_marker)
-                    for content in contents]
+        templated = range(len(contents))
+    captions = [style_caption(content, trigger, config.style_words, config.keep_marker)
+                for content in contents]
+    for index in templated:
+        captions[index] = _from_template(config, trigger, dataset.samples[index], dataset.root,
+                                         contents[index])
     samples = [dataclasses.replace(sample, caption=caption)
                for sample, caption in zip(dataset.samples, captions)]
     new = dataclasses.replace(dataset, samples=samples, trigger=trigger,
                               skipped=list(dataset.skipped), notes=list(dataset.notes))
     writes = write_sidecars(new, config.write)
-    return CaptionResult(new, _report(new, config, len(described), model_name, writes))
+    fallback = len(templated) if config.mode != "template" else 0
+    report = _report(new, config, len(described), model_name, writes, trigger_line, fallback)
+    if fallback:
+        report += (f"\nnote: no captioning model was picked, so the {fallback} uncaptioned "
+                   f"images were captioned from the template {config.template!r}, which names "
+                   "the file, not what it shows. Captions that describe each image train a "
+                   "cleaner style: pick a BLIP or Florence-2 model in 'captioner'"
+                   + (f" ({no_model_hint})" if no_model_hint else "") + ".")
+    return CaptionResult(new, report)
 
 
 def sidecar_path(source, extension):
@@ -196,7 +204,7 @@ def _describe(dataset, indices, describe):
         return []
     if describe is None:
         raise ValueError("this caption mode needs a captioning model; pick one in 'captioner'")
-    texts = describe([_to_pil(dataset.samples[index].image) for index in indices])
+    texts = describe([to_pil(dataset.samples[index].image, rounded=True) for index in indices])
     if len(texts) != len(indices) or not all(isinstance(text, str) for text in texts):
         raise ValueError(f"the captioning model gave {len(texts)} captions for {len(indices)} "
                          "images")
@@ -240,12 +248,13 @@ def _write_one(path, caption, mode, writes):
         writes.refused.append(Issue(path, str(exc), "not written"))
 
 
-def _report(dataset, config, described, model_name, writes):
+def _report(dataset, config, described, model_name, writes, trigger_line, fallback=0):
     kept = len(dataset) - described
     how = {"keep": f"{len(dataset)} kept", "template": f"{len(dataset)} from the template"}.get(
         config.mode, f"{described} described by {model_name or 'the model'}, {kept} kept")
-    lines = [f"LookDev captions ({config.mode}): {len(dataset)} images, {how}",
-             f"Trigger: {dataset.trigger!r}" if dataset.trigger else "Trigger: (none)"]
+    if fallback:
+        how = f"{fallback} from the template (no captioning model), {kept - fallback} kept"
+    lines = [f"LookDev captions ({config.mode}): {len(dataset)} images, {how}", trigger_line]
     if split_tags(config.style_words):
         lines.append("Style words removed: " + ", ".join(split_tags(config.style_words)))
     if config.keep_marker:

@@ -13,14 +13,30 @@ Only names are checked here; whether an image decodes is found out when it is lo
 import hashlib
 import os
 import re
+import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from .captions import join_tags, split_tags
+from ..fileio import write_text
+from ..unicode_paths import on_disk
 
 IMAGE_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "tiff", "tif", "gif")
 CACHE_DIRNAME = "lookdev_cache"
+# What ready_folder writes into a dataset folder it creates; scans and fingerprints skip it.
+FOLDER_README = "LOOKDEV_README.txt"
+FOLDER_README_TEXT = """Put 10-30 reference images that share one look into this folder (PNG, JPEG, WebP,
+BMP, TIFF or GIF), then press Run again in ComfyUI.
+
+- Vary the content (people, places, objects); keep the look the same (grade, light, grain).
+- A caption file beside an image (shot1.png + shot1.txt) is its caption; images without one
+  are captioned by LookDev Caption Dataset.
+- A subfolder named like 3_night repeats its images 3 times.
+
+LookDev made this folder because a workflow named it and it did not exist. This file is never
+read as a caption or image; delete it if you like.
+"""
 """A latent cache kept inside a dataset folder under this name is never scanned as images."""
 
 BACKUP_SUFFIX = ".bak"
@@ -101,7 +117,7 @@ def scan_folder(folder, recursive=True, extensions=IMAGE_EXTENSIONS, caption_ext
 
 def resolve_folder(folder, base, name="folder"):
     """The dataset folder a person typed: absolute (or ~/...) as given, or relative to `base`
-    (ComfyUI's input folder). Surrounding spaces and quotes (as "copy as path" adds) are ignored.
+    (ComfyUI's input folder), found whatever its Unicode normalisation. Surrounding spaces and quotes (as "copy as path" adds) are ignored.
     A relative path may not climb out of `base` with "..": DatasetError naming `name`. The check
     is on the path as written, as ComfyUI checks its own paths; symlinks are the scan's business.
     """
@@ -113,20 +129,40 @@ def resolve_folder(folder, base, name="folder"):
                            f"as an absolute path or relative to {base}")
     path = Path(text).expanduser()
     if path.is_absolute():
-        return path
+        return on_disk(path)
     base = Path(os.path.abspath(base))
     joined = Path(os.path.normpath(base / path))
     if not joined.is_relative_to(base):
         raise DatasetError(f"{name} {text!r} leads out of ComfyUI's input folder {base} (with "
                            "'..'); use a folder inside it, or give the absolute path")
-    return joined
+    return on_disk(joined)
+
+
+def ready_folder(folder, base, name="folder"):
+    """The dataset folder typed as `folder`, checked before a run: DatasetError if it cannot be
+    used as typed, does not exist, or holds no files yet. A missing folder typed relative to
+    `base` (ComfyUI's input folder), as the shipped workflows name theirs, is created with a
+    README saying what to put there, so following the workflow's note finds it in place."""
+    root = resolve_folder(folder, base, name)
+    if not root.exists() and not root.is_symlink() and not Path(str(folder).strip()).expanduser().is_absolute():
+        write_text(root / FOLDER_README, FOLDER_README_TEXT)
+        raise DatasetError(f"dataset folder {root} did not exist: LookDev created it (with {FOLDER_README}); "
+                           f"put 10-30 reference images ({', '.join(IMAGE_EXTENSIONS)}) into it and run again")
+    _checked_root(root)
+    for here, dirnames, filenames in os.walk(root):
+        if any(not _hidden(file) for file in filenames):
+            return root
+        dirnames[:] = [d for d in dirnames if not _hidden(d) and d != CACHE_DIRNAME]
+    raise DatasetError(f"dataset folder {root} holds no files; add 10-30 reference images "
+                       f"({', '.join(IMAGE_EXTENSIONS)})")
 
 
 def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
-    """A short digest of the name, size and modification time of every file a scan of `folder`
-    looks at: it changes when a file is added, removed, replaced or edited, and only then.
-    Hidden files, the latent cache and caption backups do not count. A missing or unreadable
-    folder gives the digest of what could be read; loading it then says what is wrong."""
+    """A short digest of the name and content of every file a scan of `folder` looks at: it
+    changes when a file is added, removed, replaced or edited (even when the edit kept the old
+    modification time), and only then. Hidden files, the latent cache and caption backups do not
+    count. A missing or unreadable folder gives the digest of what could be read; loading it then
+    says what is wrong. Contents are hashed once per file version (see file_digest)."""
     root = Path(folder)
     backup = f".{normalize_extension(caption_extension)}{BACKUP_SUFFIX}"
     digest = hashlib.sha256()
@@ -138,12 +174,39 @@ def folder_fingerprint(folder, recursive=True, caption_extension="txt"):
                 continue
             path = Path(here) / name
             try:
-                stat = path.stat()  # follows links inside the folder: editing their target counts
-                state = f"{stat.st_size}:{stat.st_mtime_ns}"
+                state = file_digest(path)  # follows links inside the folder: editing their target counts
             except OSError as exc:
                 state = f"unreadable:{exc.errno}"
             digest.update(f"{path.relative_to(root).as_posix()}\0{state}\n".encode())
     return digest.hexdigest()[:32]
+
+
+_DIGESTS = {}  # absolute path -> (stat key, sha256 of the bytes)
+_DIGESTS_MAX = 20_000
+_CHUNK = 1 << 20
+
+
+def file_digest(path):
+    """sha256 of a file's bytes, remembered per (inode, size, mtime_ns, ctime_ns): a file is read
+    again only when one of these changes. ctime cannot be set back by tools that restore mtime,
+    so an edit that keeps the old mtime is still seen. Non-regular files (pipes) are not read."""
+    path = Path(path)
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        return f"not a file:{stat.S_IFMT(st.st_mode)}"
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    name = os.path.abspath(path)
+    known = _DIGESTS.get(name)
+    if known is not None and known[0] == key:
+        return known[1]
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    if len(_DIGESTS) >= _DIGESTS_MAX:
+        _DIGESTS.clear()  # a crude bound: files are hashed again, nothing is wrong
+    _DIGESTS[name] = (key, digest.hexdigest())
+    return _DIGESTS[name][1]
 
 
 def folder_label(subfolder):
@@ -190,7 +253,8 @@ def _checked_root(folder):
 
 
 def _hidden(name):
-    return name.startswith(".")
+    """Hidden files, and the README ready_folder writes: never part of a dataset."""
+    return name.startswith(".") or name == FOLDER_README
 
 
 class _Walk:

@@ -10,12 +10,15 @@ per block for block weights.
 import logging
 import math
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
+
 from .. import comfy_bridge as bridge
-from .blocks import PRESETS, block_of, weights_by_key
+from .blocks import PRESETS, block_of, idle_items, weights_by_key
 from .detect import ARCH_NAMES, ArchGuess, guess_architecture, is_text_encoder_key
 from .io import LoraFileError
 from .metadata import trigger_word_warnings, trigger_words
@@ -174,7 +177,7 @@ class _Match:
     patches: dict
     names: list
     used: set
-    misfits: dict  # {key: (LoRA shape, weight shape)}
+    misfits: dict  # {key: why ComfyUI could not apply it}
     misfit_tensors: set
 
 
@@ -199,11 +202,10 @@ def _warnings(match, arch, guess, clip_connected):
     if other:
         warnings.append(f"{len(other)} keys match nothing in {_this_model(arch)} (layers {_shown(other)}).")
     if match.misfits:
-        key, (lora_shape, weight_shape) = next(iter(match.misfits.items()))
+        key, problem = next(iter(match.misfits.items()))
         shown = key[0] if isinstance(key, tuple) else key
         warnings.append(f"{len(match.misfit_tensors)} keys have shapes that do not fit the model and were skipped "
-                        f"(e.g. {shown}: LoRA {'x'.join(map(str, lora_shape))}, weight "
-                        f"{'x'.join(map(str, weight_shape))}).")
+                        f"(e.g. {shown}: {problem}).")
     if other or match.misfits:
         mismatch = _mismatch(arch, guess).strip()
         if mismatch:
@@ -217,10 +219,55 @@ def _no_match_error(name, match, arch, guess, clip_connected):
     if not hint and not clip_connected and all(is_text_encoder_key(n) for n in match.names):
         hint = " Its keys are all text-encoder keys: connect a CLIP."
     if not hint and match.misfits:
-        hint = f" {len(match.misfits)} of its layers have shapes that do not fit this model's weights."
+        key, problem = next(iter(match.misfits.items()))
+        hint = (f" {len(match.misfits)} of its layers have shapes that do not fit this model's weights "
+                f"(e.g. {key[0] if isinstance(key, tuple) else key}: {problem}).")
     if not hint:
         hint = f" Check that the LoRA was made for this kind of model (its layers: {_shown(match.names)})."
     return ValueError(f"LoRA {name}: none of its {total} keys match {_this_model(arch)}.{hint}")
+
+
+def check_values(name, tensors):
+    """ValueError naming the file and tensor when a value would break rendering: NaN/inf anywhere
+    (black or noisy frames) or an alpha that is not one number (ComfyUI fails on it without
+    naming the file)."""
+    for key, tensor in tensors.items():
+        if key.endswith(".alpha") and tensor.numel() != 1:
+            raise ValueError(f"LoRA {name}: {key} holds {tensor.numel()} values (shape {tuple(tensor.shape)}); "
+                             "an alpha is one number per layer. The file is damaged or was written by a "
+                             "broken converter; re-export it")
+        # A float32 sum is finite unless a value is not (or huge values overflow it): one fast pass.
+        if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise ValueError(f"LoRA {name}: {key} holds {bad} NaN or infinite values of {tensor.numel()}; "
+                                 "the LoRA would render black or noise. The file is damaged or its training "
+                                 "diverged; use an earlier checkpoint or retrain with a lower learning rate")
+
+
+def _idle_block_items(options, model, arch, patches):
+    """Warnings for block_weights items that name a block the model or the LoRA lacks."""
+    if ":" not in options.block_weights:
+        return []
+    model_blocks = {block_of(f"diffusion_model.{path}.", arch) for path, _ in bridge.named_layers(model)}
+    return idle_items(options.block_weights, arch, (block_of(key, arch) for key in patches), model_blocks)
+
+
+_VALUES_CHECKED = {}  # id(LoraFile) -> weakref to it, for files check_values passed
+
+
+def _check_values_once(name, lora):
+    """check_values, once per LoraFile object (the file cache hands out the same one until the
+    file changes): a large LoRA's values take a noticeable fraction of a second to scan."""
+    known = _VALUES_CHECKED.get(id(lora))
+    if known is not None and known() is lora:
+        return
+    check_values(name, lora.tensors)
+    key = id(lora)
+    try:
+        _VALUES_CHECKED[key] = weakref.ref(lora, lambda _ref: _VALUES_CHECKED.pop(key, None))
+    except TypeError:
+        pass  # not weak-referenceable: checked again next time
 
 
 def _report(name, match, arch, weights, warnings):
@@ -237,6 +284,7 @@ def apply_lora(model, clip, lora, options: ApplyOptions) -> Applied:
     name = lora_label(lora)
     arch = bridge.architecture(model)
     block_text = options.block_text()
+    _check_values_once(name, lora)
     match = _match(model, clip, lora.tensors)
     guess = guess_architecture({n: tuple(t.shape) for n, t in lora.tensors.items()})
     if not match.patches:
@@ -244,7 +292,8 @@ def apply_lora(model, clip, lora, options: ApplyOptions) -> Applied:
     weights = weights_by_key(match.patches, arch, block_text) if block_text else {}
     new_model, new_clip = bridge.add_patches(model, clip, match.patches, options.strength_model,
                                              options.strength_clip, weights.__getitem__ if weights else None)
-    warnings = _warnings(match, arch, guess, clip is not None) + tuple(trigger_word_warnings(lora.metadata))
+    warnings = (_warnings(match, arch, guess, clip is not None) + tuple(trigger_word_warnings(lora.metadata))
+                + tuple(_idle_block_items(options, model, arch, match.patches)))
     report = _report(name, match, arch, weights, warnings)
     if report.warnings:
         log.warning("LookDev LoRA %s", report.text())  # also in the console, where ComfyUI logs its own

@@ -8,6 +8,7 @@ key by key. Blocks:
 - SD1.x/SD2.x/SDXL UNets: "IN00".."IN11" (ldm input_blocks.N), "MID" (middle_block),
   "OUT00".."OUT11" (output_blocks.N); SDXL has IN00-IN08 and OUT00-OUT08.
 - SD3: "J00".. (joint_blocks.N). Flux: "D00".. (double_blocks.N), "S00".. (single_blocks.N).
+- Z-Image: "L00".. (layers.N), "NR00".. (noise_refiner.N), "CR00".. (context_refiner.N).
 
 Text forms accepted by `parse_block_weights` (later items override earlier ones; blocks not
 mentioned keep 1.0):
@@ -43,8 +44,13 @@ _NUMBERED = {
     **{arch: {"IN": "input_blocks", "OUT": "output_blocks"} for arch in UNET_ARCHITECTURES},
     "sd3": {"J": "joint_blocks"},
     "flux": {"D": "double_blocks", "S": "single_blocks"},
+    "zimage": {"L": "layers", "NR": "noise_refiner", "CR": "context_refiner"},
+    "wan": {"B": "blocks"},
     "other": {},
 }
+# A block weight multiplies the node's strengths (themselves -100..100): 0 turns a block off, 1
+# keeps it; beyond +-10 a block's change is far outside anything a LoRA was trained for.
+WEIGHT_RANGE = (-10.0, 10.0)
 _BLOCK_KEY = re.compile(r"^diffusion_model\.([a-z_]+)\.(\d+)\.")
 _BLOCK_NAME = re.compile(r"^([A-Z]+?)(\d+)$")
 
@@ -69,7 +75,8 @@ PRESETS = {
 
 
 # Shown when someone gives a number vector for an architecture without a vector convention.
-_NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "other": "'BASE:0.5'"}
+_NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "zimage": "'L00-L14:1, L15-L29:0.5'",
+                  "wan": "'B00-B19:1, B20-B39:0.5'", "other": "'BASE:0.5'"}
 
 
 def presets_for(arch: str) -> list:
@@ -123,7 +130,12 @@ def _number(text, item):
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise ValueError(f"block weight {item!r}: {text.strip()!r} is not a number")
+        raise ValueError(f"block weight {item!r}: {text.strip()!r} is not a number; block weights are "
+                         f"numbers from {WEIGHT_RANGE[0]:g} to {WEIGHT_RANGE[1]:g}")
+    low, high = WEIGHT_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"block weight {item!r}: {value:g} is outside the valid range {low:g} to {high:g} "
+                         "(0 turns a block off, 1 keeps it; for a stronger LoRA raise the strength)")
     return value
 
 
@@ -173,10 +185,11 @@ def _parse_vector(text, arch, present):
     items = _items(text)
     for item in items:
         try:
-            _number(item, item)
+            float(item)
         except ValueError:
             raise ValueError(f"block weight {item!r}: write BLOCK:VALUE (e.g. 'IN04:0.5') or a vector of "
                              f"{len(names)} numbers for {arch}") from None
+        _number(item, item)  # NaN, inf and values out of range
     if len(items) != len(names):
         raise ValueError(f"{arch} block vectors have {len(names)} values ({', '.join(names)}); "
                          f"got {len(items)}")
@@ -205,6 +218,47 @@ def parse_block_weights(text: str, arch: str, present_blocks: Iterable[str]) -> 
     if ":" in text or not text:
         return _parse_named(text, arch, present)
     return _parse_vector(text, arch, present)
+
+
+def idle_items(text: str, arch: str, lora_blocks: Iterable[str], model_blocks: Iterable[str]) -> list:
+    """Warnings for the named items of `text` that change nothing: the block is not in the model
+    (e.g. 'IN99', or 'OUT12' on SD1.x) or the LoRA has no layers in it. Number vectors name fixed
+    blocks and are not reported. `text` must already parse."""
+    check_arch(arch)
+    lora_blocks, model_blocks = list(dict.fromkeys(lora_blocks)), sorted(set(model_blocks) | {BASE}, key=_order)
+    text = (text or "").strip()
+    if ":" not in text:
+        return []
+    warnings = []
+    for item in _items(text):
+        target = item.partition(":")[0].strip().upper().replace(" ", "")
+        if _target_blocks(target, arch, lora_blocks, item):
+            continue
+        if _target_blocks(target, arch, model_blocks, item):
+            warnings.append(f"block weight {item!r} changes nothing: the LoRA has no layers in {target}")
+        else:
+            warnings.append(f"block weight {item!r} changes nothing: this model has no block {target} "
+                            f"(its blocks: {_span(model_blocks)})")
+    return warnings
+
+
+def _order(block):
+    parts = _split_block(block)
+    rank = {BASE: 0, MID: 2}.get(block, 1 if parts and parts[0] in ("IN", "J", "D") else 3)
+    return rank, parts[0] if parts else block, parts[1] if parts else -1
+
+
+def _span(blocks):
+    """'BASE, IN00-IN11, MID, OUT00-OUT11': blocks in model order, runs of a prefix shortened."""
+    runs = []
+    for block in blocks:
+        parts = _split_block(block)
+        if parts and runs and runs[-1][0] == parts[0] and runs[-1][2] == parts[1] - 1:
+            runs[-1][2] = parts[1]
+        else:
+            runs.append([parts[0], parts[1], parts[1]] if parts else [block, None, None])
+    return ", ".join(prefix if first is None else f"{prefix}{first:02d}" if first == last
+                     else f"{prefix}{first:02d}-{prefix}{last:02d}" for prefix, first, last in runs)
 
 
 def weights_by_key(model_keys: Iterable, arch: str, text: str) -> dict:

@@ -17,11 +17,13 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 # Short names for messages.
-ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux",
-              "other": "another architecture"}
+ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux", "zimage": "Z-Image",
+              "wan": "Wan 2.x", "other": "another architecture"}
 
 _FLUX = re.compile(r"(^|[._])(double_blocks|single_blocks|single_transformer_blocks)[._]")
 _SD3 = re.compile(r"(^|[._])(joint_blocks)[._]")
+# Lumina 2 / Z-Image NextDiT: its refiner stacks have no counterpart in other families.
+_ZIMAGE = re.compile(r"(^|[._])(noise_refiner|context_refiner)[._]")
 # The down (input-side) matrix of a cross-attention key/value projection, in any naming.
 _CROSS_ATTN_DOWN = re.compile(r"attn2[._](processor[._])?(to_[kv])(\.|_lora\.)(lora_down|lora_A|lora\.down|down)(\.weight)?$")
 _CROSS_ATTN_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
@@ -54,7 +56,7 @@ def _width_guess(shapes, pattern, widths, what):
 def guess_architecture(shapes: Mapping) -> ArchGuess:
     """The architecture a LoRA was made for, from {tensor name: shape}."""
     names = list(shapes)
-    for arch, pattern in (("flux", _FLUX), ("sd3", _SD3)):
+    for arch, pattern in (("flux", _FLUX), ("sd3", _SD3), ("zimage", _ZIMAGE)):
         name = _first(names, pattern)
         if name:
             return ArchGuess(arch, f"{pattern.search(name).group(2)} keys such as {name}")

@@ -1,7 +1,8 @@
 """Reading and writing LoRA .safetensors files, with errors that name the file and the fix.
 
-The header is checked here before safetensors sees the file, so a truncated download, a renamed
-pickle checkpoint or a hand-edited header gets a plain explanation instead of a Rust error.
+safetensors checks the header against the file; when it refuses one, the file is looked at here
+so a truncated download, a renamed pickle checkpoint or a hand-edited header gets a plain
+explanation instead of a Rust error.
 Pickle files (.pt/.ckpt) are never loaded: they can run code when read.
 
 `save_lora` adds two hash fields, both the sha256 of the tensor data (the file after the
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import safetensors
 import safetensors.torch
 import torch
 from safetensors import SafetensorError
@@ -116,86 +118,82 @@ def _pickle_error(path):
                                "get the .safetensors version or convert it with a tool you trust")
 
 
-def _read_header_bytes(path, size):
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise LoraFileError(path, f"is only {size} bytes, too short for a safetensors file; get the file again")
-            (header_len,) = struct.unpack("<Q", head)
-            fits = 0 < header_len <= min(_MAX_HEADER_BYTES, size - 8)
-            raw = fh.read(header_len) if fits else b""
-    except OSError as exc:
-        raise LoraFileError(path, f"cannot be read ({exc.strerror})") from exc
-    if raw.startswith(b"{"):
-        return raw, 8 + header_len
-    # Checked only now: a real header length can begin with the same bytes as a pickle.
-    if head.startswith(_PICKLE_MAGIC):
-        raise _pickle_error(path)
-    if size - 8 < header_len <= _MAX_HEADER_BYTES:
-        raise LoraFileError(path, f"is truncated: its header alone should be {header_len} bytes but the file has "
-                                  f"{size}; the download or copy did not finish, get the file again")
-    raise LoraFileError(path, "is not a safetensors file (no valid header); get the file again")
+def _dtype_error(path, name, dtype):
+    return LoraFileError(path, f"tensor {name!r} has dtype {dtype}; LoRA tensors must be one of "
+                               f"{', '.join(_READABLE_DTYPES)}. Re-save the LoRA in fp16, bf16 or fp32")
 
 
-def _parse_header(path, raw):
+def _peek(path):
+    """(first 8 bytes, header length, parsed header or None, why it does not parse) of a file
+    safetensors refused: enough to say in plain words what is wrong with it."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        header_len = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        raw = fh.read(header_len) if 0 < header_len <= _MAX_HEADER_BYTES else b""
     try:
-        header = json.loads(raw.decode("utf-8"))
+        return head, header_len, json.loads(raw.decode("utf-8")), None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LoraFileError(path, f"has a corrupt header ({exc}); get the file again") from None
+        return head, header_len, None, str(exc)
+
+
+def _explain(path, size, error):
+    """A LoraFileError for a file safetensors refused (its own check), in plain words."""
+    kind = str(error).lower().replace("_", "").replace(" ", "")  # both its Debug and Display spellings
+    head, header_len, header, json_error = _peek(path)
+    if "toosmall" in kind:
+        return LoraFileError(path, f"is only {size} bytes, too short for a safetensors file; get the file again")
+    if header is None and head.startswith(_PICKLE_MAGIC):  # a header length can begin like a pickle
+        return _pickle_error(path)
+    if "headerlength" in kind:
+        return LoraFileError(path, f"is truncated: its header alone should be {header_len} bytes but the file has "
+                                   f"{size}; the download or copy did not finish, get the file again")
     if not isinstance(header, dict):
-        raise LoraFileError(path, "has a corrupt header (not a JSON object); get the file again")
+        if json_error and "toolarge" not in kind and "headerstart" not in kind:
+            return LoraFileError(path, f"has a corrupt header ({json_error}); get the file again")
+        return LoraFileError(path, "is not a safetensors file (no valid header); get the file again")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-        raise LoraFileError(path, "has metadata that is not text -> text, which safetensors readers refuse; "
-                                  "re-save it with a tool that writes string metadata")
-    return metadata, header
-
-
-def _is_count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _entry_span(path, name, entry):
-    """(begin, end) of one tensor's bytes, after checking the entry is well formed."""
-    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-    shape = entry.get("shape") if isinstance(entry, dict) else None
-    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets))
-            or not isinstance(shape, list) or not all(map(_is_count, shape))):
-        raise LoraFileError(path, f"has a corrupt header entry for {name!r}; get the file again")
-    if entry.get("dtype") not in _READABLE_DTYPES:
-        raise LoraFileError(path, f"tensor {name!r} has dtype {entry.get('dtype')}; LoRA tensors must be one of "
-                                  f"{', '.join(_READABLE_DTYPES)}. Re-save the LoRA in fp16, bf16 or fp32")
-    begin, end = offsets
-    if end - begin != math.prod(shape) * _READABLE_DTYPES[entry["dtype"]]:
-        raise LoraFileError(path, f"has a corrupt header: the size of tensor {name!r} does not match its shape")
-    return begin, end
-
-
-def _check_entries(path, entries, data_len):
-    spans = sorted(_entry_span(path, name, entry) for name, entry in entries.items())
-    position = 0
-    for begin, end in spans:
-        if begin != position:
-            raise LoraFileError(path, "has a corrupt header: tensors overlap or leave gaps; get the file again")
-        position = end
-    if position > data_len:
-        raise LoraFileError(path, f"is truncated: its header describes {position} bytes of tensor data but only "
-                                  f"{data_len} are there; the download or copy did not finish, get the file again")
-    if position < data_len:
-        raise LoraFileError(path, f"has {data_len - position} unexpected bytes after its tensor data; "
-                                  "the file is damaged, get it again")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        return LoraFileError(path, "has metadata that is not text -> text, which safetensors readers refuse; "
+                                   "re-save it with a tool that writes string metadata")
+    entries = {name: e for name, e in header.items() if isinstance(e, dict)}
+    if len(entries) < len(header) or any(len(e.get("data_offsets") or ()) != 2 for e in entries.values()):
+        name = next(n for n in header if n not in entries or len(header[n].get("data_offsets") or ()) != 2)
+        return LoraFileError(path, f"has a corrupt header entry for {name!r}; get the file again")
+    for name, entry in entries.items():
+        if entry.get("dtype") not in _READABLE_DTYPES:
+            return _dtype_error(path, name, entry.get("dtype"))
+    if "incomplete" in kind:
+        described = sum(math.prod(e.get("shape") or ()) * _READABLE_DTYPES[e["dtype"]] for e in entries.values())
+        data_len = size - 8 - header_len
+        if described > data_len:
+            return LoraFileError(path, f"is truncated: its header describes {described} bytes of tensor data but "
+                                       f"only {data_len} are there; the download or copy did not finish, get the "
+                                       "file again")
+        return LoraFileError(path, f"has {data_len - described} unexpected bytes after its tensor data; "
+                                   "the file is damaged, get it again")
+    if "offset" in kind and "shape" not in kind and "invalidinfo" not in kind:
+        return LoraFileError(path, "has a corrupt header: tensors overlap or leave gaps; get the file again")
+    if "shape" in kind or "invalidinfo" in kind:
+        return LoraFileError(path, "has a corrupt header: the size of a tensor does not match its shape")
+    return LoraFileError(path, f"is damaged ({error}); get the file again")
 
 
 def _read_header(path) -> dict:
-    """Check the whole header against the file; return its metadata."""
+    """Let safetensors check the whole header against the file; return its metadata."""
     size = _stat(path).st_size
-    raw, data_start = _read_header_bytes(path, size)
-    metadata, entries = _parse_header(path, raw)
-    if not entries:
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            dtypes = {name: handle.get_slice(name).get_dtype() for name in handle.keys()}
+    except SafetensorError as exc:
+        raise _explain(path, size, exc) from None
+    except OSError as exc:
+        raise LoraFileError(path, f"cannot be read ({exc.strerror})") from exc
+    if not dtypes:
         raise LoraFileError(path, "holds no tensors, so it is not a LoRA; get the file again")
-    _check_entries(path, entries, size - data_start)
+    for name, dtype in dtypes.items():
+        if dtype not in _READABLE_DTYPES:
+            raise _dtype_error(path, name, dtype)
     return metadata
 
 
@@ -222,6 +220,9 @@ class LoraFileCache:
     several nodes use in one run is read once and an edited file is read again.
 
     Callers get their own dicts; the tensors are shared and must be treated as read-only.
+    Not functools.lru_cache: that would keep every older version of an edited file (each one a
+    LoRA's worth of tensors) until it ages out; this drops a file's stale entry when it is re-read,
+    and does not cache a read that raced with a rewrite.
     """
 
     def __init__(self, max_entries: int = 8):

@@ -14,10 +14,11 @@ adds them.
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+from ..options import REQUIRED, option
 from .keys import ARCHITECTURES, UNET_ARCHITECTURES, check_arch
 
 MODELSPEC_VERSION = "1.0.0"
@@ -27,6 +28,8 @@ _MODELSPEC_ARCH = {
     "sdxl": "stable-diffusion-xl-v1-base",
     "sd3": "stable-diffusion-3-medium",
     "flux": "flux-1-dev",
+    "zimage": "z-image",  # no published ModelSpec id; ours
+    "wan": "wan-2.1-t2v",  # modelspec has no Wan id; this follows its naming
     "other": "unknown",
 }
 # Where each architecture's module names come from (what the file's keys follow).
@@ -36,68 +39,69 @@ _IMPLEMENTATION = {
     "sdxl": "https://github.com/Stability-AI/generative-models",
     "sd3": "https://github.com/Stability-AI/sd3.5",
     "flux": "https://github.com/black-forest-labs/flux",
+    "zimage": "https://github.com/Tongyi-MAI/Z-Image",
+    "wan": "https://github.com/Wan-Video/Wan2.1",
     "other": "https://github.com/comfyanonymous/ComfyUI",
 }
 # kohya's ss_base_model_version values; sd3 is ours (kohya writes the MMDiT variant there).
 _KOHYA_VERSION = {"sdxl": "sdxl_base_v1-0", "sd3": "sd3", "flux": "flux1"}
 
 
-def _help(text, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass
 class TrainingFacts:
     """What a finished training run knows about itself; `build_metadata` turns it into metadata."""
 
-    arch: str = _help(f"Architecture, one of {list(ARCHITECTURES)}.")
-    output_name: str = _help("The LoRA's name (file name without .safetensors).")
-    lookdev_version: str = _help("LookDev's version, e.g. '0.1.0'.")
-    network_dim: int = _help("LoRA rank.")
-    network_alpha: float = _help("LoRA alpha (scale = alpha / rank).")
-    steps: int = _help("Optimizer steps actually run.")
-    max_train_steps: int = _help("Steps the run was set up for.")
-    learning_rate: float = _help("Base learning rate.")
-    training_started_at: float = _help("Start time, Unix seconds.")
-    training_finished_at: float = _help("End (save) time, Unix seconds.")
-    unet_lr: float | None = _help("Diffusion-model learning rate, if different from learning_rate.", default=None)
-    text_encoder_lr: float | None = _help("Text-encoder learning rate; None when the text encoder is not trained.",
-                                          default=None)
-    network_module: str = _help("kohya network module that reads these tensors: 'networks.lora' for LoRA, "
-                                "'lycoris.kohya' for LoHa/LoKr/DoRA.", default="networks.lora")
-    network_args: dict = _help("kohya network args (e.g. {'algo': 'loha'}); written as JSON when not empty.",
-                               default_factory=dict)
-    optimizer: str = _help("Optimizer name, e.g. 'AdamW'.", default="AdamW")
-    lr_scheduler: str = _help("Learning-rate schedule name.", default="constant")
-    lr_warmup_steps: int = _help("Warm-up steps.", default=0)
-    seed: int = _help("Training seed.", default=0)
-    resolution: tuple = _help("Training resolution (width, height).", default=(512, 512))
-    num_train_images: int = _help("Images in the dataset (without repeats).", default=0)
-    batch_size: int = _help("Images per step.", default=1)
-    gradient_accumulation_steps: int = _help("Steps accumulated per optimizer step.", default=1)
-    gradient_checkpointing: bool = _help("Whether gradient checkpointing was on.", default=False)
-    mixed_precision: str = _help("'no', 'fp16' or 'bf16'.", default="bf16")
-    noise_offset: float | None = _help("Noise offset; None when off.", default=None)
-    min_snr_gamma: float | None = _help("Min-SNR gamma; None when off.", default=None)
-    caption_dropout_rate: float = _help("Share of steps trained with an empty caption.", default=0.0)
-    keep_tokens: int = _help("Leading caption tokens kept in place when shuffling.", default=0)
-    shuffle_caption: bool = _help("Whether caption tags were shuffled.", default=False)
-    v_prediction: bool = _help("True for v-prediction UNet models (SD2 768-v and similar).", default=False)
-    tag_frequency: dict = _help("{dataset folder: {tag: count}} over the captions.", default_factory=dict)
-    dataset_dirs: dict = _help("{dataset folder: {'n_repeats': int, 'img_count': int}}.", default_factory=dict)
-    training_comment: str = _help("Free text kept in ss_training_comment.", default="")
-    sd_model_name: str = _help("File name of the base model.", default="")
-    sd_model_hash: str = _help("sha256 of the base model file (ss_new_sd_model_hash); empty to leave out.",
-                               default="")
-    title: str = _help("Human title; empty = output_name.", default="")
-    description: str = _help("What the LoRA is for.", default="")
-    author: str = _help("Who made it.", default="")
-    trigger_words: list = _help("Words that call up the style in a prompt.", default_factory=list)
-    tags: list = _help("Search tags.", default_factory=list)
-    modelspec_architecture: str = _help("ModelSpec architecture id of the base model without '/lora' "
-                                        "(e.g. 'flux-1-schnell'); empty = the default for arch.", default="")
-    config: dict = _help("The full training config (JSON-serializable), kept in lookdev.config.",
-                         default_factory=dict)
+    arch: str = option(REQUIRED, f"Architecture, one of {list(ARCHITECTURES)}.")
+    output_name: str = option(REQUIRED, "The LoRA's name (file name without .safetensors).")
+    lookdev_version: str = option(REQUIRED, "LookDev's version, e.g. '0.1.0'.")
+    network_dim: int = option(REQUIRED, "LoRA rank.")
+    network_alpha: float = option(REQUIRED, "LoRA alpha (scale = alpha / rank).")
+    steps: int = option(REQUIRED, "Optimizer steps actually run.")
+    max_train_steps: int = option(REQUIRED, "Steps the run was set up for.")
+    learning_rate: float = option(REQUIRED, "Base learning rate.")
+    training_started_at: float = option(REQUIRED, "Start time, Unix seconds.")
+    training_finished_at: float = option(REQUIRED, "End (save) time, Unix seconds.")
+    unet_lr: float | None = option(None, "Diffusion-model learning rate, if different from learning_rate.")
+    text_encoder_lr: float | None = option(None, "Text-encoder learning rate; None when the text encoder is not "
+                                                 "trained.")
+    network_module: str = option("networks.lora", "kohya network module that reads these tensors: 'networks.lora' "
+                                                  "for LoRA, 'lycoris.kohya' for LoHa/LoKr/DoRA.")
+    network_args: dict = option(REQUIRED, "kohya network args (e.g. {'algo': 'loha'}); written as JSON when not "
+                                          "empty.", factory=dict)
+    optimizer: str = option("AdamW", "Optimizer name, e.g. 'AdamW'.")
+    lr_scheduler: str = option("constant", "Learning-rate schedule name.")
+    lr_warmup_steps: int = option(0, "Warm-up steps.")
+    seed: int = option(0, "Training seed.")
+    resolution: tuple = option((512, 512), "Training resolution (width, height).")
+    num_train_images: int = option(0, "Images in the dataset (without repeats).")
+    batch_size: int = option(1, "Images per step.")
+    gradient_accumulation_steps: int = option(1, "Steps accumulated per optimizer step.")
+    gradient_checkpointing: bool = option(False, "Whether gradient checkpointing was on.")
+    mixed_precision: str = option("bf16", "'no', 'fp16' or 'bf16'.")
+    noise_offset: float | None = option(None, "Noise offset; None when off.")
+    min_snr_gamma: float | None = option(None, "Min-SNR gamma; None when off.")
+    caption_dropout_rate: float = option(0.0, "Share of steps trained with an empty caption.")
+    keep_tokens: int = option(0, "Leading caption tokens kept in place when shuffling.")
+    shuffle_caption: bool = option(False, "Whether caption tags were shuffled.")
+    v_prediction: bool = option(False, "True for v-prediction UNet models (SD2 768-v and similar).")
+    tag_frequency: dict = option(REQUIRED, "{dataset folder name: {tag: count}} over the captions; keyed by the "
+                                           "folder's name as kohya writes it ('10_noir'), never a local path.",
+                                 factory=dict)
+    dataset_dirs: dict = option(REQUIRED, "{dataset folder name: {'n_repeats': int, 'img_count': int}}, keyed "
+                                          "like tag_frequency.", factory=dict)
+    training_comment: str = option("", "Free text kept in ss_training_comment.")
+    sd_model_name: str = option("", "File name of the base model (no folders); empty when unknown, and then "
+                                    "ss_sd_model_name is left out.")
+    sd_model_hash: str = option("", "sha256 of the base model file (ss_new_sd_model_hash); empty to leave out.")
+    title: str = option("", "Human title; empty = output_name.")
+    description: str = option("", "What the LoRA is for.")
+    author: str = option("", "Who made it.")
+    trigger_words: list = option(REQUIRED, "Words that call up the style in a prompt.", factory=list)
+    tags: list = option(REQUIRED, "Search tags.", factory=list)
+    modelspec_architecture: str = option("", "ModelSpec architecture id of the base model without '/lora' "
+                                             "(e.g. 'flux-1-schnell'); empty = the default for arch.")
+    config: dict = option(REQUIRED, "The full training config (JSON-serializable), kept in lookdev.config.",
+                          factory=dict)
 
     def __post_init__(self):
         check_arch(self.arch)
@@ -109,6 +113,13 @@ class TrainingFacts:
             raise ValueError(f"TrainingFacts.network_alpha must be positive, got {self.network_alpha}")
         if len(self.resolution) != 2 or min(self.resolution) < 1:
             raise ValueError(f"TrainingFacts.resolution must be (width, height), got {self.resolution!r}")
+        for what, folders in (("tag_frequency", self.tag_frequency), ("dataset_dirs", self.dataset_dirs)):
+            paths = [name for name in folders if not isinstance(name, str) or "/" in name or "\\" in name]
+            if paths:
+                raise ValueError(f"TrainingFacts.{what} is keyed by folder names, got the path {paths[0]!r}: "
+                                 "a shared LoRA must not carry local paths")
+        if "/" in self.sd_model_name or "\\" in self.sd_model_name:
+            raise ValueError(f"TrainingFacts.sd_model_name is a file name, got the path {self.sd_model_name!r}")
         if any(not isinstance(w, str) or not w.strip() for w in self.trigger_words):
             raise ValueError(f"TrainingFacts.trigger_words must be non-empty strings, got {self.trigger_words!r}")
 
@@ -162,7 +173,6 @@ def _kohya_fields(facts):
         "ss_gradient_accumulation_steps": facts.gradient_accumulation_steps,
         "ss_mixed_precision": facts.mixed_precision,
         "ss_training_comment": facts.training_comment,
-        "ss_sd_model_name": facts.sd_model_name,
     }
     out = {key: str(value) for key, value in fields.items()}  # kohya's format: "True", "None", "1e-05"
     out["ss_tag_frequency"] = _json("tag_frequency", facts.tag_frequency)
@@ -171,6 +181,8 @@ def _kohya_fields(facts):
         out["ss_network_args"] = _json("network_args", facts.network_args)
     if _base_model_version(facts):
         out["ss_base_model_version"] = _base_model_version(facts)
+    if facts.sd_model_name:  # unknown: left out, never "" (readers show an empty name as a model)
+        out["ss_sd_model_name"] = facts.sd_model_name
     if facts.sd_model_hash:
         out["ss_new_sd_model_hash"] = facts.sd_model_hash
     return out

@@ -28,11 +28,6 @@ _RATIO_SPELLING = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?::\s*(\d+(?:\.\d+)?)\s*)?
 MAX_SEED = 0xFFFF_FFFF_FFFF_FFFF  # ComfyUI's KSampler seed range is 0..2**64-1
 
 
-def aspect_choices():
-    """Preset names in menu order, for a node's combo input."""
-    return list(ASPECTS)
-
-
 def _aspect_help():
     return f"use one of {', '.join(ASPECTS)} (16:9, 4:3, 2.39:1 style spellings work too)"
 

@@ -9,10 +9,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ..fileio import write_image
+from ..pixels import to_pil
 from .shots import validate_shot_id
 
 LOOKDEV_KEY = "lookdev"
@@ -59,26 +59,6 @@ class FrameMeta:
             return cls(**values, size=tuple(data["size"]), loras=loras)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{source}: the lookdev metadata is incomplete or damaged ({exc})") from exc
-
-
-def to_pil(image):
-    """A PIL image from a PIL image, or one ComfyUI IMAGE ([H,W,C] or [1,H,W,C], floats 0..1)."""
-    if isinstance(image, Image.Image):
-        return image
-    if hasattr(image, "detach"):  # a torch tensor; torch itself is not needed here
-        image = image.detach().cpu().numpy()
-    array = np.asarray(image)
-    if array.ndim == 4:
-        if array.shape[0] != 1:
-            raise ValueError(f"got a batch of {array.shape[0]} images; save frames one at a time")
-        array = array[0]
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an image shaped [height, width, channels], got {list(array.shape)}")
-    if array.dtype != np.uint8:
-        # Truncated, not rounded: ComfyUI's SaveImage converts so, and a frame's pixels then equal the
-        # core KSampler + VAE Decode + Save Image file of the same shot.
-        array = np.clip(255.0 * array, 0, 255).astype(np.uint8)
-    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
 def save_frame_png(path, image, meta, prompt=None, extra_pnginfo=None, compress_level=4):

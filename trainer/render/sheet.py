@@ -133,20 +133,6 @@ def contact_sheet(frames, labels, descriptions, columns, title, cell_width=384, 
     return sheet
 
 
-def contact_sheet_pages(frames, labels, descriptions, columns, title, rows_per_page, cell_width=384, description_lines=3):
-    """Split a long sequence into sheets of `rows_per_page` rows, titled "title (page i/n)"."""
-    _check_int("rows_per_page", rows_per_page, 1)
-    per_page = columns * rows_per_page
-    starts = range(0, len(frames), per_page)
-    return [
-        contact_sheet(frames[start:start + per_page], labels[start:start + per_page],
-                      descriptions[start:start + per_page], columns,
-                      title if len(starts) == 1 else f"{title} (page {page}/{len(starts)})",
-                      cell_width, description_lines)
-        for page, start in enumerate(starts, start=1)
-    ]
-
-
 def save_sheet_png(path, sheet):
     """Write the sheet as PNG atomically (a crash never leaves half a file at `path`)."""
     write_image(path, sheet, "PNG")

@@ -2,16 +2,23 @@
 
 Text format, one shot per line, fields separated by "|" (all but the description optional):
 
-    ID | description | seed | aspect | negative
+    ID | description | seed | aspect | negative | duration | notes
 
 A line with no "|" is just a description. Blank lines and lines starting with "#" are skipped.
 Empty fields mean "not given": `| a wide shot | 42` gets an automatic id. Automatic ids follow the
 shot's position among the shot lines (shot_001, shot_002, ...), so give ids explicitly for a
-sequence you will edit.
+sequence you will edit. The duration is in seconds ("3", "2.5", "2.5s" or "1:30" for minutes and
+seconds), more than 0 and at most 10 minutes; a shot without one takes the shot list's default.
+Notes are free text for the editor (camera, motion, dialogue); they go into the animatic's slate,
+EDL comments and CSV, never into the prompt.
 
-CSV format: a header row naming some of the columns shot_id, description, seed, aspect, negative
-(any case; "Shot ID" works), description required; quoting as Excel writes it; a UTF-8 BOM is fine.
-Other columns (lens, notes, ...) are allowed and listed in `warnings`, since shot lists often
+CSV format: a header row naming some of the columns shot_id, description, seed, aspect, negative,
+duration, notes (any case; "Shot ID" works), description required; quoting as Excel writes it; a
+UTF-8 BOM is fine. Headers are matched as filmmakers write them: a unit in brackets is ignored
+("Duration (s)"), "Shot", "Shot #" and "Shot No" mean shot_id, "Dur", "Length", "Seconds" and
+"Time" mean duration. Several note columns ("Notes", "Camera", "Movement", "Dialogue", ...) are
+joined into the shot's notes, each but a plain "Notes" prefixed with its header ("Camera: dolly
+in"). Other columns (lens, ...) are allowed and listed in `warnings`, since shot lists often
 carry them; a misspelt column therefore shows up there, and a missing description is an error.
 
 Shot ids name the frame files, so they must be safe file names: letters, digits, "-", "_", ".",
@@ -32,9 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .framing import MAX_SEED, normalize_aspect
+from ..unicode_paths import on_disk
 
-CSV_COLUMNS = ("shot_id", "description", "seed", "aspect", "negative")
-TEXT_FIELDS = ("ID", "description", "seed", "aspect", "negative")
+CSV_COLUMNS = ("shot_id", "description", "seed", "aspect", "negative", "duration", "notes")
+TEXT_FIELDS = ("ID", "description", "seed", "aspect", "negative", "duration", "notes")
+MAX_DURATION = 600.0  # seconds; a longer "shot" is a typo (600 for 6.00) or a whole scene
+# CSV header spellings (after tidying: lower case, brackets dropped, other punctuation -> "_")
+COLUMN_ALIASES = {
+    "shot": "shot_id", "shot_no": "shot_id", "shot_number": "shot_id", "id": "shot_id",
+    "dur": "duration", "length": "duration", "seconds": "duration", "secs": "duration", "time": "duration",
+}
+NOTE_COLUMNS = ("notes", "note", "camera", "camera_movement", "movement", "motion", "dialogue", "dialog")
 
 _MAX_ID_LENGTH = 64
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -49,6 +64,10 @@ class Shot:
     aspect: str | None = field(default=None, metadata={"help": "Aspect preset name, or None for the storyboard's default."})
     negative: str | None = field(default=None, metadata={"help": "Extra negative prompt for this shot only."})
     line: int = field(default=0, metadata={"help": "Line of the source text or file the shot came from (1-based)."})
+    duration: float | None = field(default=None, metadata={"help": "Seconds the shot lasts in the animatic, or "
+                                                                    "None for the shot list's default."})
+    notes: str | None = field(default=None, metadata={"help": "Camera, motion or dialogue notes for the editor; "
+                                                              "not part of the prompt."})
 
 
 @dataclass(frozen=True)
@@ -116,16 +135,40 @@ def _parse_seed(text):
     return int(text)
 
 
+def parse_duration(text):
+    """Seconds from "3", "2.5", "2,5", "2.5s" or "1:30" (minutes:seconds); ValueError unless more than
+    0 and at most MAX_DURATION."""
+    cleaned = text.strip().lower().replace(",", ".")
+    minutes = re.fullmatch(r"(\d+):([0-5]?\d(?:\.\d+)?)", cleaned)
+    number = re.fullmatch(r"([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)\s*(?:s|sec|secs|seconds)?", cleaned)
+    if minutes:
+        seconds = int(minutes.group(1)) * 60 + float(minutes.group(2))
+    elif number:
+        seconds = float(number.group(1))
+    else:
+        raise ValueError(f"duration {text!r} is not a number of seconds (write e.g. 3, 2.5, 2.5s or 1:30)")
+    if seconds <= 0:
+        raise ValueError(f"duration {text!r} must be more than 0 seconds")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration {text!r} is longer than {MAX_DURATION / 60:g} minutes ({seconds:g} s); "
+                         "a shot that long is likely a typo; split a long take into shots")
+    return seconds
+
+
 def _read_fields(fields):
-    """(description, seed, aspect, negative, [problem messages]) from raw field texts keyed like CSV_COLUMNS."""
+    """(description, seed, aspect, negative, duration, notes, [problem messages]) from raw field texts keyed
+    like CSV_COLUMNS."""
     messages = []
     description = _tidy(fields.get("description", ""))
     if not description:
         messages.append("the description is empty")
     seed_text, aspect_text = fields.get("seed", "").strip(), fields.get("aspect", "").strip()
+    duration_text = fields.get("duration", "").strip()
     seed = _collect(messages, lambda: _parse_seed(seed_text)) if seed_text else None
     aspect = _collect(messages, lambda: normalize_aspect(aspect_text)) if aspect_text else None
-    return description, seed, aspect, _tidy(fields.get("negative", "")) or None, messages
+    duration = _collect(messages, lambda: parse_duration(duration_text)) if duration_text else None
+    return (description, seed, aspect, _tidy(fields.get("negative", "")) or None, duration,
+            _tidy(fields.get("notes", "")) or None, messages)
 
 
 def _collect(messages, check):
@@ -154,10 +197,10 @@ class _Collector:
             if first != line:
                 messages.append(f"shot id {shot_id!r}{'' if given else ' (automatic id)'} is already used on "
                                 f"line {first}; frames are saved by shot id, so each id must be unique")
-        description, seed, aspect, negative, field_messages = _read_fields(fields)
+        description, seed, aspect, negative, duration, notes, field_messages = _read_fields(fields)
         messages += field_messages
         if not messages:
-            self.result.shots.append(Shot(shot_id, description, seed, aspect, negative, line))
+            self.result.shots.append(Shot(shot_id, description, seed, aspect, negative, line, duration, notes))
         self.problem(line, *messages)
 
     def problem(self, line, *messages):
@@ -170,7 +213,7 @@ class _Collector:
 
 
 def parse_shot_text(text, source="shot list"):
-    """Parse the multiline "ID | description | seed | aspect | negative" format (module doc)."""
+    """Parse the multiline "ID | description | seed | aspect | negative | duration | notes" format (module doc)."""
     collector = _Collector(source)
     for number, raw in enumerate(re.split(r"\r\n|\r|\n", text.lstrip("\ufeff")), start=1):
         stripped = raw.strip()
@@ -212,9 +255,18 @@ def parse_shot_csv(text_or_path, source=None):
     return collector.finish("add a row per shot below the header")
 
 
+def column_name(cell):
+    """The CSV_COLUMNS name a header cell stands for ("Duration (s)" -> "duration", "Shot #" -> "shot_id"),
+    "notes" for any note column, else the tidied cell text."""
+    tidy = re.sub(r"[^a-z0-9]+", "_", re.sub(r"\(.*?\)|\[.*?\]", "", cell.strip().lower())).strip("_")
+    if tidy in NOTE_COLUMNS:
+        return "notes"
+    return COLUMN_ALIASES.get(tidy, tidy)
+
+
 def _read_header(collector, line, row):
     """Column names from the header row, or None (with a problem reported) if unusable."""
-    names = [re.sub(r"[\s-]+", "_", cell.strip().lower()) for cell in row]
+    names = [column_name(cell) for cell in row]
     if "description" not in names:
         found = ", ".join(repr(cell.strip()) for cell in row)
         hint = next((f"; the file seems to use {sep!r} between columns, save it comma-separated"
@@ -226,9 +278,17 @@ def _read_header(collector, line, row):
         if name and name not in CSV_COLUMNS:
             collector.result.warnings.append(ShotProblem(
                 line, f"column {cell.strip()!r} is not used; LookDev reads {', '.join(CSV_COLUMNS)}"))
-    for name in sorted({name for name in names if name and names.count(name) > 1}):
+    for name in sorted({name for name in names if name and name != "notes" and names.count(name) > 1}):
         collector.problem(line, f"column {name!r} appears more than once in the header")
-    return names
+    return _Columns(names, row)
+
+
+class _Columns(list):
+    """The header's column names, remembering each cell as written (notes are prefixed with it)."""
+
+    def __init__(self, names, headers):
+        super().__init__(names)
+        self.headers = [header.strip() for header in headers]
 
 
 def _add_csv_row(collector, line, columns, row):
@@ -237,7 +297,12 @@ def _add_csv_row(collector, line, columns, row):
         collector.problem(line, f"too many fields ({len(row)}) for the {len(columns)} header columns; "
                                 "put a description containing commas in double quotes")
         return
-    collector.add(line, {name: cell for name, cell in zip(columns, row) if name in CSV_COLUMNS})
+    fields = {name: cell for name, cell in zip(columns, row) if name in CSV_COLUMNS and name != "notes"}
+    notes = [(header, cell.strip()) for header, name, cell in zip(columns.headers, columns, row)
+             if name == "notes" and cell.strip()]
+    fields["notes"] = "; ".join(text if header.lower() in ("notes", "note") else f"{header}: {text}"
+                                for header, text in notes)
+    collector.add(line, fields)
 
 
 def _read_text(path):
@@ -262,6 +327,7 @@ def shot_file_path(input_dir, name):
         if not target.is_relative_to(root):
             raise ValueError(f"shots_file {text!r} leads outside ComfyUI's input folder {root}; move the file "
                              "into the input folder or give its absolute path")
+    target = on_disk(target)  # a name typed in NFC finds the file stored in NFD, and back
     if target.is_dir():
         raise ValueError(f"shots_file {text!r} is a folder; name the .csv or text file in it")
     if target.exists() and not target.is_file():  # reading a named pipe would wait forever
@@ -279,10 +345,12 @@ def load_shot_file(path):
 
 
 def format_shot_line(shot):
-    """The one-line "ID | description | seed | aspect[ | negative]" text for `shot` (parses back to it)."""
-    fields = [shot.shot_id, shot.description, "" if shot.seed is None else str(shot.seed), shot.aspect or ""]
-    if shot.negative:
-        fields.append(shot.negative)
+    """The one-line "ID | description | seed | aspect[ | negative[ | duration[ | notes]]]" text for `shot`
+    (parses back to it)."""
+    fields = [shot.shot_id, shot.description, "" if shot.seed is None else str(shot.seed), shot.aspect or "",
+              shot.negative or "", "" if shot.duration is None else str(shot.duration), shot.notes or ""]
+    while len(fields) > 4 and not fields[-1]:
+        fields.pop()
     for name, value in zip(TEXT_FIELDS, fields):
         if "|" in value or "\n" in value or "\r" in value:
             raise ValueError(f"shot {shot.shot_id!r} (line {shot.line}): its {name} contains '|' or a line "

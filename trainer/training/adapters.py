@@ -1,12 +1,25 @@
 """peft adapters on the activation path of a frozen model, without touching the model.
 
-peft wraps modules in place. To keep the user's model object untouched, peft wraps *proxies*
-instead: one flat ModuleDict (the "shadow"), one proxy per target layer, sharing the real layer's
-weight tensors (no copy). A forward hook on each real layer hands its output to the proxy and
-runs the peft wrapper, which returns output + adapter delta; for plain LoRA the hook adds the
-delta from the wrapper's own weights itself, skipping peft's per-call bookkeeping. The real layer
-computes once; the model's modules, state dict and ComfyUI's weight patching stay exactly as
-they were, and removing the hooks restores the untouched model.
+Why the activation path. LookDev trains on the MODEL the graph hands it, which other branches
+of the same graph also sample with. Patching its weights (W + B·A, as ComfyUI's native trainer
+does) would change what those branches render and would rebuild every adapted weight on every
+forward. Instead a forward hook on each target layer adds the adapter's output to the layer's
+output: the model's modules, state dict and weights stay bit-identical, ComfyUI's own weight
+patches (other LoRAs) still apply underneath, and removing the hooks restores the model.
+
+How. peft wraps modules in place, so it wraps *proxies*: one flat ModuleDict (the "shadow"),
+one proxy per target layer sharing the real layer's weight tensors (no copy). The real layer
+computes once; its hook hands the output to the proxy (which returns it as its own "base layer"
+result) and runs the peft wrapper, which returns output + adapter delta. Adapter state is
+peft's own (`get_peft_model_state_dict` / `set_peft_model_state_dict` on the shadow).
+
+The fast path. For plain LoRA the hook adds scale · B(A(dropout(x))) from the wrapper's own
+modules itself: peft's arithmetic without its per-call bookkeeping, which on a small model is a
+large share of the step. Under CUDA autocast the branch runs in the compute dtype, as peft's
+does, without peft's fp32 round trip of the input. Under CPU autocast it runs in fp32: at rank
+8-32 a bf16 matmul or convolution there costs several times its fp32 twin (casts and oneDNN
+reorders around very little arithmetic), and the base layer's output stays bf16. DoRA, LoHa and
+LoKr run through peft's forward.
 """
 
 import contextlib
@@ -59,10 +72,6 @@ class ProxyConv2d(_StashMixin, nn.Conv2d):
                  "groups", "padding_mode", "transposed", "output_padding", "_reversed_padding_repeated_twice")
 
 
-def supported_layer(module):
-    return isinstance(module, (nn.Linear, nn.Conv2d))
-
-
 @dataclass(frozen=True)
 class AdapterSpec:
     algorithm: str = "lora"
@@ -104,14 +113,8 @@ def _autocast_enabled(device_type):
 
 
 def _plain_lora_hook(wrapper):
-    """A forward hook adding plain LoRA's update, scale * B(A(dropout(x))), straight from the
-    peft wrapper's own modules: peft's arithmetic without its per-call bookkeeping, which on a
-    small model is a large share of the step. Under CUDA autocast the branch runs in the compute
-    dtype, as peft's does, without peft's fp32 round trip of the input. Under CPU autocast it
-    runs in fp32: at rank 8-32 a bf16 matmul or convolution there costs several times its fp32
-    twin (casts and oneDNN reorders around very little arithmetic), and the base layer's
-    output stays bf16. None for every other algorithm (DoRA, LoHa, LoKr), which run through
-    peft's forward."""
+    """The fast path's forward hook for a plain LoRA wrapper (see the module docstring); None
+    for every other algorithm."""
     import peft
 
     if not isinstance(wrapper, peft.tuners.lora.LoraLayer) or wrapper.lora_variant or list(wrapper.lora_A) != ["default"]:
@@ -239,21 +242,36 @@ class AdapterSet(nn.Module):
         return _plain_lora_hook(wrapper) or _peft_hook(wrapper)
 
     def adapter_state(self):
-        """{adapter name: {peft parameter name: tensor}} detached copies, for saving."""
+        """{adapter name: {peft state-dict name: tensor}} detached copies, for saving: peft's
+        get_peft_model_state_dict, grouped by layer."""
+        import peft
+
         state = {}
-        for name, pname, param in self.named_trainable():
-            state.setdefault(name, {})[pname] = param.detach().clone()
+        for key, value in peft.get_peft_model_state_dict(self.shadow).items():
+            name, _, pname = key.partition(".")
+            state.setdefault(name, {})[pname] = value.detach().clone()
         return state
 
     @torch.no_grad()
     def load_adapter_state(self, state):
-        own = {(name, pname): param for name, pname, param in self.named_trainable()}
-        missing = [f"{n}.{p}" for (n, p) in own if p not in state.get(n, {})]
+        """Load adapter_state()'s format (names of older checkpoints too) with peft's
+        set_peft_model_state_dict, after checking every tensor is there in its shape."""
+        import peft
+
+        given = {f"{name}.{peft_name(pname)}": value for name, params in state.items() for pname, value in params.items()}
+        own = peft.get_peft_model_state_dict(self.shadow)
+        missing = [key for key in own if key not in given]
         if missing:
             raise ValueError(f"checkpoint lacks adapter tensors, e.g. {missing[:3]}")
-        for (name, pname), param in own.items():
-            value = state[name][pname]
-            if tuple(value.shape) != tuple(param.shape):
-                raise ValueError(f"checkpoint tensor {name}.{pname} has shape {tuple(value.shape)}, "
+        for key, param in own.items():
+            if tuple(given[key].shape) != tuple(param.shape):
+                raise ValueError(f"checkpoint tensor {key} has shape {tuple(given[key].shape)}, "
                                  f"this network needs {tuple(param.shape)}")
-            param.copy_(value.to(param.dtype))
+        peft.set_peft_model_state_dict(self.shadow, {key: given[key] for key in own})
+
+
+def peft_name(pname):
+    """peft's state-dict name of an adapter tensor, also for the parameter names LookDev 0.1
+    checkpoints stored ("lora_A.default.weight" -> "lora_A.weight")."""
+    name = pname.replace(".default", "")
+    return "lora_magnitude_vector" if name == "lora_magnitude_vector.weight" else name

@@ -25,8 +25,9 @@ class Denoiser(Protocol):
     sigma_data: float
     device: torch.device
 
-    def sigmas(self, u: torch.Tensor) -> torch.Tensor:
-        """Noise levels for schedule fractions u in (0, 1)."""
+    def sigmas(self, u: torch.Tensor, latent_shape=None) -> torch.Tensor:
+        """Noise levels for schedule fractions u in (0, 1); `latent_shape`, when given, is the
+        batch's, for families whose training shifts the schedule by image size (Flux.1 dev)."""
 
     def noise_scaling(self, sigma, noise, x0) -> torch.Tensor:
         """The noisy latent at `sigma`."""
@@ -42,7 +43,8 @@ class TrainHooks:
     """Callbacks from the loop. The defaults do nothing."""
 
     def check_cancel(self):
-        """Raise to stop training; called at each step boundary."""
+        """Raise to stop training; called at each step boundary. Any hook (and the denoiser) may
+        raise too: train() then checkpoints the last completed step and re-raises."""
 
     def on_step(self, report):
         pass
@@ -85,10 +87,13 @@ class TrainResult:
         return self.snapshot.losses
 
 
-def train(config, denoiser, adapters, examples, hooks=None, resume=None, network=None):
+def train(config, denoiser, adapters, examples, hooks=None, resume=None, recipe=None):
     """Train `adapters` for `config.steps` optimizer steps; `resume` is a state.Snapshot.
 
-    `network` describes what a checkpoint must match to be resumed (default: the config's)."""
+    `recipe` is stored in each checkpoint (state.recipe). If anything raises once a step is done
+    (ComfyUI's Cancel arrives inside a layer's forward, a progress hook or a validation render), the
+    last completed step goes to `hooks.on_checkpoint` before the exception travels on, whatever
+    save_every is, so the next run resumes from exactly there."""
     hooks = hooks or TrainHooks()
     params = adapters.trainable_parameters()
     optimizer = OPTIMIZERS[config.optimizer][0](params, config.learning_rate, config.weight_decay)
@@ -97,7 +102,7 @@ def train(config, denoiser, adapters, examples, hooks=None, resume=None, network
         adapters.load_adapter_state(resume.adapter_state)
         optimizer.load_state_dict(resume.optimizer_state)
         start, losses, lrs = resume.step, list(resume.losses), list(resume.lrs)
-    last_saved = start if resume is not None else None
+    saved = start  # the step of the newest checkpoint on disk (the resumed one counts)
 
     plan = BatchPlan(examples, config.batch_size, config.seed)
     conds = denoiser.encode_captions(all_captions(examples))
@@ -107,56 +112,59 @@ def train(config, denoiser, adapters, examples, hooks=None, resume=None, network
 
     def snapshot(step):
         return Snapshot(step=step, adapter_state=adapters.adapter_state(), optimizer_state=optimizer.state_dict(),
-                        losses=list(losses), lrs=list(lrs), config=config.to_dict(),
-                        network=network or config.network_signature())
+                        losses=list(losses), lrs=list(lrs), config=config.to_dict(), recipe=recipe or {})
 
-    for step in range(start, config.steps):
-        try:
+    done = start  # steps whose update is in the adapters and the optimizer
+    try:
+        for step in range(start, config.steps):
             hooks.check_cancel()
-        except BaseException:
-            # Cancelled between steps: leave a checkpoint the next run resumes from.
-            if step > start and _finite(params):
-                hooks.on_checkpoint(snapshot(step))
-            raise
-        step_began = time.perf_counter()
-        lr = config.learning_rate * lr_multiplier(config.schedule, step, config.steps, config.warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+            step_began = time.perf_counter()
+            lr = config.learning_rate * lr_multiplier(config.schedule, step, config.steps, config.warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
-        step_loss = 0.0
-        for micro in range(config.grad_accum):
-            micro_step = step * config.grad_accum + micro
-            loss = _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_step)
-            if not math.isfinite(loss.item()):
-                raise _diverged(f"the loss became {loss.item()}", step + 1, lr, config, last_saved)
-            (loss / config.grad_accum).backward()
-            step_loss += loss.item() / config.grad_accum
+            step_loss = 0.0
+            for micro in range(config.grad_accum):
+                micro_step = step * config.grad_accum + micro
+                loss = _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_step)
+                if not math.isfinite(loss.item()):
+                    raise _diverged(f"the loss became {loss.item()}", step + 1, lr, config, saved)
+                (loss / config.grad_accum).backward()
+                step_loss += loss.item() / config.grad_accum
 
-        if config.max_grad_norm > 0:
-            norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
-            if not math.isfinite(norm):  # clipping would turn every weight into NaN
-                raise _diverged(f"the gradients became {norm}", step + 1, lr, config, last_saved)
-        optimizer.step()
+            if config.max_grad_norm > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm).item()
+                if not math.isfinite(norm):  # clipping would turn every weight into NaN
+                    raise _diverged(f"the gradients became {norm}", step + 1, lr, config, saved)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(step_loss)
+            lrs.append(lr)
+            done = step + 1
+            # A finite loss can still leave inf/NaN weights (overflowing gradients, no clipping): never
+            # checkpoint or return them, so no NaN LoRA is saved over a good one.
+            if (config.save_every and done % config.save_every == 0) or done == config.steps:
+                if not _finite(params):
+                    raise _diverged("the adapter weights became inf or NaN", done, lr, config, saved)
+
+            now = time.perf_counter()
+            per_step = (now - began) / (done - start)
+            hooks.on_step(StepReport(step=done, total=config.steps, loss=step_loss, loss_smooth=smooth.add(step_loss),
+                                     lr=lr, seconds=now - step_began, elapsed=now - began,
+                                     eta=per_step * (config.steps - done)))
+            if config.save_every and done % config.save_every == 0 and done < config.steps:
+                hooks.on_checkpoint(snapshot(done))
+                saved = done
+            if config.validate_every and done % config.validate_every == 0 and done < config.steps:
+                hooks.on_validate(done)
+    except NonFiniteLoss:
+        raise
+    except BaseException:
+        # Gradients of an unfinished step are dropped; the adapters and optimizer hold step `done`.
         optimizer.zero_grad(set_to_none=True)
-        # A finite loss can still leave inf/NaN weights (overflowing gradients, no clipping): never
-        # checkpoint or return them, so no NaN LoRA is saved over a good one.
-        if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == config.steps:
-            if not _finite(params):
-                raise _diverged("the adapter weights became inf or NaN", step + 1, lr, config, last_saved)
-
-        losses.append(step_loss)
-        lrs.append(lr)
-        now = time.perf_counter()
-        done = step + 1
-        per_step = (now - began) / (done - start)
-        hooks.on_step(StepReport(step=done, total=config.steps, loss=step_loss, loss_smooth=smooth.add(step_loss),
-                                 lr=lr, seconds=now - step_began, elapsed=now - began,
-                                 eta=per_step * (config.steps - done)))
-        if config.save_every and done % config.save_every == 0 and done < config.steps:
+        if done > saved and _finite(params):
             hooks.on_checkpoint(snapshot(done))
-            last_saved = done
-        if config.validate_every and done % config.validate_every == 0 and done < config.steps:
-            hooks.on_validate(done)
+        raise
 
     return TrainResult(snapshot=snapshot(max(start, config.steps)), resumed_from=start, seconds=time.perf_counter() - began)
 
@@ -178,7 +186,7 @@ def _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_st
     gen = step_generator(config.seed, micro_step)
     u = sample_u(len(indices), gen).clamp(1e-3, 1.0 - 1e-3)
     noise = objective.sample_noise(tuple(x0.shape), gen, config.noise_offset).to(x0.device, x0.dtype)
-    sigma = denoiser.sigmas(u.to(x0.device))
+    sigma = denoiser.sigmas(u.to(x0.device), tuple(x0.shape))
     x_noisy = denoiser.noise_scaling(sigma, noise, x0)
     captions = [caption_for(examples[i], i, config.seed, micro_step, config.caption_dropout) for i in indices]
     # Adapter dropout draws from torch's global RNG: seed it per micro-step for resumability.

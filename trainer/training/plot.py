@@ -1,8 +1,9 @@
 """The loss-curve image the trainer outputs: raw loss, smoothed loss and learning rate."""
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from ..pixels import image_tensor
 
 BACKGROUND = (24, 24, 28)
 GRID = (60, 60, 68)
@@ -75,8 +76,4 @@ def loss_curve_image(losses, lrs, title="", width=768, height=384):
     for offset, (label, color) in enumerate((("loss", RAW), ("smoothed", SMOOTH), ("learning rate", LR))):
         draw.line([legend_x + offset * 85, 16, legend_x + offset * 85 + 16, 16], fill=color, width=3)
         draw.text((legend_x + offset * 85 + 20, 9), label, fill=TEXT, font=small)
-    return _to_tensor(img)
-
-
-def _to_tensor(img):
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
+    return image_tensor(img)

@@ -8,6 +8,7 @@ checkpoint (truncated, foreign, a renamed pickle) is never loaded: scan_checkpoi
 the reason, and resuming falls back to the newest readable checkpoint, or to a fresh start.
 """
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class Snapshot:
     losses: list
     lrs: list
     config: dict
-    network: dict  # TrainConfig.network_signature()
+    recipe: dict  # recipe(): what a run must share with this checkpoint to continue it
     saved_at: float = field(default_factory=time.time)
 
 
@@ -50,7 +51,7 @@ def save_checkpoint(path, snap):
     tensors["history/loss"] = torch.tensor(snap.losses, dtype=torch.float64)
     tensors["history/lr"] = torch.tensor(snap.lrs, dtype=torch.float64)
     header = {"format": FORMAT, "step": snap.step, "saved_at": snap.saved_at, "config": snap.config,
-              "network": snap.network, "optimizer": optim_json}
+              "recipe": snap.recipe, "optimizer": optim_json}
     return write_safetensors(path, tensors, metadata={"lookdev.checkpoint": json.dumps(header)})
 
 
@@ -76,7 +77,7 @@ def _header(path):
         return None, "its checkpoint data is not valid JSON"
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         return None, f"not a {FORMAT} checkpoint"
-    kinds = {"step": int, "saved_at": (int, float), "config": dict, "network": dict, "optimizer": dict}
+    kinds = {"step": int, "saved_at": (int, float), "config": dict, "optimizer": dict}
     bad = [key for key, kind in kinds.items() if not isinstance(header.get(key), kind)]
     optimizer = header.get("optimizer")
     if not bad and not (isinstance(optimizer.get("param_groups"), list) and isinstance(optimizer.get("state"), dict)):
@@ -118,7 +119,51 @@ def load_checkpoint(path):
         raise ValueError(f"{path} is not a readable LookDev checkpoint: bad optimizer entry ({exc})") from exc
     return Snapshot(step=header["step"], adapter_state=adapter_state, optimizer_state=optimizer_state,
                     losses=tensors["history/loss"].tolist(), lrs=tensors["history/lr"].tolist(),
-                    config=header["config"], network=header["network"], saved_at=header["saved_at"])
+                    config=header["config"], recipe=header.get("recipe") or {}, saved_at=header["saved_at"])
+
+
+# The settings that change the trained weights. Left out on purpose: steps (a run may continue
+# past the old total), and what only changes files or previews (name, trigger, save_every,
+# validation_*, save_dtype, resume) or memory use (gradient_checkpointing).
+RECIPE_FIELDS = ("seed", "learning_rate", "schedule", "warmup_steps", "optimizer", "weight_decay", "max_grad_norm",
+                 "algorithm", "rank", "alpha", "adapter_dropout", "targets", "batch_size", "grad_accum", "dtype",
+                 "timestep_sampling", "loss", "noise_offset", "min_snr_gamma", "caption_dropout",
+                 "shuffle_captions", "keep_tokens", "caption_variants")
+
+
+def dataset_digest(dataset):
+    """sha256 of what the trainer reads from a dataset, in order: each image's cropped pixels
+    (its content hash), bucket (so the resolution), caption and repeats."""
+    digest = hashlib.sha256()
+    for sample in dataset.samples:
+        digest.update(json.dumps([sample.content_hash, list(sample.bucket), sample.caption, sample.repeats]).encode())
+    return digest.hexdigest()
+
+
+def recipe(config, dataset, arch):
+    """Everything that makes two runs of the same name train different weights."""
+    return {**{name: getattr(config, name) for name in RECIPE_FIELDS}, "architecture": arch,
+            "dataset": dataset_digest(dataset)}
+
+
+def recipe_id(recipe):
+    """A short digest of a recipe, stored in each LoRA so a later run can tell its own files."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def recipe_differences(old, new):
+    """Lines naming each setting in which recipe `new` differs from a checkpoint's `old`."""
+    if not old:
+        return ["the checkpoint was made by an older LookDev that did not record its settings"]
+    lines = []
+    for key in new:
+        if old.get(key) == new[key]:
+            continue
+        if key == "dataset":
+            lines.append("dataset: its images, captions, repeats or resolution differ from the checkpoint's")
+        else:
+            lines.append(f"{key}: {old.get(key)!r} in the checkpoint, {new[key]!r} now")
+    return lines
 
 
 def scan_checkpoints(folder):

@@ -11,6 +11,8 @@ UNets (SD1.x/2.x/SDXL), SD3's MMDiT and Flux.
   B-LoRA's SDXL block.
 - SD3 (MMDiT): image-stream (`x_block`) layers of the second half of the joint blocks.
 - Flux: the single-stream blocks, where community style LoRAs concentrate.
+- Z-Image: the second half of the main `layers` (after the refiners), as for SD3.
+- Wan 2.x: not defined (no published style/content split for video DiTs); see _WAN below.
 A heuristic outside SDXL: if a look does not take, train "attention + feed-forward".
 """
 
@@ -19,7 +21,10 @@ import re
 TARGET_PRESETS = {
     "attention": "Attention projections (q, k, v, out) only: small files, strong style transfer.",
     "attention + feed-forward": "Attention and feed-forward layers: more capacity for texture and brushwork.",
-    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file.",
+    "all linear and conv": "Every linear and convolution layer (LoCon-style): most capacity, largest file. "
+                           "kohya's networks.lora does not resume it whole: its network_weights loading "
+                           "skips the conv_in, conv_out and time_embedding layers (and SDXL's "
+                           "add_embedding), which it never trains.",
     "style blocks": "Only the blocks that carry style (B-LoRA for SDXL; see docs per architecture): "
                     "learns the look while leaving composition and content alone.",
 }
@@ -48,6 +53,22 @@ def _feed_forward(path):
     return bool(_FF_SEGMENT.search(path)) or bool(_FLUX_SINGLE_LINEAR.match(path))
 
 
+# Wan 2.x transformer blocks (comfy/ldm/wan/model.py): self_attn / cross_attn q, k, v, o and the
+# feed-forward ffn.0 / ffn.2, every Linear of a block: what musubi-tuner's Wan LoRAs train. Wan's
+# attention segment names differ from the UNet/MMDiT ones above, so they have their own rule.
+_WAN_ATTN = re.compile(r"^blocks\.\d+\.(self_attn|cross_attn)\.(q|k|v|o)$")
+_WAN_FFN = re.compile(r"^blocks\.\d+\.ffn\.\d+$")
+
+
+def _wan_paths(preset, linear_paths):
+    if preset == "attention":
+        return [p for p in linear_paths if _WAN_ATTN.match(p)]
+    if preset == "attention + feed-forward":
+        return [p for p in linear_paths if _WAN_ATTN.match(p) or _WAN_FFN.match(p)]
+    raise ValueError("the 'style blocks' preset has no definition for Wan models (no published split of "
+                     "style and content blocks); choose 'attention' or 'attention + feed-forward'")
+
+
 def _style_paths(arch, linear_paths):
     if arch == "sdxl":
         chosen = [p for p in linear_paths if p.startswith("output_blocks.1.1.")]
@@ -70,6 +91,10 @@ def _style_paths(arch, linear_paths):
                 if p.startswith("joint_blocks.") and int(p.split(".")[1]) >= half and ".x_block." in p]
     if arch == "flux":
         return [p for p in linear_paths if p.startswith("single_blocks.")]
+    if arch == "zimage":  # heuristic, as for SD3: the second half of the main layers
+        depths = sorted({int(p.split(".")[1]) for p in linear_paths if p.startswith("layers.")})
+        half = depths[len(depths) // 2] if depths else 0
+        return [p for p in linear_paths if p.startswith("layers.") and int(p.split(".")[1]) >= half]
     raise ValueError(f"the 'style blocks' preset has no definition for architecture {arch!r}; "
                      "choose 'attention' or 'attention + feed-forward'")
 
@@ -84,7 +109,9 @@ def select_targets(named_modules, arch, preset):
         chosen = [path for path, module in modules if _is_linear_or_conv(module)]
     else:
         linear = [path for path, module in modules if _is_linear(module)]
-        if preset == "attention":
+        if arch == "wan":
+            chosen = _wan_paths(preset, linear)
+        elif preset == "attention":
             chosen = [p for p in linear if _attention(p)]
         elif preset == "attention + feed-forward":
             chosen = [p for p in linear if _attention(p) or _feed_forward(p)]

@@ -1,0 +1,387 @@
+"""Flux.1 dev (distilled guidance), Flux.1 schnell, Chroma and Z-Image end to end through ComfyUI's
+executor on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the
+saved file, core LoraLoader, Apply LoRA and Storyboard Render. A family whose model class this
+ComfyUI lacks is skipped, naming the class."""
+
+import json
+import logging
+import time
+
+import pytest
+import safetensors
+import torch
+
+from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
+from test_train_node import _eval_loss, _scene
+
+FLUX = ("flux_dev", "flux_schnell", "chroma")
+FAMILY = (*FLUX, "zimage")
+MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma", "zimage": "z-image"}
+LOOKDEV_ARCH = {"flux_dev": "flux", "flux_schnell": "flux", "chroma": "flux", "zimage": "zimage"}
+
+
+def _missing(arch):
+    """Why this ComfyUI cannot build the family (its model class is absent), or ''."""
+    import comfy_host
+
+    tiny = comfy_host.tiny_models_module()
+    if arch not in tiny.MODEL_CLASS:
+        return ""
+    try:
+        tiny.model_class(arch)
+    except tiny.MissingModelClass as exc:
+        return str(exc)
+    return ""
+
+
+def _need(arch):
+    if _missing(arch):
+        pytest.skip(_missing(arch))
+TRIGGER = "lkdv noir"
+CAPTION = "a figure in an alley"
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(comfy):
+    folder = comfy.input_dir / "flux_noir"
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        for i in range(3):
+            _scene(i, 128).save(folder / f"alley_{i}.png")
+            (folder / f"alley_{i}.txt").write_text(f"{CAPTION}, rain, lamp {i}")
+    return "flux_noir"
+
+
+def train_prompt(arch, name, **settings):
+    inputs = {"model": ["1", 0], "clip": ["1", 1], "vae": ["1", 2], "dataset": ["2", 0], "name": name,
+              "steps": 24, "learning_rate": 3e-3, "rank": 8, "alpha": 8.0, "batch_size": 2,
+              "targets": "attention + feed-forward", "seed": 7, "timestep_sampling": "logit-normal",
+              "caption_dropout": 0.0, "save_dtype": "fp32"}
+    inputs.update(settings)
+    return {
+        "1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+        "2": {"class_type": "LookDevLoadDataset", "inputs": {
+            "folder": "flux_noir", "trigger": TRIGGER, "resolution": "custom", "custom_resolution": 128,
+            "no_upscale": False, "repeats": 1, "recursive": True, "caption_extension": "txt"}},
+        "3": {"class_type": "LookDevTrainStyleLoRA", "inputs": inputs},
+        "4": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 0], "label": f"{name}_model"}},
+        "5": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["3", 2], "label": f"{name}_path"}},
+        "6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": f"{name}_data"}},
+    }
+
+
+# Per-family training settings over train_prompt's; Z-Image's schedule (shift 3) puts most
+# steps at high noise, where the loss moves slowly, so it gets more steps.
+RUN_SETTINGS = {"zimage": {"steps": 48, "learning_rate": 5e-3}}
+
+
+class _Runs(dict):
+    """One training run per family (validation renders on), made when a test first asks for it."""
+
+    def __init__(self, comfy):
+        super().__init__()
+        self.comfy = comfy
+
+    def __missing__(self, arch):
+        comfy, name = self.comfy, f"noir_{arch}"
+        began = time.perf_counter()
+        result = comfy.run(train_prompt(arch, name, **self.settings(arch)), fresh=True)
+        seconds = time.perf_counter() - began
+        base = comfy.tiny_bundle(arch)
+        samples = comfy.captured[f"{name}_data"].samples
+        run = {"name": name, "result": result, "seconds": seconds, "path": comfy.captured[f"{name}_path"],
+               "before": _eval_loss(base.model, base.clip, base.vae, samples),
+               "after": _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples)}
+        print(f"{arch}: {result.ui['3']['text'][0].splitlines()[1]}; run with validation renders {seconds:.1f}s; "
+              f"eval loss {run['before']:.4f} -> {run['after']:.4f}")
+        self[arch] = run
+        return run
+
+    @staticmethod
+    def settings(arch):
+        return {"validate_every": 12, "validation_prompts": f"{TRIGGER}, a pier", "validation_steps": 2,
+                "validation_size": 64, **RUN_SETTINGS.get(arch, {})}
+
+
+@pytest.fixture(scope="module")
+def trained(comfy, dataset_dir):
+    return _Runs(comfy)
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_training_lowers_the_evaluation_loss(trained, arch):
+    _need(arch)
+    run = trained[arch]
+    assert run["after"] < 0.8 * run["before"], (run["before"], run["after"])
+    previews = run["result"].events_named("lookdev.train.preview")
+    steps = RUN_SETTINGS.get(arch, {}).get("steps", 24)
+    assert [p["step"] for p in previews] == list(range(12, steps, 12))  # validation renders while training
+    assert run["result"].ui["3"]["images"]  # and the final one on the node
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_file_has_kohya_names_and_the_family_metadata(trained, arch):
+    _need(arch)
+    with safetensors.safe_open(trained[arch]["path"], framework="pt") as handle:
+        keys, meta = list(handle.keys()), handle.metadata()
+    modules = {key.split(".")[0] for key in keys}
+    print(f"{arch}: {len(keys)} tensors in the file")
+    assert meta["modelspec.architecture"] == f"{MODELSPEC[arch]}/lora"
+    assert meta["lookdev.architecture"] == LOOKDEV_ARCH[arch] and "modelspec.prediction_type" not in meta
+    if arch == "zimage":
+        assert {"lora_unet_layers_0_attention_qkv", "lora_unet_layers_1_feed_forward_w2",
+                "lora_unet_noise_refiner_0_attention_out", "lora_unet_context_refiner_0_feed_forward_w1"} <= modules
+        assert meta["modelspec.implementation"] == "https://github.com/Tongyi-MAI/Z-Image"
+        assert "ss_base_model_version" not in meta
+        return
+    assert any(m.startswith("lora_unet_double_blocks_0_img_attn_qkv") for m in modules)
+    assert any(m.startswith("lora_unet_double_blocks_1_txt_mlp_0") for m in modules)
+    assert any(m.startswith("lora_unet_single_blocks_1_linear1") for m in modules)
+    assert all(m.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for m in modules)
+    assert meta["modelspec.implementation"] == "https://github.com/black-forest-labs/flux"
+    assert meta["ss_base_model_version"] == "flux1"
+
+
+def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0):
+    positive = ["r1", 0]
+    nodes = {
+        "r1": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": f"{TRIGGER}, a lighthouse"}},
+        "r2": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": ""}},
+        "r3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "r5": {"class_type": "VAEDecode", "inputs": {"samples": ["r4", 0], "vae": vae_ref}},
+        "r6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r5", 0], "label": label}},
+    }
+    if guidance is not None:
+        nodes["r7"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["r1", 0], "guidance": guidance}}
+        positive = ["r7", 0]
+    nodes["r4"] = {"class_type": "KSampler", "inputs": {
+        "model": model_ref, "positive": positive, "negative": ["r2", 0], "latent_image": ["r3", 0], "seed": 5,
+        "steps": 3, "cfg": cfg, "sampler_name": "euler", "scheduler": "simple", "denoise": 1.0}}
+    return nodes
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_file_through_core_loader_matches_the_trained_model(comfy, trained, arch, caplog):
+    _need(arch)
+    name = trained[arch]["name"]
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+              "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "strength_model": 1.0,
+                                                                   "lora_name": f"{name}.safetensors"}}}
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_from_file"))
+    with caplog.at_level(logging.WARNING):
+        comfy.run(prompt, fresh=True)
+    assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
+    trained_graph = train_prompt(arch, name, **_Runs.settings(arch))
+    trained_graph.update(_render(["3", 0], ["1", 1], ["1", 2], f"{arch}_in_memory"))
+    comfy.run(trained_graph)  # the training itself is ComfyUI's cached result
+    base = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
+    base.update(_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_base"))
+    comfy.run(base)
+    assert torch.equal(comfy.captured[f"{arch}_from_file"], comfy.captured[f"{arch}_in_memory"])
+    assert not torch.equal(comfy.captured[f"{arch}_from_file"], comfy.captured[f"{arch}_base"])
+
+
+def _denoiser_outputs(comfy, arch, name, targets):
+    """(peft adapters' output, the saved file's output through ComfyUI, the base model's output) of
+    the denoiser at one noise level, for the run `name`."""
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.lora.keys import kohya_names
+    from lookdev.trainer.training.adapters import AdapterSet
+    from lookdev.trainer.training.config import TrainConfig
+    from lookdev.trainer.training.targets import select_targets
+
+    base = comfy.tiny_bundle(arch)
+    path, _ = latest_checkpoint(comfy.output_dir / "lookdev" / name / "checkpoints")
+    snapshot = load_checkpoint(path)
+    config = TrainConfig(**{**snapshot.config, "validation_prompts": tuple(snapshot.config["validation_prompts"])})
+    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.6])
+    outputs = {}
+    for label, model in (("peft", base.model), ("file", comfy.captured[f"{name}_model"]), ("base", base.model)):
+        with torch.no_grad(), bridge.training_session(model, base.clip, torch.float32) as den:
+            cond = den.encode_captions([CAPTION])[CAPTION]
+            if label == "peft":
+                paths = select_targets(bridge.named_layers(model), LOOKDEV_ARCH[arch], targets)
+                names = kohya_names(paths, LOOKDEV_ARCH[arch], bridge.lora_key_map(model))
+                modules = dict(bridge.named_layers(model))
+                adapters = AdapterSet({n: modules[p] for p, n in names.items()}, config.adapter_spec())
+                adapters.load_adapter_state(snapshot.adapter_state)
+                adapters.eval()
+                with adapters.attach():
+                    outputs[label] = den.denoise(x, sigma, [cond])
+            else:
+                outputs[label] = den.denoise(x, sigma, [cond])
+    return outputs["peft"], outputs["file"], outputs["base"]
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+@pytest.mark.parametrize("algorithm", ["lora", "loha"])
+def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, arch, algorithm):
+    _need(arch)
+    name = f"exact_{arch}_{algorithm}"
+    comfy.run(train_prompt(arch, name, steps=4, learning_rate=1e-2, algorithm=algorithm), fresh=True)
+    peft, from_file, base = _denoiser_outputs(comfy, arch, name, "attention + feed-forward")
+    change = (peft - base).abs().max().item()
+    error = (peft - from_file).abs().max().item()
+    assert change > 1e-3, "training changed nothing to compare"
+    assert error <= 1e-4 * change + 1e-6, (error, change)
+
+
+def _apply(lora_name, preset="all", weights="", model=("1", 0)):
+    return {"class_type": "LookDevApplyLoRA", "inputs": {
+        "model": list(model), "lora_name": lora_name, "strength_model": 1.0, "strength_clip": 0.0,
+        "block_preset": preset, "block_weights": weights}}
+
+
+def _stack_nodes(lora_name):
+    rows = {}
+    for r in range(1, 5):
+        rows.update({f"on_{r}": r == 1, f"lora_{r}": lora_name if r == 1 else "None",
+                     f"strength_model_{r}": 1.0, f"strength_clip_{r}": 0.0})
+    return {"s1": {"class_type": "LookDevLoRAStack", "inputs": rows},
+            "s2": {"class_type": "LookDevApplyLoRAStack", "inputs": {"model": ["1", 0], "lora_stack": ["s1", 0]}}}
+
+
+def _apply_and_render(comfy, arch, node, label, extra=None):
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}, "2": node, **(extra or {})}
+    prompt["9"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 3], "label": f"{label}_report"}}
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], label))
+    comfy.run(prompt)
+    return comfy.captured[label], comfy.captured[f"{label}_report"]
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
+    _need(arch)
+    lora = f"{trained[arch]['name']}.safetensors"
+    full, report = _apply_and_render(comfy, arch, _apply(lora), f"{arch}_all")
+    assert f"{trained[arch]['name']}" in report and "keys matched" in report
+    stacked, _ = _apply_and_render(comfy, arch, _stack_nodes(lora)["s2"], f"{arch}_stacked",
+                                   extra={"s1": _stack_nodes(lora)["s1"]})
+    assert torch.equal(stacked, full)
+    if arch == "zimage":  # blocks by index: L (layers), NR / CR (refiners); BASE holds t_embedder.mlp
+        comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+        off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "BASE:0, L:0, NR:0, CR:0"), f"{arch}_off")
+        late, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "BASE:0, L00:0, NR:0, CR:0"), f"{arch}_late")
+        assert torch.equal(off, comfy.captured[f"{arch}_plain"])
+        assert not torch.equal(late, off) and not torch.equal(late, full)
+        return
+    double, _ = _apply_and_render(comfy, arch, _apply(lora, "double blocks only"), f"{arch}_double")
+    single, _ = _apply_and_render(comfy, arch, _apply(lora, "single blocks only"), f"{arch}_single")
+    by_name, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:1, S:0"), f"{arch}_d1s0")
+    off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:0, S:0"), f"{arch}_off")
+    comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+               **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+    assert torch.equal(double, by_name)  # the preset is the D/S block weights it names
+    assert torch.equal(off, comfy.captured[f"{arch}_plain"])
+    assert not torch.equal(double, full) and not torch.equal(single, full) and not torch.equal(double, single)
+
+
+def test_a_lora_for_another_family_is_named_both_ways(comfy):
+    from lora_files import write_lora
+
+    sd15_lora = write_lora(comfy.models_dir("loras"), "lookdev_t_sd15_for_flux.safetensors",
+                           comfy.tiny_bundle("sd15"), "sd15", text_encoder=False).name
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "flux_dev"}}, "2": _apply(sd15_lora),
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "mismatch"}}}
+    message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+    assert "this Flux model" in message and "The LoRA looks made for SD1.x" in message
+    assert "but the model is Flux: use it with SD1.x models" in message
+
+
+# Flux.1 dev samples with distilled guidance and no CFG (cfg 1); Storyboard Render passes no
+# guidance, so the model's default applies, 3.5, which is also FluxGuidance's default. schnell:
+# cfg 1, no guidance; Chroma: real CFG.
+SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None), "zimage": (4.0, None)}
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
+    _need(arch)
+    cfg, guidance = SAMPLING[arch]
+    lora = f"{trained[arch]['name']}.safetensors"
+    prompt = {
+        "1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+        "2": _apply(lora),
+        "s": {"class_type": "LookDevShotList", "inputs": {
+            "shots": f"SH010 | {TRIGGER}, a lighthouse | 5", "style_prefix": "", "style_suffix": "",
+            "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 0}},
+        "r": {"class_type": "LookDevStoryboardRender", "inputs": {
+            "model": ["2", 0], "clip": ["1", 1], "vae": ["1", 2], "shots": ["s", 0], "negative": "",
+            "sampler": "euler", "scheduler": "simple", "steps": 3, "cfg": cfg, "aspect": "1:1",
+            "base_resolution": 64, "width": 64, "height": 64, "folder": f"flux_sb/{arch}"}},
+        "c": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r", 0], "label": f"{arch}_frame"}},
+    }
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg))
+    comfy.run(prompt, fresh=True)
+    frame, core = comfy.captured[f"{arch}_frame"], comfy.captured[f"{arch}_core"]
+    assert frame.shape == core.shape == (1, 64, 64, 3)
+    assert torch.equal(frame, core)
+    assert (comfy.output_dir / "flux_sb" / arch / "SH010.png").exists()
+
+
+@pytest.mark.parametrize("arch", FAMILY)
+def test_timestep_shift_follows_the_image_size_for_flux_dev_only(comfy, arch):
+    """Flux.1 dev trains with mu from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024), the schedule
+    ComfyUI's model_sampling uses at 1024 px; the other families keep their own schedule."""
+    _need(arch)
+    import math
+
+    from lookdev.trainer import comfy_bridge as bridge
+
+    u = torch.tensor([0.1, 0.5, 0.9])
+    base = comfy.tiny_bundle(arch)
+    with torch.no_grad(), bridge.training_session(base.model, base.clip, torch.float32) as den:
+        own = den.sigmas(u)
+        at_1024 = den.sigmas(u, (1, 16, 128, 128))
+        at_128 = den.sigmas(u, (1, 16, 16, 16))
+    assert torch.allclose(at_1024, own, atol=1e-6)
+    if arch != "flux_dev":
+        assert torch.equal(at_128, own)
+        return
+    t = den._t_lo + u * (den._t_hi - den._t_lo)
+    mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (64 - 256)
+    assert torch.allclose(at_128, math.exp(mu) / (math.exp(mu) + (1 / t - 1)), atol=1e-6)
+    assert (at_128 < own).all()  # a small image is trained at less noise, as BFL's schedule samples it
+
+
+def test_a_flux_lora_on_z_image_is_named_both_ways(comfy, trained):
+    _need("zimage")
+    prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "zimage"}},
+              "2": _apply(f"{trained['flux_dev']['name']}.safetensors"),
+              "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": "mismatch_z"}}}
+    message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+    assert "this Z-Image model" in message and "The LoRA looks made for Flux" in message
+    assert "but the model is Z-Image: use it with Flux models" in message
+
+
+def test_missing_model_class_is_named(comfy):
+    import comfy_host
+
+    tiny = comfy_host.tiny_models_module()
+    tiny.MODEL_CLASS["lookdev_absent"] = "NoSuchModel"
+    try:
+        with pytest.raises(tiny.MissingModelClass, match="this ComfyUI has no comfy.supported_models.NoSuchModel"):
+            tiny.model_class("lookdev_absent")
+        assert _missing("lookdev_absent") == "this ComfyUI has no comfy.supported_models.NoSuchModel"
+    finally:
+        del tiny.MODEL_CLASS["lookdev_absent"]
+
+
+def test_fp8_base_weights_train_and_the_lora_is_saved_in_bf16(comfy, dataset_dir):
+    """Base weights in fp8_e4m3fn as UNETLoader's weight_dtype loads them (each layer cast to the
+    compute dtype as it runs): the loss falls, the base stays fp8, the file holds bf16."""
+    name = "noir_flux_fp8"
+    comfy.run(train_prompt("flux_dev_fp8", name, save_dtype="bf16"), fresh=True)
+    base = comfy.tiny_bundle("flux_dev_fp8")
+    weights = [p for p in base.model.model.diffusion_model.parameters() if p.ndim == 2]
+    assert weights and {p.dtype for p in weights} == {torch.float8_e4m3fn}
+    samples = comfy.captured[f"{name}_data"].samples
+    before = _eval_loss(base.model, base.clip, base.vae, samples)
+    after = _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
+    print(f"fp8 base: eval loss {before:.4f} -> {after:.4f}")
+    assert after < 0.8 * before, (before, after)
+    with safetensors.safe_open(comfy.captured[f"{name}_path"], framework="pt") as handle:
+        dtypes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
+    assert {d for key, d in dtypes.items() if not key.endswith(".alpha")} == {"BF16"}

@@ -1,0 +1,362 @@
+"""Reference-reel analysis: pure functions on decoded luma frames (numpy uint8), no files.
+
+A reel is analysed from two small pictures per frame, both taken from the luma (Y) plane:
+- the *analysis picture*, the frame point-sampled to about 180 px high; its centre (the middle
+  70% each way, so letterbox bars and burnt-in logos near the edge do not count) gives the
+  frame's brightness, contrast and sharpness (variance of the Laplacian);
+- the *thumb*, block means of the analysis picture at THUMB_SHAPE, kept for every analysed
+  frame (576 bytes each): cuts, flashes and near-duplicates are found on these.
+
+Cuts: the mean absolute luma difference between consecutive thumbs, compared with the median of
+the differences around it (an adaptive threshold: PySceneDetect's AdaptiveDetector idea). A
+difference is a cut when it is at least CUT_MIN_SCORE and CUT_RATIO times that local median, so
+camera motion and fades (many similar differences in a row) are not cuts. A spike whose frames
+before and after it match again (to within FLASH_SIMILAR of the spike, so a pan may go on)
+within FLASH_FRAMES frames is a flash (a muzzle flash, a
+lightning strike, a photographer's strobe), not a cut. Dissolves are not cuts either: the shots
+on both sides of one count as one shot.
+
+Letterbox and pillarbox bars: rows (columns) whose mean luma stays at or below BAR_LUMA in every
+analysed frame, counted from each edge.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+THUMB_SHAPE = (18, 32)  # (rows, columns) of the per-frame thumb: cuts, flashes, duplicates
+ANALYSIS_HEIGHT = 180  # the analysis picture is point-sampled to about this many rows
+CENTER = 0.15  # stats use the frame minus this fraction at each edge (bars, logos)
+
+CUT_MIN_SCORE = 10.0  # mean absolute thumb difference (0..255) below which nothing is a cut
+CUT_RATIO = 3.0  # a cut's difference is at least this many times the local median difference
+CUT_WINDOW = 3  # frames each side whose differences make the local median
+FLASH_FRAMES = 3  # a spike is a flash when the picture returns within this many frames
+FLASH_SIMILAR = 0.35  # ... to within this share of the spike (the camera may move meanwhile)
+MIN_SHOT_FRAMES = 4  # a second cut closer than this to the previous one is ignored
+
+BLACK_LUMA = 40  # a frame whose bright end (mean + 2 std of the centre) is below this is black
+WHITE_LUMA = 215  # a frame whose dark end (mean - 2 std) is above this is white
+FADE_CONTRAST = 0.6  # a frame with less than this share of its shot's median contrast is a fade
+BLUR_SHARPNESS = 0.2  # a pick less sharp than this share of the picks' median is blurry
+DUPLICATE_BITS = 8  # picks whose 64-bit difference hashes differ in this many bits or fewer
+BAR_LUMA = 28.0  # rows/columns whose mean luma never exceeds this are bars (video black is 16)
+MIN_BAR = 2  # bars thinner than this (encoder padding, a dark edge) are left alone
+
+
+@dataclass(frozen=True)
+class FrameStats:
+    mean: float  # mean luma of the frame's centre, 0..255
+    contrast: float  # standard deviation of that luma
+    sharpness: float  # variance of the Laplacian of the centre of the analysis picture
+
+
+@dataclass
+class Bars:
+    """Accumulates, over the analysed frames, the brightest each row and column ever was."""
+
+    rows: np.ndarray | None = None  # max over frames of each row's mean luma
+    columns: np.ndarray | None = None
+
+    def add(self, luma):
+        # Row means from every 4th column (and column means from every 4th row): a quarter of
+        # the work, and rows stay exact, which is what the crop needs.
+        rows = luma[:, ::4].mean(axis=1, dtype=np.float32)
+        columns = luma[::4, :].mean(axis=0, dtype=np.float32)
+        if self.rows is None:
+            self.rows, self.columns = rows, columns
+        elif self.rows.shape != rows.shape or self.columns.shape != columns.shape:
+            raise ValueError(f"frame size changed from {self.columns.size}x{self.rows.size} to "
+                             f"{columns.size}x{rows.size} within the video")
+        else:
+            np.maximum(self.rows, rows, out=self.rows)
+            np.maximum(self.columns, columns, out=self.columns)
+
+    def crop(self):
+        """(top, bottom, left, right) pixels of bars; zeros when none or nothing was added."""
+        if self.rows is None:
+            return (0, 0, 0, 0)
+        return find_bars(self.rows, self.columns)
+
+
+def find_bars(row_peaks, column_peaks, threshold=BAR_LUMA, min_bar=MIN_BAR):
+    """(top, bottom, left, right): the runs of dark rows/columns at each edge. A frame dark
+    everywhere (all rows dark) has no bars: there is no picture to find the edge of."""
+    def edge_run(values):
+        bright = np.flatnonzero(np.asarray(values) > threshold)
+        if bright.size == 0:
+            return None
+        first, last = int(bright[0]), len(values) - 1 - int(bright[-1])
+        return (first if first >= min_bar else 0), (last if last >= min_bar else 0)
+
+    rows, columns = edge_run(row_peaks), edge_run(column_peaks)
+    if rows is None or columns is None:
+        return (0, 0, 0, 0)
+    return (*rows, *columns)
+
+
+def describe_crop(crop, width, height):
+    """"cropped 2.39:1 letterbox: 140 px top and bottom", or None when nothing is cropped."""
+    top, bottom, left, right = crop
+    if not any(crop):
+        return None
+    kept_w, kept_h = width - left - right, height - top - bottom
+    kinds = []
+    if top or bottom:
+        kinds.append(("letterbox", _sides(top, bottom, "top", "bottom")))
+    if left or right:
+        kinds.append(("pillarbox", _sides(left, right, "left", "right")))
+    label = " and ".join(kind for kind, _ in kinds)
+    where = "; ".join(sides for _, sides in kinds)
+    return f"cropped {kept_w / kept_h:.2f}:1 {label}: {where} (picture {kept_w}x{kept_h} of {width}x{height})"
+
+
+def _sides(first, second, first_name, second_name):
+    if first == second:
+        return f"{first} px {first_name} and {second_name}"
+    return f"{first} px {first_name}, {second} px {second_name}"
+
+
+def analysis_step(height):
+    """Point-sampling step that brings a frame `height` rows high to about ANALYSIS_HEIGHT."""
+    return max(1, round(height / ANALYSIS_HEIGHT))
+
+
+def center(picture, margin=CENTER):
+    rows, cols = picture.shape
+    dy, dx = int(rows * margin), int(cols * margin)
+    return picture[dy:rows - dy or None, dx:cols - dx or None]
+
+
+def frame_stats(picture):
+    """FrameStats of an analysis picture (2-D luma, uint8)."""
+    middle = center(picture).astype(np.float32)
+    return FrameStats(float(middle.mean()), float(middle.std()), sharpness(middle))
+
+
+def sharpness(luma):
+    """Variance of the 4-neighbour Laplacian: high for crisp detail, low for blur."""
+    x = np.asarray(luma, dtype=np.float32)
+    if min(x.shape) < 3:
+        return 0.0
+    lap = (x[:-2, 1:-1] + x[2:, 1:-1] + x[1:-1, :-2] + x[1:-1, 2:] - 4 * x[1:-1, 1:-1])
+    return float(lap.var())
+
+
+def thumb(picture, shape=THUMB_SHAPE):
+    """Block means of a 2-D luma picture at `shape` (uint8): the frame's fingerprint."""
+    x = np.asarray(picture, dtype=np.float32)
+    rows = np.linspace(0, x.shape[0], shape[0] + 1).astype(int)
+    cols = np.linspace(0, x.shape[1], shape[1] + 1).astype(int)
+    if np.any(np.diff(rows) == 0) or np.any(np.diff(cols) == 0):
+        raise ValueError(f"picture {x.shape[1]}x{x.shape[0]} is smaller than the thumb {shape}")
+    sums = np.add.reduceat(np.add.reduceat(x, rows[:-1], axis=0), cols[:-1], axis=1)
+    areas = np.outer(np.diff(rows), np.diff(cols))
+    return np.round(sums / areas).astype(np.uint8)
+
+
+def differences(thumbs):
+    """Mean absolute difference of each thumb from the one before (0 for the first)."""
+    thumbs = np.asarray(thumbs, dtype=np.int16)
+    if len(thumbs) < 2:
+        return np.zeros(len(thumbs), dtype=np.float32)
+    diff = np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2), dtype=np.float32)
+    return np.concatenate([[0.0], diff]).astype(np.float32)
+
+
+def _mad(a, b):
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@dataclass
+class CutResult:
+    cuts: list  # frame indices where a new shot starts (never 0)
+    flashes: list  # frame indices of spikes taken as flashes, not cuts
+    scores: np.ndarray = field(repr=False, default=None)
+
+
+def detect_cuts(thumbs, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, window=CUT_WINDOW,
+                flash_frames=FLASH_FRAMES, min_shot=MIN_SHOT_FRAMES):
+    """Cuts in a run of consecutive frames' thumbs ([N, h, w] uint8); see the module doc."""
+    thumbs = np.asarray(thumbs)
+    scores = differences(thumbs)
+    cuts, flashes = [], []
+    for i in range(1, len(thumbs)):
+        score = scores[i]
+        if score < min_score:
+            continue
+        around = np.concatenate([scores[max(1, i - window):i], scores[i + 1:i + 1 + window]])
+        if around.size and score < ratio * float(np.median(around)):
+            continue
+        if _is_flash(thumbs, i, score, min_score, flash_frames):
+            flashes.append(i)
+            continue
+        if cuts and i - cuts[-1] < min_shot:
+            continue
+        cuts.append(i)
+    return CutResult(cuts, flashes, scores)
+
+
+def _is_flash(thumbs, i, score, min_score, flash_frames):
+    """Does the picture just before the spike at i come back within flash_frames after it?
+    "Comes back" allows for camera motion across the flash: the two frames differ by less than
+    FLASH_SIMILAR of the spike. Both edges of a flash (into it, out of it) pass the same test."""
+    similar = max(min_score, FLASH_SIMILAR * score)
+    for before in range(max(0, i - flash_frames - 1), i):
+        for after in range(i, min(len(thumbs), before + flash_frames + 2)):
+            if after - before >= 2 and _mad(thumbs[before], thumbs[after]) < similar:
+                return True
+    return False
+
+
+def shots_from_cuts(cuts, frame_count, starts=()):
+    """[(start, end)) frame ranges of the shots; `starts` are extra boundaries (analysis windows)."""
+    bounds = sorted({0, frame_count, *cuts, *starts})
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def classify_frames(stats, shots):
+    """A reason per frame ('black', 'white', 'fade') or None when it may be picked."""
+    reasons = [None] * len(stats)
+    for start, end in shots:
+        for i in range(start, end):
+            s = stats[i]
+            if s.mean + 2 * s.contrast < BLACK_LUMA:
+                reasons[i] = "black"
+            elif s.mean - 2 * s.contrast > WHITE_LUMA:
+                reasons[i] = "white"
+        lit = [stats[i].contrast for i in range(start, end) if reasons[i] is None]
+        if not lit:
+            continue
+        typical = float(np.median(lit))
+        for i in range(start, end):
+            if reasons[i] is None and stats[i].contrast < FADE_CONTRAST * typical:
+                reasons[i] = "fade"
+    return reasons
+
+
+def difference_hash(picture):
+    """64-bit difference hash (dHash) of a 2-D luma picture: neighbouring block brightness
+    comparisons, robust to compression and small changes of exposure."""
+    blocks = thumb(picture, (8, 9)).astype(np.int16)
+    bits = (blocks[:, 1:] > blocks[:, :-1]).flatten()
+    return int(sum(1 << index for index, bit in enumerate(bits) if bit))
+
+
+def hamming(a, b):
+    return bin(a ^ b).count("1")
+
+
+@dataclass
+class Choice:
+    picks: list  # frame indices, in time order
+    per_shot: dict  # shot number (0-based) -> frames taken
+    skipped: list  # (frame index, reason) of candidates dropped: 'duplicate' or 'blurry'
+
+
+def choose_frames(shots, reasons, stats, thumbs, count):
+    """Up to `count` frames spread over the shots (see README): one per shot while shots >= count
+    (shots spread evenly over the reel), otherwise every shot gets one and the rest go to the
+    longer shots; each shot is cut into as many windows as it gets picks and the sharpest usable
+    frame of each window is taken. Near-duplicates of an earlier pick and blurry picks dropped."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"frames must be a whole number >= 1, got {count!r}")
+    usable = [[i for i in range(a, b) if reasons[i] is None] for a, b in shots]
+    live = [n for n, frames in enumerate(usable) if frames]
+    allocation = _allocate([len(usable[n]) for n in live], count)
+    candidates = []
+    for n, k in zip(live, allocation):
+        for window in np.array_split(np.asarray(usable[n]), k) if k else []:
+            if window.size:
+                candidates.append((n, int(max(window, key=lambda i: stats[i].sharpness))))
+    candidates.sort(key=lambda item: item[1])
+    sharp = [stats[i].sharpness for _, i in candidates]
+    floor = BLUR_SHARPNESS * float(np.median(sharp)) if sharp else 0.0
+    picks, skipped, hashes, per_shot = [], [], [], {}
+    for n, i in candidates:
+        if stats[i].sharpness < floor:
+            skipped.append((i, "blurry"))
+            continue
+        code = difference_hash(thumbs[i])
+        if any(hamming(code, other) <= DUPLICATE_BITS for other in hashes):
+            skipped.append((i, "duplicate"))
+            continue
+        hashes.append(code)
+        picks.append(i)
+        per_shot[n] = per_shot.get(n, 0) + 1
+    return Choice(picks, per_shot, skipped)
+
+
+def _allocate(sizes, count):
+    """Picks per shot: one each for `count` evenly spread shots when shots >= count; else one
+    each plus the rest in proportion to usable length (largest remainder), never more picks
+    than a shot has usable frames."""
+    shots = len(sizes)
+    if shots == 0:
+        return []
+    if shots >= count:
+        chosen = {int(round(x)) for x in np.linspace(0, shots - 1, count)}
+        return [1 if n in chosen else 0 for n in range(shots)]
+    allocation = [1] * shots
+    spare = min(count, sum(sizes)) - shots
+    while spare > 0:
+        room = [n for n in range(shots) if allocation[n] < sizes[n]]
+        total = sum(sizes[n] for n in room)
+        shares = {n: spare * sizes[n] / total for n in room}
+        given = 0
+        for n in room:
+            extra = min(int(shares[n]), sizes[n] - allocation[n])
+            allocation[n] += extra
+            given += extra
+        if given == 0:  # hand out the rest by largest remainder, one each
+            for n in sorted(room, key=lambda n: -(shares[n] - int(shares[n])))[:spare]:
+                allocation[n] += 1
+                given += 1
+        spare -= given
+    return allocation
+
+
+# --- timecodes ----------------------------------------------------------------------------------
+
+def timecode(frame_number, fps):
+    """"00h01m23s12f" for frame `frame_number` (0-based) at `fps` (non-drop, nominal rate)."""
+    base = max(1, round(float(fps)))
+    seconds, frames = divmod(int(frame_number), base)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}h{minutes:02d}m{seconds:02d}s{frames:02d}f"
+
+
+def display_timecode(frame_number, fps):
+    """"00:01:23:12" (SMPTE-style, non-drop) for reports and the preview."""
+    return re.sub(r"[hms]", ":", timecode(frame_number, fps)).rstrip("f")
+
+
+def parse_timecode(text, fps, name="start"):
+    """Seconds from "1:23", "00:01:23", "83.5" or "00:01:23:12" (hh:mm:ss:ff, frames at `fps`);
+    None for empty text. ValueError naming `name` otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) == 4:
+            hours, minutes, seconds, frames = (int(p) for p in parts)
+            if frames >= math.ceil(float(fps)):
+                raise ValueError
+            seconds = seconds + frames / float(fps)
+        elif 1 <= len(parts) <= 3:
+            seconds = float(parts[-1])
+            minutes = int(parts[-2]) if len(parts) >= 2 else 0
+            hours = int(parts[-3]) if len(parts) == 3 else 0
+        else:
+            raise ValueError
+        if seconds < 0 or minutes < 0 or hours < 0 or not math.isfinite(seconds) \
+                or (len(parts) > 1 and (seconds >= 60 or (len(parts) > 2 and minutes >= 60))):
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a timecode: use seconds (83.5), mm:ss (1:23), "
+                         "hh:mm:ss (0:01:23) or hh:mm:ss:ff (00:01:23:12)") from None
+    return hours * 3600 + minutes * 60 + seconds
