@@ -39,16 +39,17 @@ WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
 BASE_WORKFLOW = ROOT / "workflows" / "api" / "storyboard_in_style.json"
 DATASET_IMAGES = 16
 QUICK_STEPS = 40
+MINI_STEPS = 60  # LookDev Mini's style run, as tests/test_style_transfer.py measures it
 QUICK_RESOLUTION = 96  # LookDev Mini's training size, for the frames
 DATASET_RESOLUTION = 128  # the smallest custom training size
 # The shipped shot list's ids, seeds and aspects, in words LookDev Mini was trained on.
-MINI_SHOTS = """# ID | description | seed | aspect
-SH010 | a white car and a street lamp on a street at night, wide shot | 101 | 2.39
-SH020 | a person in a black coat on a street at night, medium shot | 102
-SH030 | a person in a brown coat and a tree in a park at dusk, close-up | 103
-SH040 | a building with windows on a street at dusk, wide shot | 104
-SH050 | a red car on a street under a blue sky, close-up | 105 | 1.78
-SH060 | a tree in a park under a blue sky, wide shot | 106 | 2.39"""
+MINI_SHOTS = """# ID | description | seed | aspect | negative | duration | notes
+SH010 | a white car and a street lamp on a street at night, wide shot | 101 | 2.39 | | 4 | slow push in; rain SFX
+SH020 | a person in a black coat on a street at night, medium shot | 102 | | | 3
+SH030 | a person in a brown coat and a tree in a park at dusk, close-up | 103 | | | 2.5 | hold on the face
+SH040 | a building with windows on a street at dusk, wide shot | 104 | | | 3 | VO: She was trouble.
+SH050 | a red car on a street under a blue sky, close-up | 105 | 1.78 | | 1.5
+SH060 | a tree in a park under a blue sky, wide shot | 106 | 2.39 | | 5 | crane up, fade out"""
 RUN_TIMEOUT_S = 6 * 3600
 HISTORY_TIMEOUT_S = 60
 # A sampling step (batch of 2 for CFG, forward only) costs about this share of a batch-1 training
@@ -139,10 +140,16 @@ def quick_settings(steps, mini=True):
         "LookDevContactSheet": {"cell_width": 256},
     }
     if mini:
-        settings["LookDevShotList"] = {"shots": MINI_SHOTS}
-        settings["LookDevTrainStyleLoRA"]["validation_prompts"] = (
-            "lkdv_noir, a person in a black coat on a street at night, medium shot\n"
-            "lkdv_noir, a white car on a street under a blue sky, wide shot")
+        # LookDev Mini's style settings (tests/test_style_transfer.py measures them): no trigger word
+        # and no style prefix, since its untrained text encoder reads words it was not pretrained on
+        # as noise that moves the whole picture; attention and feed-forward at a high rate, uniform
+        # timesteps (an epsilon model learns global colour mostly at mid noise).
+        settings["LookDevLoadDataset"]["trigger"] = ""
+        settings["LookDevShotList"] = {"shots": MINI_SHOTS, "style_prefix": "", "style_suffix": ""}
+        settings["LookDevTrainStyleLoRA"].update(
+            targets="attention + feed-forward", learning_rate=5e-3, timestep_sampling="uniform", batch_size=2,
+            validation_prompts="a person in a black coat on a street at night, medium shot\n"
+                               "a white car on a street under a blue sky, wide shot")
     return settings
 
 
@@ -379,7 +386,8 @@ def demo(args):
     checkpoint = install_checkpoint(args, out / "models")
     dataset = demo_dataset.write_dataset(out / "dataset" / "noir", count=DATASET_IMAGES)
     print(f"sample dataset: {DATASET_IMAGES} noir scenes with captions in {dataset}", flush=True)
-    settings = quick_settings(args.steps or QUICK_STEPS, mini=args.checkpoint is None) if quick else {}
+    mini = args.checkpoint is None
+    settings = quick_settings(args.steps or (MINI_STEPS if mini else QUICK_STEPS), mini=mini) if quick else {}
     if args.steps and not quick:
         settings["LookDevTrainStyleLoRA"] = {"steps": args.steps}
     prompt = build_prompt(json.loads(WORKFLOW.read_text(encoding="utf-8")), checkpoint, dataset, settings)

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 SETTINGS = {
     "seed": 0, "vae_steps": 0, "vae_batch": 8, "vae_crop": 40, "vae_lr": 2e-3,
-    "unet_steps": 200, "unet_batch": 8, "unet_lr": 1e-3, "unet_warmup": 20, "ema": 0.995,
-    "train_scenes": 1200, "heldout_scenes": 48, "caption_dropout": 0.1, "bases": [64, 96],
+    "unet_steps": 3000, "unet_batch": 16, "unet_lr": 1e-3, "unet_warmup": 100, "ema": 0.999,
+    "train_scenes": 6000, "heldout_scenes": 48, "caption_dropout": 0.1, "bases": [64, 96],
     "aspects": ["1:1", "1.33", "1.78", "2.39", "9:16"],
 }
 LATENT_SCALE = 0.18215  # ComfyUI's SD15 latent format

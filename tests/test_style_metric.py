@@ -23,9 +23,11 @@ def halves(h=32, w=32):
 
 
 @pytest.mark.parametrize("image, field, expected", [
-    (flat([0.5, 0.5, 0.5]), "saturation", 0.0),
-    (flat([1.0, 0.0, 0.0]), "saturation", 1.0),
-    (flat([1.0, 0.5, 0.5]), "saturation", 0.5),
+    (flat([0.5, 0.5, 0.5]), "chroma", 0.0),
+    (flat([1.0, 0.0, 0.0]), "chroma", 1.0),
+    (flat([1.0, 0.5, 0.5]), "chroma", 0.5),
+    # near-black with a blue tint looks black: chroma 0.1 (its HSV saturation would be 0.5)
+    (flat([0.1, 0.1, 0.2]), "chroma", 0.1),
     (flat([0.2, 0.2, 0.2]), "luminance", 0.2),
     (flat([1.0, 0.0, 0.0]), "luminance", 0.2126),
     (flat([0.3, 0.3, 0.3]), "contrast", 0.0),
@@ -45,10 +47,10 @@ def test_hue_histogram_bins(rgb, hue_bin):
     assert hist[hue_bin] == pytest.approx(1.0) and hist.sum() == pytest.approx(1.0)
 
 
-def test_grey_image_has_no_hue_and_one_saturation_bin():
+def test_grey_image_has_no_hue_and_one_chroma_bin():
     stats = sm.style_stats(flat([0.4, 0.4, 0.4]))
     assert stats.hue.sum() == 0.0
-    assert stats.saturation_hist[0] == 1.0 and stats.tone_hist.sum() == pytest.approx(1.0)
+    assert stats.chroma_hist[0] == 1.0 and stats.tone_hist.sum() == pytest.approx(1.0)
 
 
 def test_vignette_is_positive_for_dark_corners_and_negative_for_bright_ones():
@@ -62,7 +64,7 @@ def test_vignette_is_positive_for_dark_corners_and_negative_for_bright_ones():
 
 @pytest.mark.parametrize("frames, refs, expected", [
     ([flat([0.5, 0.5, 0.5])], [flat([0.5, 0.5, 0.5])], 0.0),
-    # grey 0.5 vs pure red: saturation 1, its histogram 1 (half L1 of two one-bin histograms in
+    # grey 0.5 vs pure red: chroma 1, its histogram 1 (half L1 of two one-bin histograms in
     # different bins), hue 0.5 (grey has none), luminance |0.5 - 0.2126|, tone histogram 1
     ([flat([0.5, 0.5, 0.5])], [flat([1.0, 0.0, 0.0])], 1.0 + 1.0 + 0.5 + (0.5 - 0.2126) + 1.0),
     # flat mid-grey vs half black / half white: luminance equal, contrast 2*0.5, tone histogram 1,
@@ -77,7 +79,7 @@ def test_distance_is_symmetric_and_a_set_is_its_mean():
     red, grey = flat([1.0, 0.0, 0.0]), flat([0.5, 0.5, 0.5])
     assert sm.style_distance([red], [grey]) == pytest.approx(sm.style_distance([grey], [red]))
     mixed = sm.set_stats([red, grey])
-    assert mixed.saturation == pytest.approx(0.5) and mixed.hue[0] == pytest.approx(0.5)
+    assert mixed.chroma == pytest.approx(0.5) and mixed.hue[0] == pytest.approx(0.5)
 
 
 def test_accepts_comfy_image_batches_and_mixed_sizes():

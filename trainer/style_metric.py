@@ -4,8 +4,11 @@ or tensors, or [B, H, W, 3] batches (ComfyUI's IMAGE layout).
 
 `style_stats` describes one image by:
 
-- colour: mean HSV saturation, a saturation histogram, and a hue histogram weighted by saturation
-  (a grey image has an empty hue histogram);
+- colour: mean chroma (the brightest minus the darkest of R, G, B: HSV's saturation times its
+  value), a chroma histogram, and a hue histogram weighted by chroma (a grey image has an empty
+  hue histogram). Chroma rather than HSV saturation because saturation divides by the brightest
+  channel: a near-black pixel with a faint tint, which looks black, would count as fully
+  saturated, and a night scene would read as vivid colour;
 - tone: mean luminance (Rec. 709), contrast (its standard deviation) and a luminance histogram;
 - vignetting: mean luminance of the centre (radius < 0.4 of the half-diagonal) minus that of the
   rim (radius > 0.8): positive for darkened corners;
@@ -26,14 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 
 HUE_BINS = 12
-SAT_BINS = 8
+CHROMA_BINS = 8
 LUM_BINS = 16
 LAYOUT_SIDE = 16
 # component -> (what it compares, scale); the distance is sum(scale * difference)
 COMPONENTS = {
-    "saturation": ("mean saturation, absolute difference", 1.0),
-    "saturation_hist": ("saturation histogram, half L1", 0.5),
-    "hue": ("saturation-weighted hue histogram, half L1", 0.5),
+    "chroma": ("mean chroma, absolute difference", 1.0),
+    "chroma_hist": ("chroma histogram, half L1", 0.5),
+    "hue": ("chroma-weighted hue histogram, half L1", 0.5),
     "luminance": ("mean luminance, absolute difference", 1.0),
     "contrast": ("luminance standard deviation, absolute difference (max 0.5)", 2.0),
     "tone_hist": ("luminance histogram, half L1", 0.5),
@@ -44,8 +47,8 @@ COMPONENTS = {
 
 @dataclass(frozen=True)
 class StyleStats:
-    saturation: float
-    saturation_hist: np.ndarray
+    chroma: float
+    chroma_hist: np.ndarray
     hue: np.ndarray
     luminance: float
     contrast: float
@@ -91,15 +94,14 @@ def luminance(image):
     return image[..., 0] * 0.2126 + image[..., 1] * 0.7152 + image[..., 2] * 0.0722
 
 
-def _hsv_hue_saturation(image):
+def _hue_chroma(image):
     high = image.max(axis=-1)
     low = image.min(axis=-1)
     delta = high - low
-    saturation = np.where(high > 0, delta / np.where(high > 0, high, 1), 0.0)
     r, g, b = image[..., 0], image[..., 1], image[..., 2]
     safe = np.where(delta > 0, delta, 1)
     hue = np.where(high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4))
-    return np.where(delta > 0, hue / 6.0, 0.0) % 1.0, saturation
+    return np.where(delta > 0, hue / 6.0, 0.0) % 1.0, delta
 
 
 def _box_blur3(channel):
@@ -111,13 +113,13 @@ def _box_blur3(channel):
 def style_stats(image):
     """StyleStats of one RGB image [H, W, 3] in 0..1."""
     image = _single(image)
-    hue, sat = _hsv_hue_saturation(image)
+    hue, chroma = _hue_chroma(image)
     lum = luminance(image)
     pixels = lum.size
     hue_hist = np.bincount(np.minimum((hue * HUE_BINS).astype(int), HUE_BINS - 1).ravel(),
-                           weights=sat.ravel(), minlength=HUE_BINS) / pixels
-    sat_hist = np.bincount(np.minimum((sat * SAT_BINS).astype(int), SAT_BINS - 1).ravel(),
-                           minlength=SAT_BINS) / pixels
+                           weights=chroma.ravel(), minlength=HUE_BINS) / pixels
+    chroma_hist = np.bincount(np.minimum((chroma * CHROMA_BINS).astype(int), CHROMA_BINS - 1).ravel(),
+                              minlength=CHROMA_BINS) / pixels
     lum_hist = np.bincount(np.minimum((lum * LUM_BINS).astype(int), LUM_BINS - 1).ravel(),
                            minlength=LUM_BINS) / pixels
     h, w = lum.shape
@@ -126,7 +128,7 @@ def style_stats(image):
     centre, rim = lum[radius < 0.4], lum[radius > 0.8]
     vignette = float(centre.mean() - rim.mean()) if centre.size and rim.size else 0.0
     grain = float(np.abs(lum - _box_blur3(lum)).mean())
-    return StyleStats(float(sat.mean()), sat_hist, hue_hist, float(lum.mean()), float(lum.std()), lum_hist,
+    return StyleStats(float(chroma.mean()), chroma_hist, hue_hist, float(lum.mean()), float(lum.std()), lum_hist,
                       vignette, grain)
 
 
