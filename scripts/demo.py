@@ -4,13 +4,15 @@ animatic with it, in one headless ComfyUI run of workflows/api/train_and_storybo
 
     bash scripts/demo.sh [--checkpoint PATH] [--out DIR] [--steps N] [--quick]
 
-Without --checkpoint a tiny random-weight SD1.5 checkpoint is built and everything is shrunk
-(128 px, 40 steps), so the whole pipeline runs on a laptop CPU in minutes; the pictures are noise,
-the files are real. With --checkpoint (a real SD1.5 model) the workflow runs at its shipped
-settings on the GPU, unless --quick; on a machine without a usable GPU it runs on the CPU by
-itself, says so, and after the first training step estimates the whole run's time. Everything
-goes into the output folder, which is also the ComfyUI base folder of the server started here
-(models/, input/, output/, the server log).
+Without --checkpoint it uses LookDev Mini (scripts/mini_model.py), a teaching-size SD1.5-architecture
+model pretrained on colour street scenes, and shrinks everything (96 px, a shot list in the words
+Mini knows), so the whole pipeline runs on a laptop CPU in minutes. The storyboard is rendered
+twice with the same seeds, by the base model and with the trained LoRA, and a before/after sheet
+and the measured style figures (trainer/style_metric.py) show what the LoRA changed. With
+--checkpoint (a real SD1.5 model) the workflow runs at its shipped settings on the GPU, unless
+--quick; on a machine without a usable GPU it runs on the CPU by itself, says so, and after the
+first training step estimates the whole run's time. Everything goes into the output folder, which
+is also the ComfyUI base folder of the server started here (models/, input/, output/, the server log).
 """
 
 import argparse
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import comfy_server
 import demo_dataset
+import demo_report
 from _pack import alias_pack
 
 alias_pack()
@@ -33,9 +36,20 @@ from lookdev.trainer.status import duration  # noqa: E402  (as the nodes write t
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
-TINY_CHECKPOINT = "lookdev_demo_tiny_sd15.safetensors"
+BASE_WORKFLOW = ROOT / "workflows" / "api" / "storyboard_in_style.json"
 DATASET_IMAGES = 16
 QUICK_STEPS = 40
+MINI_STEPS = 60  # LookDev Mini's style run, as tests/test_style_transfer.py measures it
+QUICK_RESOLUTION = 96  # LookDev Mini's training size, for the frames
+DATASET_RESOLUTION = 128  # the smallest custom training size
+# The shipped shot list's ids, seeds and aspects, in words LookDev Mini was trained on.
+MINI_SHOTS = """# ID | description | seed | aspect | negative | duration | notes
+SH010 | a white car and a street lamp on a street at night, wide shot | 101 | 2.39 | | 4 | slow push in; rain SFX
+SH020 | a person in a black coat on a street at night, medium shot | 102 | | | 3
+SH030 | a person in a brown coat and a tree in a park at dusk, close-up | 103 | | | 2.5 | hold on the face
+SH040 | a building with windows on a street at dusk, wide shot | 104 | | | 3 | VO: She was trouble.
+SH050 | a red car on a street under a blue sky, close-up | 105 | 1.78 | | 1.5
+SH060 | a tree in a park under a blue sky, wide shot | 106 | 2.39 | | 5 | crane up, fade out"""
 RUN_TIMEOUT_S = 6 * 3600
 HISTORY_TIMEOUT_S = 60
 # A sampling step (batch of 2 for CFG, forward only) costs about this share of a batch-1 training
@@ -60,7 +74,7 @@ def usable_gpu():
 def device_plan(args, gpu):
     """(run ComfyUI with --cpu?, the line that says where the run goes and why)."""
     if args.checkpoint is None:
-        return True, "device: the CPU (the tiny checkpoint needs no GPU)"
+        return True, "device: the CPU (LookDev Mini needs no GPU)"
     if args.cpu:
         return True, "device: the CPU (--cpu)"
     if gpu is None:
@@ -110,46 +124,77 @@ class DemoError(Exception):
     """A failure the user can act on; the message says what happened and where to look."""
 
 
-def quick_settings(steps):
-    """Widget values by node type that shrink the shipped workflow for a CPU run."""
-    return {
-        "LookDevLoadDataset": {"resolution": "custom", "custom_resolution": 128},
+RENDER_QUICK = {"steps": 8, "base_resolution": QUICK_RESOLUTION, "cfg": 5.0, "sampler": "euler",
+                "negative": ""}
+
+
+def quick_settings(steps, mini=True):
+    """Widget values by node type that shrink the shipped workflow for a CPU run (and, for
+    LookDev Mini, a shot list in its words)."""
+    settings = {
+        "LookDevLoadDataset": {"resolution": "custom", "custom_resolution": DATASET_RESOLUTION},
         "LookDevTrainStyleLoRA": {"steps": steps, "rank": 8, "alpha": 8.0, "learning_rate": 1e-3,
                                   "warmup_steps": 0, "save_every": 0, "validate_every": max(1, steps // 2),
-                                  "validation_steps": 4, "validation_size": 128, "resume": False},
-        "LookDevStoryboardRender": {"steps": 6, "base_resolution": 128},
+                                  "validation_steps": 8, "validation_size": 64, "resume": False},
+        "LookDevStoryboardRender": dict(RENDER_QUICK),
         "LookDevContactSheet": {"cell_width": 256},
     }
+    if mini:
+        # LookDev Mini's style settings (tests/test_style_transfer.py measures them): no trigger word
+        # and no style prefix, since its untrained text encoder reads words it was not pretrained on
+        # as noise that moves the whole picture; attention and feed-forward at a high rate, uniform
+        # timesteps (an epsilon model learns global colour mostly at mid noise).
+        settings["LookDevLoadDataset"]["trigger"] = ""
+        settings["LookDevShotList"] = {"shots": MINI_SHOTS, "style_prefix": "", "style_suffix": ""}
+        settings["LookDevTrainStyleLoRA"].update(
+            targets="attention + feed-forward", learning_rate=5e-3, timestep_sampling="uniform", batch_size=2,
+            validation_prompts="a person in a black coat on a street at night, medium shot\n"
+                               "a white car on a street under a blue sky, wide shot")
+    return settings
 
 
-def build_prompt(workflow, checkpoint, dataset, settings):
+def base_settings(prompt):
+    """The base-model storyboard: the styled run's shots and render settings, no LoRA, its own folder."""
+    node = {n["class_type"]: n["inputs"] for n in prompt.values()}
+    render = {k: v for k, v in node["LookDevStoryboardRender"].items() if not isinstance(v, list)}
+    render["folder"] = render["folder"] + "_base"
+    sheet = {k: v for k, v in node["LookDevContactSheet"].items() if not isinstance(v, list)}
+    sheet.update(folder=render["folder"], title=sheet["title"] + " - base model")
+    return {"CheckpointLoaderSimple": node["CheckpointLoaderSimple"],
+            "LookDevLoRAStack": {"on_1": False, "lora_1": "None"},
+            "LookDevShotList": {k: v for k, v in node["LookDevShotList"].items() if not isinstance(v, list)},
+            "LookDevStoryboardRender": render, "LookDevContactSheet": sheet}
+
+
+def build_prompt(workflow, checkpoint, dataset, settings, source=WORKFLOW):
     """The API workflow with the demo's checkpoint, dataset and settings filled in."""
     settings = {**settings}
     settings.setdefault("CheckpointLoaderSimple", {})["ckpt_name"] = checkpoint
-    settings.setdefault("LookDevLoadDataset", {})["folder"] = str(dataset)
+    if dataset is not None:
+        settings.setdefault("LookDevLoadDataset", {})["folder"] = str(dataset)
     prompt = json.loads(json.dumps(workflow))
     for node_type, values in settings.items():
         nodes = [node for node in prompt.values() if node["class_type"] == node_type]
         if not nodes:
-            raise DemoError(f"{WORKFLOW} has no {node_type} node")
+            raise DemoError(f"{source} has no {node_type} node")
         for node in nodes:
             for name, value in values.items():
                 if name not in node["inputs"]:
-                    raise DemoError(f"{WORKFLOW}: {node_type} has no input {name!r}")
+                    raise DemoError(f"{source}: {node_type} has no input {name!r}")
                 node["inputs"][name] = value
     return prompt
 
 
-def build_tiny_checkpoint(path):
-    """The tiny SD1.5 checkpoint of scripts/tiny_models.py, built with ComfyUI's classes."""
+def build_mini_checkpoint(folder):
+    """LookDev Mini's one-file checkpoint, assembled with ComfyUI's classes (scripts/mini_model.py)."""
     comfy = comfy_server.comfyui_path()
     if str(comfy) not in sys.path:
         sys.path.insert(0, str(comfy))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True  # before comfy.model_management is imported
-    import tiny_models
+    import mini_model
 
-    tiny_models.save_sd15_checkpoint(path, seed=0)  # written atomically
+    return mini_model.ensure_checkpoint(folder)  # written atomically
 
 
 def install_checkpoint(args, models):
@@ -157,12 +202,12 @@ def install_checkpoint(args, models):
     folder = models / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     if args.checkpoint is None:
-        target = folder / TINY_CHECKPOINT
-        if not target.exists():
-            print("building a tiny random-weight SD1.5 checkpoint (the pictures will be noise; "
-                  "pass --checkpoint for a real model)", flush=True)
-            build_tiny_checkpoint(target)
-        return target.name
+        import mini_model
+
+        if not (folder / mini_model.CHECKPOINT_NAME).exists():
+            print("assembling LookDev Mini, a teaching-size SD1.5 model (pass --checkpoint for a real one)",
+                  flush=True)
+        return build_mini_checkpoint(folder).name
     source = Path(args.checkpoint).expanduser().resolve()
     link = folder / source.name
     if link.is_symlink() or (link.exists() and link.resolve() != source):
@@ -281,7 +326,9 @@ def show_event(kind, data, progress, estimate=None):
         else:
             progress.line(data["text"])
     elif kind == "lookdev.train.preview":
-        progress.line(f"validation renders at step {data['step']}: {len(data['images'])} images")
+        distance = data.get("style_distance")
+        progress.line(f"validation renders at step {data['step']}: {len(data['images'])} images" +
+                      (f", style distance to the dataset {distance:.3f}" if distance is not None else ""))
     elif kind == "lookdev.train.done":
         phases = ", ".join(f"{name} {duration(seconds)}" for name, seconds in (data.get("phases") or {}).items())
         progress.line(f"LoRA saved after {data['steps']} steps; the trainer took {duration(data['node_seconds'])} "
@@ -339,10 +386,13 @@ def demo(args):
     checkpoint = install_checkpoint(args, out / "models")
     dataset = demo_dataset.write_dataset(out / "dataset" / "noir", count=DATASET_IMAGES)
     print(f"sample dataset: {DATASET_IMAGES} noir scenes with captions in {dataset}", flush=True)
-    settings = quick_settings(args.steps or QUICK_STEPS) if quick else {}
+    mini = args.checkpoint is None
+    settings = quick_settings(args.steps or (MINI_STEPS if mini else QUICK_STEPS), mini=mini) if quick else {}
     if args.steps and not quick:
         settings["LookDevTrainStyleLoRA"] = {"steps": args.steps}
     prompt = build_prompt(json.loads(WORKFLOW.read_text(encoding="utf-8")), checkpoint, dataset, settings)
+    base_prompt = build_prompt(json.loads(BASE_WORKFLOW.read_text(encoding="utf-8")), checkpoint, None,
+                               base_settings(prompt), source=BASE_WORKFLOW)
 
     cpu, where = device_plan(args, None if args.checkpoint is None or args.cpu else usable_gpu())
     print(where, flush=True)
@@ -352,17 +402,27 @@ def demo(args):
     except comfy_server.ServerStartError as exc:
         raise DemoError(f"ComfyUI did not start: {exc}") from exc
     try:
-        print(f"ComfyUI at {server.url} (log: {server.log_path}); running {WORKFLOW.relative_to(ROOT)}", flush=True)
+        print(f"ComfyUI at {server.url} (log: {server.log_path})", flush=True)
+        print(f"base model: rendering the storyboard without a LoRA ({BASE_WORKFLOW.relative_to(ROOT)})", flush=True)
+        base_history, _ = asyncio.run(run_prompt(server, base_prompt, Progress()))
+        print(f"training the style and rendering the storyboard in it ({WORKFLOW.relative_to(ROOT)})", flush=True)
         history, events = asyncio.run(run_prompt(server, prompt, Progress(),
                                                  lambda seconds: estimate_line(prompt, seconds, quick)))
     finally:
         server.stop()
-    if (history.get("status") or {}).get("status_str") == "error":
-        raise DemoError(f"the run failed; see {server.log_path}")
+    for entry in (base_history, history):
+        if (entry.get("status") or {}).get("status_str") == "error":
+            raise DemoError(f"the run failed; see {server.log_path}")
     done = (events.get("lookdev.train.done") or [{}])[-1]
     frames = sorted(output_files(history, prompt, out, "LookDevStoryboardRender"))
+    base_frames = sorted(output_files(base_history, base_prompt, out, "LookDevStoryboardRender"))
     sheet = output_files(history, prompt, out, "LookDevContactSheet")
     pdf = [path.with_suffix(".pdf") for path in sheet if path.with_suffix(".pdf").exists()]
+    resolution = settings.get("LookDevLoadDataset", {}).get("custom_resolution")
+    references = [demo_report.load_rgb(path, resolution) for path in sorted(dataset.glob("*.png"))]
+    title = next(n["inputs"]["title"] for n in prompt.values() if n["class_type"] == "LookDevContactSheet")
+    measured, before_after = demo_report.write_report(frames[0].parent, references, base_frames, frames,
+                                                      f"{title}: base model | with the trained LoRA")
     print(f"\ndone in {time.monotonic() - started:.0f}s")
     print(f"LoRA:           {done.get('path')}")
     if done.get("loss_curve"):
@@ -370,11 +430,16 @@ def demo(args):
     print(f"frames:         {len(frames)} in {frames[0].parent if frames else '-'}")
     for path in frames:
         print(f"  frame:        {path}")
+    print(f"base frames:    {len(base_frames)} in {base_frames[0].parent if base_frames else '-'}")
     for path in [*sheet, *pdf]:
         print(f"contact sheet:  {path}")
     for path in output_files(history, prompt, out, "LookDevAnimatic"):
         print(f"animatic:       {path}")
         print(f"edit list:      {path.with_suffix('.edl')}")
+    print(f"before/after:   {before_after}")
+    print(f"style distance to the {len(references)} references: base frames {measured['base']:.3f}, "
+          f"styled frames {measured['styled']:.3f} ({measured['closer']:.1f}x closer)")
+    print(f"layout similarity, base vs styled frame of each shot: {measured['layout']:.2f} (mean of {len(frames)})")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""A small style dataset for the demo: procedurally drawn night scenes in a high-contrast noir look
-(hard light, deep shadows, film grain, vignette), each with a caption of its content.
+"""A small style dataset for the demo: procedurally drawn scenes in a high-contrast noir look
+(black and white, hard light, deep shadows, film grain, vignette), each with a caption of its
+content: noir night scenes, and everyday street and park scenes by day, at dusk and at night.
 
 Pillow only, and deterministic: the same seed gives the same bytes, so the trainer's latent cache
 hits on a second run.
@@ -122,15 +123,34 @@ def _vignette(size):
     return gradient.point(lambda v: 255 - int(200 * (v / 255) ** 2))
 
 
-def draw_scene(index, seed=0):
-    """(image, content caption) of scene `index`."""
-    rng = random.Random(seed * 1000 + index)
-    caption, painter = SCENES[index % len(SCENES)]
-    size = SIZES[index % len(SIZES)]
+def _noir_scene(index, rng):
+    """A night scene drawn in grey: streets, lamps, figures, blinds, stairs."""
+    caption, painter = SCENES[(index // 4) % len(SCENES)]
+    size = SIZES[(index // 4) % len(SIZES)]  # the painters are laid out for these pairings
     image = Image.new("L", size, 0)
     draw = ImageDraw.Draw(image)
     _sky(draw, size, rng, rng.randint(90, 140))
     painter(draw, size, rng)
+    return image, caption
+
+
+def _everyday_scene(index, rng):
+    """An everyday street or park scene by day, at dusk or at night (the world LookDev Mini was
+    pretrained on, from seeds it never saw), shot in black and white."""
+    import mini_scenes
+
+    spec = {**mini_scenes.scene_spec(5_000_000 + rng.randrange(1_000_000)),
+            "time": ("day", "dusk", "night")[index % 3]}
+    image = mini_scenes.draw(spec, SIZES[index % len(SIZES)]).convert("L")
+    return image, mini_scenes.caption(spec).rsplit(",", 1)[0]  # the content, without the framing
+
+
+def draw_scene(index, seed=0):
+    """(image, content caption) of scene `index`: every fourth a noir night scene, the others
+    everyday scenes, all in the same look (a style is consistent whatever the content)."""
+    rng = random.Random(seed * 1000 + index)
+    image, caption = (_noir_scene if index % 4 == 0 else _everyday_scene)(index, rng)
+    size = image.size
     image = image.point(lambda v: max(0, min(255, int((v - 60) * 1.8 + 60))))  # crush blacks, push highlights
     noise, strength = _grain(size, rng, 0.18)
     image = Image.blend(image, ImageChops.overlay(image, noise), strength)

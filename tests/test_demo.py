@@ -9,6 +9,7 @@ is the default path.
 import json
 import os
 import queue
+import re
 import signal
 import struct
 import subprocess
@@ -28,7 +29,6 @@ from comfy_server import comfyui_path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "scripts" / "demo.sh"
 SHOTS = ["SH010", "SH020", "SH030", "SH040", "SH050", "SH060"]  # the shipped workflow's shot list
-TRIGGER = "lkdv_noir"
 RUN_TIMEOUT_S = 1200
 
 
@@ -89,13 +89,13 @@ def demo_run(demo_out):
 @pytest.mark.server
 def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
     stdout = demo_run
-    assert "device: the CPU (the tiny checkpoint needs no GPU)" in stdout
+    assert "device: the CPU (LookDev Mini needs no GPU)" in stdout
     assert "first training step: " in stdout and "estimated whole run: about " in stdout
     assert "training noir_style: step 6/6" in stdout
     [lora] = reported(stdout, "LoRA")
     assert lora == demo_out / "models" / "loras" / "noir_style.safetensors"
     metadata = safetensors_metadata(lora)
-    assert json.loads(metadata["lookdev.trigger_words"]) == [TRIGGER]
+    assert json.loads(metadata["lookdev.trigger_words"]) == []
     assert json.loads(metadata["lookdev.config"])["steps"] == 6
 
     [chart] = reported(stdout, "loss chart")
@@ -103,13 +103,18 @@ def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
 
     frames = reported(stdout, "frame")
     assert [frame.stem for frame in frames] == SHOTS
-    sizes = set()
-    for frame in frames:
+    # LookDev Mini's shots, prompted as written: no trigger word, no style prefix (scripts/demo.py
+    # says why); each frame at its shot's aspect (or the render's 1.78) at the demo's base size.
+    from lookdev.trainer.render.framing import frame_size
+
+    module = _demo_module()
+    rows = [[cell.strip() for cell in line.split("|")] for line in module.MINI_SHOTS.splitlines()
+            if not line.startswith("#")]
+    for frame, row in zip(frames, rows, strict=True):
         with Image.open(frame) as image:
             image.load()
-            sizes.add(image.size)
-            assert image.format == "PNG" and TRIGGER in json.loads(image.info["lookdev"])["prompt"]
-    assert len(sizes) > 1, "the shots ask for different aspects"
+            assert image.format == "PNG" and json.loads(image.info["lookdev"])["prompt"] == row[1]
+            assert image.size == frame_size(row[3] or "1.78", module.QUICK_RESOLUTION)
 
     sheet, pdf = reported(stdout, "contact sheet")
     assert sheet.name == "_contact_sheet.png" and sheet.parent == frames[0].parent
@@ -117,6 +122,15 @@ def test_demo_trains_and_renders_the_storyboard(demo_run, demo_out):
         assert image.width >= 3 * 256
     assert pdf.suffix == ".pdf" and pdf.read_bytes().startswith(b"%PDF")
 
+    # The same shots by the base model, a before/after sheet of both, and the measured figures.
+    [base_folder] = [line.split(" in ", 1)[1].strip() for line in stdout.splitlines() if line.startswith("base frames:")]
+    assert sorted(path.stem for path in Path(base_folder).glob("SH*.png")) == SHOTS
+    [before_after] = reported(stdout, "before/after")
+    assert before_after.name == "_before_after.png" and before_after.parent == frames[0].parent
+    with Image.open(before_after) as image:
+        assert image.height > len(SHOTS) * 100
+    assert re.search(r"style distance to the 16 references: base frames \d+\.\d+, styled frames \d+\.\d+", stdout)
+    assert re.search(r"layout similarity, base vs styled frame of each shot: -?\d\.\d+ \(mean of 6\)", stdout)
     [animatic], [edl] = reported(stdout, "animatic"), reported(stdout, "edit list")
     assert animatic == frames[0].parent / "animatic.mp4" and edl == animatic.with_suffix(".edl")
     with av.open(str(animatic)) as container:
@@ -143,7 +157,7 @@ def test_ctrl_c_stops_the_server(demo_run, demo_out):
             line = lines.get(timeout=1)
         except queue.Empty:
             continue
-        assert not line.startswith("building a tiny"), "the checkpoint of the first run was not reused"
+        assert not line.startswith("assembling LookDev Mini"), "the checkpoint of the first run was not reused"
         if line.startswith("ComfyUI at "):
             url = line.split()[2]
     assert url and server_answers(url), demo.stderr.read() if demo.poll() is not None else "no server line"
@@ -213,7 +227,7 @@ def _demo_module():
 
 
 @pytest.mark.parametrize("argv, gpu, cpu, words", [
-    ([], None, True, "the tiny checkpoint needs no GPU"),
+    ([], None, True, "LookDev Mini needs no GPU"),
     (["--checkpoint", "{model}"], None, True, "no usable GPU was found"),
     (["--checkpoint", "{model}", "--cpu"], "NVIDIA H200", True, "(--cpu)"),
     (["--checkpoint", "{model}"], "NVIDIA H200", False, "device: NVIDIA H200"),

@@ -321,6 +321,8 @@ def test_validation_previews_appear(training_page):
     previews = state["chart"]["previews"]
     assert [p["step"] for p in previews] == list(range(VALIDATE_EVERY, STEPS, VALIDATE_EVERY))
     assert all([img["prompt"] for img in p["images"]] == PROMPTS for p in previews)
+    # Each round's style distance to the dataset, drawn as its own line on the chart.
+    assert all(p["styleDistance"] > 0 for p in previews)
 
 
 def test_final_renders_and_loss_curve_replace_the_mid_run_previews(training_page):

@@ -1,10 +1,12 @@
-// The trainer's loss chart: raw and smoothed loss on the left axis, learning rate on the right.
+// The trainer's loss chart: raw and smoothed loss on the left axis, learning rate on the right, and the
+// style distance of each validation round's renders to the dataset (dots joined, its own scale).
 // drawLossChart only paints a 2D context from a chart state (see newChart), so it works on any canvas.
 
 const COLORS = {
   raw: "rgba(110, 170, 255, 0.45)",
   smooth: "#6ab0ff",
   lr: "#e0a040",
+  style: "#d060c0",
   grid: "rgba(128, 128, 128, 0.25)",
 };
 
@@ -16,7 +18,7 @@ export function newChart() {
     resumedFrom: 0,
     points: [], // {step, loss, smooth, lr}, one per training step received
     eta: null,
-    previews: [], // {step, images: [{url, prompt}]}, oldest first
+    previews: [], // {step, images: [{url, prompt}], styleDistance}, oldest first
     done: null, // the lookdev.train.done payload once the run has finished
     phase: null, // the latest lookdev.status payload: caching, training, validation, saving, done
     final: null, // {step, label, images: [{url, prompt}]}: the final renders and the loss curve
@@ -91,6 +93,18 @@ export function drawLossChart(ctx, chart, width, height, textColor) {
   polyline(ctx, points, x, (p) => pad.top + (1 - p.lr / lrMax) * h, COLORS.lr, 1, [4, 3]);
   polyline(ctx, points, x, (p) => yLoss(p.loss), COLORS.raw, 1);
   polyline(ctx, points, x, (p) => yLoss(p.smooth), COLORS.smooth, 2);
+  const styled = chart.previews.filter((p) => p.styleDistance != null);
+  if (styled.length) {
+    const styleMax = styled.reduce((max, p) => Math.max(max, p.styleDistance), 0) || 1;
+    const yStyle = (p) => pad.top + (1 - p.styleDistance / styleMax) * h;
+    polyline(ctx, styled, x, yStyle, COLORS.style, 1.5);
+    ctx.fillStyle = COLORS.style;
+    for (const p of styled) {
+      ctx.beginPath();
+      ctx.arc(x(p), yStyle(p), 2.5, 0, 2 * Math.PI);
+      ctx.fill();
+    }
+  }
   const last = points[points.length - 1];
   ctx.fillStyle = COLORS.smooth;
   ctx.beginPath();
@@ -111,12 +125,13 @@ export function drawLossChart(ctx, chart, width, height, textColor) {
   ctx.fillText(String(x0), pad.left, pad.top + h + 3);
   ctx.textAlign = "right";
   ctx.fillText(String(x1), pad.left + w, pad.top + h + 3);
-  legend(ctx, pad.left + w - 6, pad.top + 4, textColor);
+  legend(ctx, pad.left + w - 6, pad.top + 4, textColor, styled.length > 0);
 }
 
 // Top right: a falling loss and a decaying learning rate leave that corner free.
-function legend(ctx, right, top, textColor) {
+function legend(ctx, right, top, textColor, withStyle) {
   const entries = [["loss", COLORS.raw, []], ["smoothed", COLORS.smooth, []], ["lr", COLORS.lr, [4, 3]]];
+  if (withStyle) entries.push(["style distance", COLORS.style, []]);
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
   let x = right;

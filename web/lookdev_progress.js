@@ -161,9 +161,11 @@ function onTrainPreview({ detail }) {
   const preview = {
     step: detail.step,
     images: detail.images.map((ref, i) => ({ url: viewUrl(ref), prompt: detail.prompts?.[i] ?? "" })),
+    styleDistance: detail.style_distance ?? null,
   };
   chart.previews.push(preview);
   node.lookdevPanel?.showPreviews(preview);
+  node.lookdevPanel?.update();
 }
 
 // The final LoRA's validation renders and the loss curve replace the mid-run previews.

@@ -143,7 +143,7 @@ class RenderConfig:
     aspect: str = option("1.78", "Frame shape for shots that name none; 'custom' uses width and height.",
                      choices=(CUSTOM_SIZE, *ASPECTS))
     base_resolution: int = option(1024, "Aspect presets get about this many pixels squared, sides multiples of 64 "
-                                  "(512 for SD1.5, 1024 for SDXL, SD3 and Flux).", min=64, max=8192, step=64)
+                                  "(512 for SD1.5, 1024 for SDXL, SD3 and Flux).", min=64, max=8192, step=32)
     width: int = option(1024, "Frame width when aspect is 'custom' (multiple of 8).")
     height: int = option(576, "Frame height when aspect is 'custom' (multiple of 8).")
     folder: str = option("storyboard", "Subfolder of ComfyUI's output folder; each frame is saved there as "

@@ -23,6 +23,7 @@ from ..lora.apply import ApplyOptions, apply_lora
 from ..lora.io import LoraFileError, read_lora, read_metadata, save_lora
 from ..lora.keys import ARCHITECTURES, TRAINABLE, kohya_names
 from ..lora.metadata import TrainingFacts, build_metadata
+from ..style_metric import validation_style_distance
 from ..pixels import to_pil
 from ..render.storyboard import ui_image
 from ..status import duration, send_status
@@ -328,11 +329,13 @@ def render_validation(config, clip, vae, patcher, on_image=None):
 class _NodeHooks(TrainHooks):
     """Progress bar, websocket events, Cancel, checkpoints and validation renders."""
 
-    def __init__(self, config, writer, render, start, node_id, prompt_id, status):
+    def __init__(self, config, writer, render, start, node_id, prompt_id, status, references):
         self.config, self.writer, self.render, self.start = config, writer, render, start
         self.node_id, self.prompt_id, self.status = node_id, prompt_id, status
+        self.references = references  # the dataset's samples, for the style distance of each round
         self.bar = bridge.progress_bar(config.steps)
         self.validation_seconds = 0.0  # spent in renders during the loop
+        self.style_distances = []  # (step, style distance of that round's renders to the dataset)
 
     def check_cancel(self):
         bridge.check_cancel()
@@ -352,12 +355,15 @@ class _NodeHooks(TrainHooks):
         images = self.render(lambda k, n: self.status("validation", f"rendering validation images {k} / {n} "
                                                                       f"(step {step})", k, n))
         refs = [bridge.save_temp_image(image, f"lookdev_{self.config.name}_step{step:06d}") for image in images]
+        distance = validation_style_distance(images, self.references)
+        if distance is not None:
+            self.style_distances.append((step, distance))
         self.validation_seconds += time.perf_counter() - began
         self.status("training", f"training: step {step} / {self.config.steps}", step, self.config.steps)
         if refs:
             bridge.send_event(events.EVENT_TRAIN_PREVIEW, {
                 "node": self.node_id, "prompt_id": self.prompt_id, "step": step, "images": refs,
-                "prompts": validation_prompts(self.config)})
+                "prompts": validation_prompts(self.config), "style_distance": distance})
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -406,7 +412,8 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         def render(on_image=None):
             return render_validation(config, clip, vae, den.patcher, on_image)
 
-        hooks = _NodeHooks(config, writer, render, resume.step if resume else 0, node_id, prompt_id, status)
+        hooks = _NodeHooks(config, writer, render, resume.step if resume else 0, node_id, prompt_id, status,
+                           dataset.samples)
         with adapters.attach():
             # 3. train
             status("training", f"training: {config.steps} steps", resume.step if resume else 0, config.steps)
@@ -423,6 +430,9 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
             rendering = time.perf_counter()
             previews = render(lambda k, n: status("validation", f"rendering final validation images {k} / {n}", k, n))
             preview_refs = [bridge.save_temp_image(image, f"lookdev_{config.name}_final") for image in previews]
+            final_distance = validation_style_distance(previews, dataset.samples)
+            if final_distance is not None:
+                hooks.style_distances.append((config.steps, final_distance))
             phases["validation"] = hooks.validation_seconds + time.perf_counter() - rendering
 
     # 5. apply: the same path as LookDev Apply LoRA, so the output MODEL equals applying the file.
@@ -436,17 +446,18 @@ def run_training(config, model, clip, vae, dataset, node_id=None, prompt_id=None
         "steps": config.steps, "final_loss": result.losses[-1] if result.losses else None,
         "seconds": result.seconds, "node_seconds": node_seconds, "phases": phases,
         "loss_curve": str(paths.loss_curve), "loss_image": loss_ref,
-        "images": preview_refs, "prompts": validation_prompts(config)})
+        "images": preview_refs, "prompts": validation_prompts(config), "style_distance": final_distance})
     status("done", f"done: {config.steps} steps in {duration(node_seconds)} · saved {lora.path.name}")
     report = run_report(config, arch, adapters, dataset, result, cache_stats,
-                        [trigger_line, *recipe_lines, *notes, *([kept] if kept else [])], paths.lora)
+                        [trigger_line, *recipe_lines, *notes, *([kept] if kept else [])], paths.lora,
+                        hooks.style_distances)
     times = ", ".join(f"{name} {duration(seconds)}" for name, seconds in phases.items())
     return RunOutputs(model=model, lora=lora, path=lora.path, loss_image=loss_image, loss_ref=loss_ref,
                       previews=previews, preview_refs=preview_refs,
                       report=f"{report}\nloss curve {paths.loss_curve}\ntime {duration(node_seconds)} in all: {times}")
 
 
-def run_report(config, arch, adapters, dataset, result, cache_stats, notes, path):
+def run_report(config, arch, adapters, dataset, result, cache_stats, notes, path, style_distances=()):
     lines = [
         f"LoRA {config.name}: {config.algorithm} rank {config.rank}, "
         f"{adapters.num_parameters():,} parameters on {len(adapters.names())} layers ({config.targets}, {arch})",
@@ -459,6 +470,9 @@ def run_report(config, arch, adapters, dataset, result, cache_stats, notes, path
     if config.batch_size > per_epoch:
         lines.append(f"note: batch_size {config.batch_size} is more than the dataset's {per_epoch} "
                      f"image{'s' * (per_epoch != 1)} per epoch, so each batch holds at most {per_epoch}")
+    if style_distances:
+        lines.append("validation style distance to the dataset (lower is closer): " +
+                     ", ".join(f"step {step}: {d:.3f}" for step, d in style_distances))
     lines += notes
     lines.append(f"saved {path}")
     return "\n".join(lines)
