@@ -13,6 +13,9 @@ from lookdev.trainer import style_metric
 import demo_dataset
 import demo_report
 
+# Two LoRAs trained through the executor: part of the whole suite, not of the quick loop.
+pytestmark = pytest.mark.slow
+
 # Measured on the shipped LookDev Mini: base vs noir-styled frames of one shot 0.781 (mean of 4);
 # a base frame against another shot's styled frame at most 0.574 (every shot has sky over ground).
 # The bound sits between the two.
