@@ -625,16 +625,28 @@ def test_template_opens_at_a_readable_zoom_on_its_first_step(laptop_page, path):
 
 
 # Clicks a button widget of a node as a person does: a real mouse click on the canvas.
-BUTTON_POINT = f"""([type, label]) => {{
+# The button's centre on screen, once the canvas has drawn the node at the new view and the
+# widget's position has stopped moving (a loaded node lays its widgets out when first drawn; on a
+# loaded machine that can take several frames).
+BUTTON_POINT = f"""async ([type, label]) => {{
   const app = {APP};
   const node = app.graph.nodes.find((n) => n.type === type);
   const widget = node.widgets.find((w) => w.name === label);
   app.canvas.ds.fitToBounds([node.pos[0], node.pos[1] - 30, node.size[0], node.size[1] + 30], {{ zoom: 0.9 }});
-  app.canvas.setDirty(true, true);
-  const {{ scale, offset }} = app.canvas.ds;
-  const rect = app.canvas.canvas.getBoundingClientRect();
-  const y = node.pos[1] + (widget.last_y ?? widget.y) + LiteGraph.NODE_WIDGET_HEIGHT / 2;
-  return [rect.left + (node.pos[0] + node.size[0] / 2 + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+  const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+  let previous = null;
+  for (let i = 0; i < 50; i++) {{
+    app.canvas.setDirty(true, true);
+    await frame();
+    await frame();
+    const {{ scale, offset }} = app.canvas.ds;
+    const rect = app.canvas.canvas.getBoundingClientRect();
+    const y = node.pos[1] + (widget.last_y ?? widget.y) + LiteGraph.NODE_WIDGET_HEIGHT / 2;
+    const point = [rect.left + (node.pos[0] + node.size[0] / 2 + offset[0]) * scale, rect.top + (y + offset[1]) * scale];
+    if (widget.last_y !== undefined && previous && point[0] === previous[0] && point[1] === previous[1]) return point;
+    previous = point;
+  }}
+  throw new Error(`the ${{label}} button of ${{type}} did not settle on the canvas`);
 }}"""
 
 UPLOAD_RESULT = f"""async () => {{
@@ -658,9 +670,7 @@ def test_dataset_folder_upload_then_pick_then_load(app_page, server, tmp_path):
     page.evaluate(PICK, ["LookDevLoadDataset", "folder", folder])  # a new name, typed
     write_dataset(tmp_path / "local")
     files = sorted(str(p) for p in (tmp_path / "local").iterdir())
-    page.wait_for_timeout(300)
     x, y = page.evaluate(BUTTON_POINT, ["LookDevLoadDataset", "upload images"])
-    page.wait_for_timeout(300)
     with page.expect_file_chooser() as chooser:
         page.mouse.click(x, y)
     chooser.value.set_files(files)
