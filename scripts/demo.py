@@ -39,7 +39,7 @@ WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
 BASE_WORKFLOW = ROOT / "workflows" / "api" / "storyboard_in_style.json"
 DATASET_IMAGES = 16
 QUICK_STEPS = 40
-MINI_STEPS = 60  # LookDev Mini's style run, as tests/test_style_transfer.py measures it
+MINI_STEPS = 90  # LookDev Mini's style run, as tests/test_style_transfer.py measures it
 QUICK_RESOLUTION = 96  # LookDev Mini's training size, for the frames
 DATASET_RESOLUTION = 128  # the smallest custom training size
 # The shipped shot list's ids, seeds and aspects, in words LookDev Mini was trained on.
@@ -143,11 +143,12 @@ def quick_settings(steps, mini=True):
         # LookDev Mini's style settings (tests/test_style_transfer.py measures them): no trigger word
         # and no style prefix, since its untrained text encoder reads words it was not pretrained on
         # as noise that moves the whole picture; attention and feed-forward at a high rate, uniform
-        # timesteps (an epsilon model learns global colour mostly at mid noise).
+        # timesteps (an epsilon model learns global colour mostly at mid noise), noise offset 0.1
+        # (overall brightness: the crushed blacks).
         settings["LookDevLoadDataset"]["trigger"] = ""
         settings["LookDevShotList"] = {"shots": MINI_SHOTS, "style_prefix": "", "style_suffix": ""}
         settings["LookDevTrainStyleLoRA"].update(
-            targets="attention + feed-forward", learning_rate=5e-3, timestep_sampling="uniform", batch_size=2,
+            targets="attention + feed-forward", learning_rate=5e-3, timestep_sampling="uniform", noise_offset=0.1, batch_size=2,
             validation_prompts="a person in a black coat on a street at night, medium shot\n"
                                "a white car on a street under a blue sky, wide shot")
     return settings

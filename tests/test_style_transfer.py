@@ -16,18 +16,20 @@ import demo_report
 # Two LoRAs trained through the executor: part of the whole suite, not of the quick loop.
 pytestmark = pytest.mark.slow
 
-# Measured on the shipped LookDev Mini: base vs noir-styled frames of one shot 0.781 (mean of 4);
-# a base frame against another shot's styled frame at most 0.574 (every shot has sky over ground).
+# Measured on the shipped LookDev Mini: base vs noir-styled frames of one shot 0.827 (mean of 4);
+# a base frame against another shot's styled frame at most 0.569 (every shot has sky over ground).
 # The bound sits between the two.
 LAYOUT_BOUND = 0.65
-# Measured: 1.34x closer (style distance 1.589 -> 1.188). The issue asks for 2x: see the xfail below.
-CLOSER_NOW = 1.2
+# Measured: 1.61x closer (style distance 1.589 -> 0.986). The issue asks for 2x: see the xfail below.
+CLOSER_NOW = 1.4
 RESOLUTION = 96  # frames
 DATASET_RESOLUTION = 128  # the smallest custom training size
-STEPS = 60
+STEPS = 90
 # LookDev Mini's settings for a style (as the demo's): its random-weight text encoder reads a
 # trigger word as noise that moves the whole picture, so these LoRAs train and render without one;
-# uniform timesteps, because an epsilon model learns global colour mostly at mid noise levels.
+# uniform timesteps, because an epsilon model learns global colour mostly at mid noise levels; noise
+# offset 0.1, which lets it move a frame's overall brightness (the crushed blacks): 1.61x closer with
+# it, 1.34x without.
 TARGETS = "attention + feed-forward"
 LEARNING_RATE = 5e-3
 TRIGGER = ""
@@ -72,7 +74,7 @@ def _train(name, folder, trigger, **validation):
         f"t_{name}": {"class_type": "LookDevTrainStyleLoRA", "inputs": {
             "model": ["ck", 0], "clip": ["ck", 1], "vae": ["ck", 2], "dataset": [f"d_{name}", 0], "name": name,
             "steps": STEPS, "learning_rate": LEARNING_RATE, "rank": 8, "alpha": 8.0, "batch_size": 2, "targets": TARGETS,
-            "seed": 42, "timestep_sampling": "uniform", "validation_prompts": "", "save_every": 0, "resume": False, **validation}},
+            "seed": 42, "timestep_sampling": "uniform", "noise_offset": 0.1, "validation_prompts": "", "save_every": 0, "resume": False, **validation}},
     }
 
 
@@ -138,9 +140,9 @@ def test_noir_lora_moves_frames_towards_the_references_and_keeps_the_shots(frame
     assert style_metric.set_stats(rendered["noir"]).chroma < 0.6 * style_metric.set_stats(rendered["base"]).chroma
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's target; measured 1.34x closer (1.589 -> 1.188): LookDev "
+@pytest.mark.xfail(strict=True, reason="the issue's target; measured 1.61x closer (1.589 -> 0.986): LookDev "
                                        "Mini's frames do not reach the references' contrast, tone histogram and "
-                                       "vignette in 60 steps")
+                                       "vignette in 90 steps")
 def test_noir_lora_brings_frames_twice_as_close(frames):
     rendered, refs, _ = frames
     base, styled, _, _ = _noir_figures(rendered, refs)
