@@ -33,7 +33,7 @@ STEPS = 90
 TARGETS = "attention + feed-forward"
 LEARNING_RATE = 5e-3
 TRIGGER = ""
-VALIDATION = "lkdv_noir, a person in a black coat on a street at night, medium shot"
+VALIDATION = "a person in a black coat on a street at night, medium shot"
 SHOTS = """SH010 | a white car and a street lamp on a street at night, wide shot | 101 | 1.78
 SH020 | a person in a black coat on a street at night, medium shot | 102 | 1:1
 SH040 | a building with windows on a street at dusk, wide shot | 104 | 1.78
@@ -78,16 +78,10 @@ def _train(name, folder, trigger, **validation):
     }
 
 
-def _shots(name, trigger):
-    return {f"s_{name}": {"class_type": "LookDevShotList", "inputs": {
-        "shots": SHOTS, "style_prefix": "", "style_suffix": "", "trigger_words": trigger,
-        "seed_policy": "per-shot seeds", "base_seed": 0}}}
-
-
-def _render(name, model_ref, shots):
+def _render(name, model_ref):
     return {
         f"r_{name}": {"class_type": "LookDevStoryboardRender", "inputs": {
-            "model": model_ref, "clip": ["ck", 1], "vae": ["ck", 2], "shots": [f"s_{shots}", 0], "negative": "",
+            "model": model_ref, "clip": ["ck", 1], "vae": ["ck", 2], "shots": ["s", 0], "negative": "",
             "sampler": "euler", "scheduler": "normal", "steps": 8, "cfg": 5.0, "aspect": "1.78",
             "base_resolution": RESOLUTION, "width": 64, "height": 64, "folder": f"style_e2e/{name}"}},
     }
@@ -98,22 +92,22 @@ def frames(comfy, datasets, mini_checkpoint):
     noir, colour = datasets
     prompt = {
         "ck": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": mini_checkpoint}},
-        **_shots("noir", ""), **_shots("technicolor", ""),
+        "s": {"class_type": "LookDevShotList", "inputs": {
+            "shots": SHOTS, "style_prefix": "", "style_suffix": "", "trigger_words": TRIGGER,
+            "seed_policy": "per-shot seeds", "base_seed": 0}},
         "zero": {"class_type": "LookDevApplyLoRA", "inputs": {
             "model": ["ck", 0], "lora_name": "None", "strength_model": 0.0, "strength_clip": 0.0,
             "block_preset": "all", "block_weights": "", "lora": ["t_noir", 1]}},
         **_train("noir", noir, TRIGGER, validation_prompts=VALIDATION, validate_every=STEPS // 3,
                  validation_steps=6, validation_size=64),
         **_train("technicolor", colour, TRIGGER),
-        # Each style's prompts carry its trigger, as a user's would; the base model renders the same prompts.
-        **_render("base", ["ck", 0], "noir"), **_render("noir", ["t_noir", 0], "noir"),
-        **_render("base_technicolor", ["ck", 0], "technicolor"),
-        **_render("technicolor", ["t_technicolor", 0], "technicolor"), **_render("zero", ["zero", 0], "noir"),
+        **_render("base", ["ck", 0]), **_render("noir", ["t_noir", 0]),
+        **_render("technicolor", ["t_technicolor", 0]), **_render("zero", ["zero", 0]),
     }
     result = comfy.run(prompt, fresh=True)
     shots = [line.split("|")[0].strip() for line in SHOTS.splitlines()]
     as_arrays = {name: [demo_report.load_rgb(comfy.output_dir / "style_e2e" / name / f"{shot}.png") for shot in shots]
-                 for name in ("base", "noir", "base_technicolor", "technicolor", "zero")}
+                 for name in ("base", "noir", "technicolor", "zero")}
     refs = {name: [demo_report.load_rgb(path, DATASET_RESOLUTION) for path in sorted(folder.glob("*.png"))]
             for name, folder in (("noir", noir), ("technicolor", colour))}
     return as_arrays, refs, result
@@ -151,12 +145,12 @@ def test_noir_lora_brings_frames_twice_as_close(frames):
 
 def test_a_colourful_style_moves_frames_the_other_way(frames):
     rendered, refs, _ = frames
-    base, colour = style_metric.set_stats(rendered["base_technicolor"]), style_metric.set_stats(rendered["technicolor"])
+    base, colour = style_metric.set_stats(rendered["base"]), style_metric.set_stats(rendered["technicolor"])
     assert colour.chroma > base.chroma
     assert style_metric.style_distance(rendered["technicolor"], refs["noir"]) > \
-        style_metric.style_distance(rendered["base_technicolor"], refs["noir"])
+        style_metric.style_distance(rendered["base"], refs["noir"])
     assert style_metric.style_distance(rendered["technicolor"], refs["technicolor"]) < \
-        style_metric.style_distance(rendered["base_technicolor"], refs["technicolor"])
+        style_metric.style_distance(rendered["base"], refs["technicolor"])
 
 
 def test_strength_zero_gives_the_base_frames(frames):
