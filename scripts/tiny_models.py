@@ -126,7 +126,22 @@ def init_weights_(module, seed):
             else:
                 values = torch.zeros(param.shape)
             param.copy_(values.to(param.dtype))
+        # MMDiT (SD3, AuraFlow-style) allocates its fixed sin-cos table with torch.empty and
+        # expects a checkpoint to fill it: left alone it holds whatever memory it got (NaN at times).
+        if isinstance(getattr(sub, "pos_embed", None), torch.Tensor) and "pos_embed" in dict(sub.named_buffers(recurse=False)):
+            sub.pos_embed.copy_(_sincos_table(sub.pos_embed.shape).to(sub.pos_embed.dtype))
     return module
+
+
+def _sincos_table(shape):
+    """SD3's fixed 2-D sin-cos position table for a (1, side*side, width) buffer."""
+    from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+
+    _, patches, width = shape
+    side = math.isqrt(patches)
+    if side * side != patches:
+        raise ValueError(f"pos_embed of {patches} patches is not a square grid")
+    return torch.from_numpy(get_2d_sincos_pos_embed(width, side)).float().reshape(shape)
 
 
 def _unet_model(arch, unet_config, device):

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 import torch
 
+import comfy_host
 from conftest import ROOT
 
 # Every node the pack ships. Node ids are part of saved workflows and never change.
@@ -69,6 +70,34 @@ def test_tiny_models_sample_through_executor(comfy, arch):
     prompt["2"]["inputs"]["text"] = "a crowded market at noon"
     comfy.run(prompt)
     assert not torch.equal(comfy.captured[f"image_{arch}"], image)
+
+
+@pytest.mark.parametrize("arch", ["sd15", "sd15_v", "sdxl", "sd3", "auraflow", "flux_dev", "chroma", "zimage"])
+def test_tiny_models_leave_no_tensor_uninitialised(comfy, monkeypatch, arch):
+    """ComfyUI allocates weights and some fixed tables (MMDiT's pos_embed) with torch.empty and
+    expects a checkpoint to fill them. Poison torch.empty with NaN: every parameter and buffer of
+    a tiny model must still be finite, or a test's result depends on leftover memory."""
+    tiny = comfy_host.tiny_models_module()
+    if arch in tiny.MODEL_CLASS:
+        try:
+            tiny.model_class(arch)
+        except tiny.MissingModelClass as missing:
+            pytest.skip(str(missing))
+    real_empty = torch.empty
+
+    def poisoned_empty(*args, **kwargs):
+        out = real_empty(*args, **kwargs)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+
+    monkeypatch.setattr(torch, "empty", poisoned_empty)
+    built = tiny.build(arch, seed=0)
+    monkeypatch.undo()
+    parts = {"model": built.model.model.diffusion_model, "clip": built.clip.cond_stage_model,
+             "vae": built.vae.first_stage_model}
+    unfilled = sorted(f"{part}.{name}" for part, module in parts.items()
+                      for name, tensor in [*module.named_parameters(), *module.named_buffers()]
+                      if tensor.is_floating_point() and not tensor.float().isfinite().all())
+    assert not unfilled, unfilled
 
 
 def test_tiny_checkpoint_loads_through_stock_loader(comfy, tiny_checkpoint):
