@@ -363,13 +363,13 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", help="a real SD1.5 checkpoint (.safetensors) to train and render with; "
-                                             "default: a tiny random-weight one, built here")
+                                             "default: LookDev Mini, the repository's small trained model")
     parser.add_argument("--out", default=str(ROOT / "demo-out"),
                         help="output folder, also the ComfyUI base folder (default: demo-out/ in the checkout)")
-    parser.add_argument("--steps", type=int, help=f"training steps (default: {QUICK_STEPS} with the tiny "
-                                                  "checkpoint or --quick, else the workflow's)")
+    parser.add_argument("--steps", type=int, help=f"training steps (default: {MINI_STEPS} with LookDev Mini, "
+                                                  f"{QUICK_STEPS} with --quick, else the workflow's)")
     parser.add_argument("--quick", action="store_true", help="shrink sizes and steps even with --checkpoint")
-    parser.add_argument("--cpu", action="store_true", help="run ComfyUI on the CPU (always with the tiny checkpoint, "
+    parser.add_argument("--cpu", action="store_true", help="run ComfyUI on the CPU (always with LookDev Mini, "
                                                          "and by itself when no usable GPU is found)")
     args = parser.parse_args(argv)
     if args.checkpoint is not None and not Path(args.checkpoint).expanduser().is_file():
