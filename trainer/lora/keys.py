@@ -39,6 +39,7 @@ ARCHITECTURES = {
     "sd3": "Stable Diffusion 3 / 3.5 (MMDiT joint_blocks)",
     "flux": "Flux.1 dev and schnell, and derivatives such as Chroma (double_blocks, single_blocks)",
     "zimage": "Z-Image (NextDiT layers, noise_refiner, context_refiner)",
+    "qwen_image": "Qwen-Image (MMDiT transformer_blocks with img/txt streams)",
     "wan": "Wan 2.1 / 2.2 text-to-video (blocks.N self_attn, cross_attn, ffn)",
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
@@ -57,6 +58,7 @@ _TE_PREFIXES = {
     "sd3": {"clip_l": "lora_te1", "clip_g": "lora_te2", "t5xxl": "lora_te3"},
     "flux": {"clip_l": "lora_te1", "t5xxl": "lora_te3"},
     "zimage": {},  # no kohya naming for its Qwen3 text encoder; LookDev trains none
+    "qwen_image": {},  # its Qwen2.5-VL text encoder is not trained
     "wan": {},  # the UMT5 text encoder is not trained
     "other": {},
 }
