@@ -20,6 +20,9 @@ Which spelling, per architecture:
 - "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "zimage" (layers,
   noise_refiner, context_refiner), "other" (any model ComfyUI loads): `lora_unet_` + the module
   path, which is kohya's naming for SD3 and Flux.
+- "qwen_image" (transformer_blocks.N): `lora_unet_` + the module path
+  (`lora_unet_transformer_blocks_0_attn_to_q`), what musubi-tuner writes for Qwen-Image; ComfyUI's
+  module names there are diffusers' names.
 - "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
   what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
   spelling, beside the `diffusion_model.blocks.N...` one).
