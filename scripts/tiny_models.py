@@ -17,7 +17,7 @@ ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "wan21", "auraflow", "flux_dev", "flu
           "flux_dev_fp8", "qwen_image")
 FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
 # The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
-MODEL_CLASS = {"zimage": "ZImage", "qwen_image": "QwenImage"}
+MODEL_CLASS = {"zimage": "ZImage", "qwen_image": "QwenImage", "flux2": "Flux2"}
 
 
 class TinyModels(NamedTuple):
@@ -427,3 +427,38 @@ def load_wan_clip(path):
     if missing or unexpected:
         raise RuntimeError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return clip
+
+
+# --- Flux.2: its tokenizer, as a text-encoder file carries it -------------------------------------
+# Flux.2's text encoder files (Mistral Small 3) carry Mistral's tekken.json tokenizer as a uint8
+# tensor named `tekken_model`; ComfyUI builds the tokenizer from it (comfy.sd passes it on as
+# tokenizer_data). The tiny one: the 256 bytes, the pieces of _SPIECE_WORDS, and the control
+# tokens Flux.2's prompt template uses at Mistral's ranks.
+
+TEKKEN_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+                  r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_TEKKEN_SPECIALS = {0: "<unk>", 1: "<s>", 2: "</s>", 3: "[INST]", 4: "[/INST]", 11: "<pad>",
+                    17: "[SYSTEM_PROMPT]", 18: "[/SYSTEM_PROMPT]"}
+TEKKEN_NUM_SPECIAL = 20
+
+
+def tiny_tekken_json():
+    """A tekken.json (bytes) in the layout Mistral ships: config, vocab (byte-level BPE ranks) and
+    special_tokens (ranks 0..19)."""
+    import base64
+    import json
+
+    pieces = [bytes([b]) for b in range(256)]
+    for word in _SPIECE_WORDS:
+        for spelled in (word, " " + word):
+            data = spelled.encode()
+            pieces += [data[:end] for end in range(2, len(data) + 1) if data[:end] not in pieces]
+    specials = [{"rank": rank, "token_str": _TEKKEN_SPECIALS.get(rank, f"<SPECIAL_{rank}>"), "is_control": True}
+                for rank in range(TEKKEN_NUM_SPECIAL)]
+    vocab = [{"rank": rank, "token_bytes": base64.b64encode(piece).decode(), "token_str": None}
+             for rank, piece in enumerate(pieces)]
+    config = {"pattern": TEKKEN_PATTERN, "num_vocab_tokens": len(pieces) + TEKKEN_NUM_SPECIAL,
+              "default_vocab_size": len(pieces) + TEKKEN_NUM_SPECIAL,
+              "default_num_special_tokens": TEKKEN_NUM_SPECIAL, "version": "v7"}
+    return json.dumps({"config": config, "vocab": vocab, "special_tokens": specials}).encode()

@@ -506,6 +506,50 @@ def test_flux_and_qwen_image_loras_are_named_both_ways(comfy, trained):
         assert f"but the model is {model}: use it with {lora} models" in message
 
 
+def test_flux2_tokenizer_from_a_text_encoder_file(comfy):
+    """Flux.2's tokenizer comes from its text-encoder file: Mistral's tekken.json as a uint8 tensor
+    `tekken_model`, which comfy.sd hands to the tokenizer as tokenizer_data. A Flux.2 fixture needs
+    ComfyUI to build it from a tiny one; where it cannot, the reason is the skip message."""
+    _need("flux2")
+    import comfy.text_encoders.flux as flux_te
+    import transformers
+
+    tiny = __import__("comfy_host").tiny_models_module()
+    tekken = torch.frombuffer(bytearray(tiny.tiny_tekken_json()), dtype=torch.uint8)
+    try:
+        tokenizer = flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
+    except TypeError as exc:
+        if "vocab_file" not in str(exc):
+            raise
+        pytest.skip(f"no Flux.2 fixture: ComfyUI {comfy.version}'s comfy.text_encoders.flux.load_mistral_tokenizer "
+                    "calls transformers' MistralConverter(vocab=..., additional_special_tokens=...), but "
+                    f"transformers {transformers.__version__}'s MistralConverter only reads a tekken.json path "
+                    f"(vocab_file), so no Flux.2 tokenizer can be built from a text-encoder file ({exc})")
+    ids = {text: [t[0] for t in tokenizer.tokenize_with_weights(text)["mistral3_24b"][0]]
+           for text in ("a noir street", "a red car")}
+    assert ids["a noir street"] != ids["a red car"]
+
+
+def test_tiny_tekken_reads_as_a_tekken_file(comfy, tmp_path):
+    """The tiny tekken.json reads with transformers' own tekken reader (where it reads files):
+    Flux.2's control tokens at Mistral's ranks, the words as single byte-level BPE tokens."""
+    import inspect
+
+    try:
+        from transformers.integrations.mistral import MistralConverter
+    except ImportError as exc:
+        pytest.skip(f"this transformers has no tekken reader: {exc}")
+    if "vocab_file" not in inspect.signature(MistralConverter.__init__).parameters:
+        pytest.skip("this transformers' MistralConverter builds from a vocabulary, not a tekken.json file")
+    tiny = __import__("comfy_host").tiny_models_module()
+    path = tmp_path / "tekken.json"
+    path.write_bytes(tiny.tiny_tekken_json())
+    encoded = MistralConverter(vocab_file=str(path)).converted().encode(
+        "[SYSTEM_PROMPT]x[/SYSTEM_PROMPT][INST]a noir street[/INST]", add_special_tokens=False)
+    assert encoded.tokens == ["[SYSTEM_PROMPT]", "x", "[/SYSTEM_PROMPT]", "[INST]", "a", "Ġnoir", "Ġstreet", "[/INST]"]
+    assert encoded.ids[:4] == [17, 120 + tiny.TEKKEN_NUM_SPECIAL, 18, 3]
+
+
 def test_missing_model_class_is_named(comfy):
     import comfy_host
 
