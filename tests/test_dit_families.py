@@ -496,7 +496,8 @@ def test_a_flux_lora_on_z_image_is_named_both_ways(comfy, trained):
 
 def test_flux_and_qwen_image_loras_are_named_both_ways(comfy, trained):
     _need("qwen_image")
-    for model_arch, lora_arch, label in (("qwen_image", "flux_dev", "mismatch_q"), ("flux_dev", "qwen_image", "mismatch_f")):
+    for model_arch, lora_arch, label in (("qwen_image", "flux_dev", "mismatch_q"),
+                                         ("flux_dev", "qwen_image", "mismatch_f")):
         prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": model_arch}},
                   "2": _apply(f"{trained[lora_arch]['name']}.safetensors"),
                   "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": label}}}
@@ -546,7 +547,8 @@ def test_tiny_tekken_reads_as_a_tekken_file(comfy, tmp_path):
     path.write_bytes(tiny.tiny_tekken_json())
     encoded = MistralConverter(vocab_file=str(path)).converted().encode(
         "[SYSTEM_PROMPT]x[/SYSTEM_PROMPT][INST]a noir street[/INST]", add_special_tokens=False)
-    assert encoded.tokens == ["[SYSTEM_PROMPT]", "x", "[/SYSTEM_PROMPT]", "[INST]", "a", "Ġnoir", "Ġstreet", "[/INST]"]
+    assert encoded.tokens == ["[SYSTEM_PROMPT]", "x", "[/SYSTEM_PROMPT]", "[INST]", "a", "Ġnoir", "Ġstreet",
+                              "[/INST]"]
     assert encoded.ids[:4] == [17, 120 + tiny.TEKKEN_NUM_SPECIAL, 18, 3]
 
 
