@@ -14,10 +14,10 @@ from typing import NamedTuple
 import torch
 
 ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "wan21", "auraflow", "flux_dev", "flux_schnell", "chroma", "zimage",
-          "flux_dev_fp8")
+          "flux_dev_fp8", "qwen_image")
 FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
 # The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
-MODEL_CLASS = {"zimage": "ZImage"}
+MODEL_CLASS = {"zimage": "ZImage", "qwen_image": "QwenImage", "flux2": "Flux2"}
 
 
 class TinyModels(NamedTuple):
@@ -100,6 +100,24 @@ ZIMAGE_TINY_DIT = {
 TINY_QWEN3 = {"qwen3_4b_model_config": {"hidden_size": TINY_QWEN3_WIDTH, "intermediate_size": 128,
                                         "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}}
 
+# Qwen-Image: comfy.model_detection reads only the block count and input channels from a file and
+# fixes the rest (24 heads of 128 = 3072 wide, text width 3584), so a UNETLoader file would be the
+# full width; the tiny one is built in memory: 2 heads of 32, rope axes (16, 56, 56) scaled to the
+# head width, 2 transformer blocks, text width the tiny Qwen2.5's.
+TINY_QWEN25_WIDTH = 64
+QWEN_IMAGE_TINY_DIT = {
+    "image_model": "qwen_image", "in_channels": 64, "out_channels": 16, "patch_size": 2, "num_layers": 2,
+    "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": TINY_QWEN25_WIDTH,
+    "axes_dims_rope": (4, 14, 14),
+}
+# Qwen2.5-VL 7B's language model at 3 layers and width 64 (its vocabulary, head_dim 128 and mrope
+# axes unchanged: the real tokenizer's ids index it).
+TINY_QWEN25 = {"qwen25_7b_model_config": {"hidden_size": TINY_QWEN25_WIDTH, "intermediate_size": 128,
+                                          "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}}
+# Its vision tower (used only when an image is in the prompt, Qwen-Image Edit) has fixed widths in
+# ComfyUI (1280 wide, 32 blocks: 0.67B parameters); the fixture builds it 64 wide with one block.
+TINY_QWEN_VISION = {"hidden_size": 64, "intermediate_size": 64, "num_heads": 2, "num_layers": 1}
+
 TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
                     "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 512}}
 
@@ -176,7 +194,7 @@ def _unet_model(arch, unet_config, device):
         config = sm.Flux(dict(unet_config))
         config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
         return config.get_model({}, "", device=device)
-    if arch == "zimage":
+    if arch in ("zimage", "qwen_image"):
         config = model_class(arch)(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return config.get_model({}, "", device=device)
@@ -205,7 +223,7 @@ def build_model(arch, seed=0, unet_config=None):
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
                "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
                "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT,
-               "flux_dev_fp8": FLUX_TINY_DIT}
+               "flux_dev_fp8": FLUX_TINY_DIT, "qwen_image": QWEN_IMAGE_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -237,6 +255,8 @@ def build_clip(arch, seed=0, model_options=None):
     elif arch == "zimage":  # CLIPLoader type lumina2/z_image: Qwen3
         import comfy.text_encoders.z_image as z_image_te
         target = smb.ClipTarget(z_image_te.ZImageTokenizer, z_image_te.te())
+    elif arch == "qwen_image":  # CLIPLoader type qwen_image: Qwen2.5-VL 7B
+        return _qwen_image_clip(seed, model_options)
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in (*FLUX_FAMILY, "flux_dev_fp8") else TINY_CLIP_LAYERS
@@ -247,9 +267,34 @@ def build_clip(arch, seed=0, model_options=None):
     return clip
 
 
+def _qwen_image_clip(seed, model_options):
+    """QwenImage's own clip target (tokenizer: the Qwen2.5 one ComfyUI ships) at TINY_QWEN25, its
+    vision tower at TINY_QWEN_VISION (ComfyUI passes that tower no size options)."""
+    import comfy.sd
+    import comfy.text_encoders.qwen_vl as qwen_vl
+
+    target = model_class("qwen_image")(dict(QWEN_IMAGE_TINY_DIT)).clip_target()
+    options = {"dtype": torch.float32, **(TINY_QWEN25 if model_options is None else model_options)}
+    full_size = qwen_vl.Qwen2VLVisionTransformer
+
+    def tiny_vision(**kwargs):
+        return full_size(**{**kwargs, **TINY_QWEN_VISION})
+
+    qwen_vl.Qwen2VLVisionTransformer = tiny_vision
+    try:
+        clip = comfy.sd.CLIP(target, model_options=options)
+    finally:
+        qwen_vl.Qwen2VLVisionTransformer = full_size
+    init_weights_(clip.cond_stage_model, seed + 1)
+    return clip
+
+
 def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    if arch == "qwen_image":  # the Wan 2.1 VAE, from its state dict as VAELoader reads a file
+        return comfy.sd.VAE(sd={k: v.contiguous() for k, v in tiny_wan_vae(seed).state_dict().items()})
 
     latent_channels = 16 if arch in ("sd3", "zimage", "flux_dev_fp8", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
@@ -340,7 +385,6 @@ def save_wan_files(unet_path, clip_path, vae_path, seed=0):
 
     alias_pack()
     import comfy.supported_models as sm
-    from comfy.ldm.wan.vae import WanVAE
     from lookdev.trainer.fileio import write_safetensors
 
     config = sm.WAN21_T2V(dict(WAN21_TINY_DIT))
@@ -358,11 +402,18 @@ def save_wan_files(unet_path, clip_path, vae_path, seed=0):
     state["spiece_model"] = clip.tokenizer.state_dict()["spiece_model"]
     write_safetensors(clip_path, state, metadata={"lookdev.note": "tiny random-weight UMT5 text encoder"})
 
-    vae = WanVAE(dim=WAN_TINY_VAE_DIM, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                 temperal_downsample=[False, True, True], dropout=0.0)
-    init_weights_(vae, seed + 2)
+    vae = tiny_wan_vae(seed)
     write_safetensors(vae_path, {k: v.contiguous() for k, v in vae.state_dict().items()},
                       metadata={"lookdev.note": "tiny random-weight Wan 2.1 VAE"})
+
+
+def tiny_wan_vae(seed=0):
+    """The Wan 2.1 VAE (16 latent channels; Qwen-Image's VAE too) at base width WAN_TINY_VAE_DIM."""
+    from comfy.ldm.wan.vae import WanVAE
+
+    vae = WanVAE(dim=WAN_TINY_VAE_DIM, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True], dropout=0.0)
+    return init_weights_(vae, seed + 2)
 
 
 def load_wan_clip(path):
@@ -376,3 +427,38 @@ def load_wan_clip(path):
     if missing or unexpected:
         raise RuntimeError(f"{path}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return clip
+
+
+# --- Flux.2: its tokenizer, as a text-encoder file carries it -------------------------------------
+# Flux.2's text encoder files (Mistral Small 3) carry Mistral's tekken.json tokenizer as a uint8
+# tensor named `tekken_model`; ComfyUI builds the tokenizer from it (comfy.sd passes it on as
+# tokenizer_data). The tiny one: the 256 bytes, the pieces of _SPIECE_WORDS, and the control
+# tokens Flux.2's prompt template uses at Mistral's ranks.
+
+TEKKEN_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|"
+                  r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}|"
+                  r" ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_TEKKEN_SPECIALS = {0: "<unk>", 1: "<s>", 2: "</s>", 3: "[INST]", 4: "[/INST]", 11: "<pad>",
+                    17: "[SYSTEM_PROMPT]", 18: "[/SYSTEM_PROMPT]"}
+TEKKEN_NUM_SPECIAL = 20
+
+
+def tiny_tekken_json():
+    """A tekken.json (bytes) in the layout Mistral ships: config, vocab (byte-level BPE ranks) and
+    special_tokens (ranks 0..19)."""
+    import base64
+    import json
+
+    pieces = [bytes([b]) for b in range(256)]
+    for word in _SPIECE_WORDS:
+        for spelled in (word, " " + word):
+            data = spelled.encode()
+            pieces += [data[:end] for end in range(2, len(data) + 1) if data[:end] not in pieces]
+    specials = [{"rank": rank, "token_str": _TEKKEN_SPECIALS.get(rank, f"<SPECIAL_{rank}>"), "is_control": True}
+                for rank in range(TEKKEN_NUM_SPECIAL)]
+    vocab = [{"rank": rank, "token_bytes": base64.b64encode(piece).decode(), "token_str": None}
+             for rank, piece in enumerate(pieces)]
+    config = {"pattern": TEKKEN_PATTERN, "num_vocab_tokens": len(pieces) + TEKKEN_NUM_SPECIAL,
+              "default_vocab_size": len(pieces) + TEKKEN_NUM_SPECIAL,
+              "default_num_special_tokens": TEKKEN_NUM_SPECIAL, "version": "v7"}
+    return json.dumps({"config": config, "vocab": vocab, "special_tokens": specials}).encode()

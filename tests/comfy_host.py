@@ -320,6 +320,19 @@ def load_tiny_wan(host):
     return tiny.TinyModels(model, tiny.load_wan_clip(paths["text_encoders"]), vae, "wan21")
 
 
+def load_tiny_qwen_image(host):
+    """The tiny Qwen-Image model: transformer and text encoder built in memory (ComfyUI fixes their
+    widths when it reads a file: see scripts/tiny_models.py), the VAE its user has, the Wan 2.1 VAE
+    file, through the core VAELoader."""
+    tiny = tiny_models_module()
+    path = host.models_dir("vae") / WAN_FILES["vae"]
+    if not path.exists():
+        paths = {kind: host.models_dir(kind) / name for kind, name in WAN_FILES.items()}
+        tiny.save_wan_files(paths["diffusion_models"], paths["text_encoders"], paths["vae"], seed=0)
+    vae = host.node_class("VAELoader")().load_vae(WAN_FILES["vae"])[0]
+    return tiny.TinyModels(tiny.build_model("qwen_image"), tiny.build_clip("qwen_image"), vae, "qwen_image")
+
+
 # ---------------------------------------------------------------------------------------------
 # Test-only nodes, registered in the in-process ComfyUI next to the real ones.
 

@@ -53,6 +53,8 @@ def comfy(tmp_path_factory):
         if arch not in bundles:
             if arch == "wan21":  # three files in the model folders, through the core loaders
                 bundles[arch] = comfy_host.load_tiny_wan(host)
+            elif arch == "qwen_image":  # its VAE from the Wan 2.1 VAE file, through VAELoader
+                bundles[arch] = comfy_host.load_tiny_qwen_image(host)
             else:
                 bundles[arch] = comfy_host.tiny_models_module().build(arch, seed=0)
         return bundles[arch]

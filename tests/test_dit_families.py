@@ -1,4 +1,4 @@
-"""Flux.1 dev (distilled guidance), Flux.1 schnell, Chroma and Z-Image end to end through ComfyUI's
+"""Flux.1 dev (distilled guidance), Flux.1 schnell, Chroma, Z-Image and Qwen-Image end to end through ComfyUI's
 executor on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the
 saved file, core LoraLoader, Apply LoRA and Storyboard Render. A family whose model class this
 ComfyUI lacks is skipped, naming the class."""
@@ -16,9 +16,11 @@ from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
 from test_train_node import _eval_loss, _scene
 
 FLUX = ("flux_dev", "flux_schnell", "chroma")
-FAMILY = (*FLUX, "zimage")
-MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma", "zimage": "z-image"}
-LOOKDEV_ARCH = {"flux_dev": "flux", "flux_schnell": "flux", "chroma": "flux", "zimage": "zimage"}
+FAMILY = (*FLUX, "zimage", "qwen_image")
+MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma", "zimage": "z-image",
+             "qwen_image": "Qwen-Image"}
+LOOKDEV_ARCH = {"flux_dev": "flux", "flux_schnell": "flux", "chroma": "flux", "zimage": "zimage",
+                "qwen_image": "qwen_image"}
 
 
 def _missing(arch):
@@ -73,7 +75,7 @@ def train_prompt(arch, name, **settings):
 
 # Per-family training settings over train_prompt's; Z-Image's schedule (shift 3) puts most
 # steps at high noise, where the loss moves slowly, so it gets more steps.
-RUN_SETTINGS = {"zimage": {"steps": 48, "learning_rate": 5e-3}}
+RUN_SETTINGS = {"zimage": {"steps": 48, "learning_rate": 5e-3}, "qwen_image": {"steps": 48, "learning_rate": 1e-2}}
 
 
 class _Runs(dict):
@@ -135,12 +137,42 @@ def test_file_has_kohya_names_and_the_family_metadata(trained, arch):
         assert meta["modelspec.implementation"] == "https://github.com/Tongyi-MAI/Z-Image"
         assert "ss_base_model_version" not in meta
         return
+    if arch == "qwen_image":  # both streams' attention and MLPs of every transformer block
+        assert {f"lora_unet_transformer_blocks_{i}_{layer}" for i in (0, 1) for layer in (
+            "attn_to_q", "attn_add_k_proj", "attn_to_out_0", "attn_to_add_out", "img_mlp_net_0_proj",
+            "txt_mlp_net_2")} <= modules
+        assert all(m.startswith("lora_unet_transformer_blocks_") for m in modules)
+        assert meta["modelspec.implementation"] == "https://github.com/QwenLM/Qwen-Image"
+        assert "ss_base_model_version" not in meta
+        return
     assert any(m.startswith("lora_unet_double_blocks_0_img_attn_qkv") for m in modules)
     assert any(m.startswith("lora_unet_double_blocks_1_txt_mlp_0") for m in modules)
     assert any(m.startswith("lora_unet_single_blocks_1_linear1") for m in modules)
     assert all(m.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for m in modules)
     assert meta["modelspec.implementation"] == "https://github.com/black-forest-labs/flux"
     assert meta["ss_base_model_version"] == "flux1"
+
+
+def test_qwen_image_target_presets(comfy):
+    """attention: both streams' q/k/v/out; + feed-forward: img_mlp / txt_mlp too; all linear: also
+    the modulation and embedding layers; style blocks (heuristic): the image stream of the second
+    half of the blocks."""
+    _need("qwen_image")
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.targets import select_targets
+
+    layers = bridge.named_layers(comfy.tiny_bundle("qwen_image").model)
+    chosen = {preset: select_targets(layers, "qwen_image", preset) for preset in
+              ("attention", "attention + feed-forward", "all linear and conv", "style blocks")}
+    block = [f"attn.{n}" for n in ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj",
+                                   "to_add_out")]
+    mlp = ["img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2"]
+    assert sorted(chosen["attention"]) == sorted(f"transformer_blocks.{i}.{n}" for i in (0, 1) for n in block)
+    assert sorted(chosen["attention + feed-forward"]) == sorted(f"transformer_blocks.{i}.{n}" for i in (0, 1)
+                                                                for n in block + mlp)
+    assert {"img_in", "txt_in", "proj_out", "transformer_blocks.0.img_mod.1"} <= set(chosen["all linear and conv"])
+    assert sorted(chosen["style blocks"]) == sorted(f"transformer_blocks.1.{n}" for n in (
+        "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "img_mlp.net.0.proj", "img_mlp.net.2"))
 
 
 def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0, text=f"{TRIGGER}, a lighthouse", seed=5,
@@ -196,7 +228,8 @@ def _denoiser_outputs(comfy, arch, name, targets):
     path, _ = latest_checkpoint(comfy.output_dir / "lookdev" / name / "checkpoints")
     snapshot = load_checkpoint(path)
     config = TrainConfig(**{**snapshot.config, "validation_prompts": tuple(snapshot.config["validation_prompts"])})
-    x = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    shape = (1, 16, 1, 8, 8) if arch == "qwen_image" else (1, 16, 8, 8)  # the Wan VAE's latents: a time axis
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.6])
     outputs = {}
     for label, model in (("peft", base.model), ("file", comfy.captured[f"{name}_model"]), ("base", base.model)):
@@ -285,6 +318,15 @@ def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
         assert torch.equal(off, comfy.captured[f"{arch}_plain"])
         assert not torch.equal(late, off) and not torch.equal(late, full)
         return
+    if arch == "qwen_image":  # blocks by index: T (transformer_blocks)
+        comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
+                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+        off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "T:0"), f"{arch}_off")
+        late, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "T00:0"), f"{arch}_late")
+        early, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "T01:0"), f"{arch}_early")
+        assert torch.equal(off, comfy.captured[f"{arch}_plain"])
+        assert len({off.sum().item(), late.sum().item(), early.sum().item(), full.sum().item()}) == 4
+        return
     double, _ = _apply_and_render(comfy, arch, _apply(lora, "double blocks only"), f"{arch}_double")
     single, _ = _apply_and_render(comfy, arch, _apply(lora, "single blocks only"), f"{arch}_single")
     by_name, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:1, S:0"), f"{arch}_d1s0")
@@ -311,11 +353,19 @@ def test_a_lora_for_another_family_is_named_both_ways(comfy):
 # Flux.1 dev samples with distilled guidance (Storyboard Render's guidance, FluxGuidance on the
 # prompt) and no CFG (cfg 1); schnell: cfg 1, and the guidance input changes nothing; Chroma and
 # Z-Image: real CFG, no FluxGuidance in the core graph (Storyboard Render's guidance is ignored).
-SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None), "zimage": (4.0, None)}
+# Qwen-Image: ComfyUI's template, ModelSamplingAuraFlow shift 3.1 then KSampler cfg 2.5.
+SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None), "zimage": (4.0, None),
+            "qwen_image": (2.5, None)}
+AURAFLOW_SHIFT = {"qwen_image": 3.1}
 
 
 def _storyboard(arch, lora, cfg, label, guidance=None, folder=None):
-    render = {"model": ["2", 0], "clip": ["1", 1], "vae": ["1", 2], "shots": ["s", 0], "negative": "",
+    model = ["2", 0]
+    extra = {}
+    if arch in AURAFLOW_SHIFT:  # the core template's sampling patch, between the LoRA and the sampler
+        extra["2m"] = {"class_type": "ModelSamplingAuraFlow", "inputs": {"model": model, "shift": AURAFLOW_SHIFT[arch]}}
+        model = ["2m", 0]
+    render = {"model": model, "clip": ["1", 1], "vae": ["1", 2], "shots": ["s", 0], "negative": "",
               "sampler": "euler", "scheduler": "simple", "steps": 3, "cfg": cfg, "aspect": "1:1",
               "base_resolution": 64, "width": 64, "height": 64, "folder": folder or f"flux_sb/{arch}"}
     if guidance is not None:
@@ -328,6 +378,7 @@ def _storyboard(arch, lora, cfg, label, guidance=None, folder=None):
             "trigger_words": "", "seed_policy": "per-shot seeds", "base_seed": 0}},
         "r": {"class_type": "LookDevStoryboardRender", "inputs": render},
         "c": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r", 0], "label": label}},
+        **extra,
     }
 
 
@@ -337,7 +388,8 @@ def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
     _need(arch)
     cfg, guidance = SAMPLING[arch]
     prompt = _storyboard(arch, f"{trained[arch]['name']}.safetensors", cfg, f"{arch}_frame")
-    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg))
+    model = ["2m", 0] if arch in AURAFLOW_SHIFT else ["2", 0]
+    prompt.update(_render(model, ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg))
     comfy.run(prompt, fresh=True)
     frame, core = comfy.captured[f"{arch}_frame"], comfy.captured[f"{arch}_core"]
     assert frame.shape == core.shape == (1, 64, 64, 3)
@@ -373,7 +425,7 @@ def test_storyboard_guidance_changes_nothing_without_distilled_guidance(comfy, t
 
 # The CFG and guidance each family's validation renders use (its usual sampling).
 VALIDATION_SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None),
-                       "zimage": (1.0, None)}
+                       "zimage": (1.0, None), "qwen_image": (2.5, None)}
 
 
 @pytest.mark.parametrize("arch", FAMILY)
@@ -396,10 +448,17 @@ def test_validation_renders_use_the_family_sampling(comfy, arch):
     assert len(rendered) == 1 and torch.equal(rendered[0], comfy.captured[f"{arch}_validation_core"])
 
 
+# (tokens, mu) at both ends of each family's resolution-dependent shift: Flux.1 dev as BFL's
+# get_schedule (= ComfyUI's Flux schedule at 4096 tokens, 1024 px); Qwen-Image as diffusers'
+# QwenImagePipeline scheduler (use_dynamic_shifting, base/max shift 0.5/0.9 at 256/8192 tokens),
+# what musubi-tuner's qwen_shift trains with.
+RESOLUTION_SHIFT = {"flux_dev": (256, 0.5, 4096, 1.15), "qwen_image": (256, 0.5, 8192, 0.9)}
+
+
 @pytest.mark.parametrize("arch", FAMILY)
-def test_timestep_shift_follows_the_image_size_for_flux_dev_only(comfy, arch):
-    """Flux.1 dev trains with mu from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024), the schedule
-    ComfyUI's model_sampling uses at 1024 px; the other families keep their own schedule."""
+def test_timestep_shift_follows_the_image_size_where_the_family_does(comfy, arch):
+    """Flux.1 dev and Qwen-Image train with mu growing linearly with the image's token count; the
+    other families keep their own schedule."""
     _need(arch)
     import math
 
@@ -407,18 +466,22 @@ def test_timestep_shift_follows_the_image_size_for_flux_dev_only(comfy, arch):
 
     u = torch.tensor([0.1, 0.5, 0.9])
     base = comfy.tiny_bundle(arch)
+    latent = (1, 16, 1) if arch == "qwen_image" else (1, 16)  # the Wan VAE's latents have a time axis
     with torch.no_grad(), bridge.training_session(base.model, base.clip, torch.float32) as den:
         own = den.sigmas(u)
-        at_1024 = den.sigmas(u, (1, 16, 128, 128))
-        at_128 = den.sigmas(u, (1, 16, 16, 16))
-    assert torch.allclose(at_1024, own, atol=1e-6)
-    if arch != "flux_dev":
-        assert torch.equal(at_128, own)
+        at_1024 = den.sigmas(u, (*latent, 128, 128))
+        at_128 = den.sigmas(u, (*latent, 16, 16))
+    if arch not in RESOLUTION_SHIFT:
+        assert torch.equal(at_128, own) and torch.equal(at_1024, own)
         return
     t = den._t_lo + u * (den._t_hi - den._t_lo)
-    mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (64 - 256)
-    assert torch.allclose(at_128, math.exp(mu) / (math.exp(mu) + (1 / t - 1)), atol=1e-6)
-    assert (at_128 < own).all()  # a small image is trained at less noise, as BFL's schedule samples it
+    x1, y1, x2, y2 = RESOLUTION_SHIFT[arch]
+    for tokens, sigmas in ((64, at_128), (4096, at_1024)):
+        mu = y1 + (y2 - y1) / (x2 - x1) * (tokens - x1)
+        assert torch.allclose(sigmas, math.exp(mu) / (math.exp(mu) + (1 / t - 1)), atol=1e-6)
+    assert (at_128 < at_1024).all()  # a small image is trained at less noise
+    if arch == "flux_dev":
+        assert torch.allclose(at_1024, own, atol=1e-6)
 
 
 def test_a_flux_lora_on_z_image_is_named_both_ways(comfy, trained):
@@ -429,6 +492,64 @@ def test_a_flux_lora_on_z_image_is_named_both_ways(comfy, trained):
     message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
     assert "this Z-Image model" in message and "The LoRA looks made for Flux" in message
     assert "but the model is Z-Image: use it with Flux models" in message
+
+
+def test_flux_and_qwen_image_loras_are_named_both_ways(comfy, trained):
+    _need("qwen_image")
+    for model_arch, lora_arch, label in (("qwen_image", "flux_dev", "mismatch_q"),
+                                         ("flux_dev", "qwen_image", "mismatch_f")):
+        prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": model_arch}},
+                  "2": _apply(f"{trained[lora_arch]['name']}.safetensors"),
+                  "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 0], "label": label}}}
+        message = comfy.run(prompt, fresh=True, expect_error=True).error["exception_message"]
+        model, lora = ("Qwen-Image", "Flux") if model_arch == "qwen_image" else ("Flux", "Qwen-Image")
+        assert f"this {model} model" in message and f"The LoRA looks made for {lora}" in message
+        assert f"but the model is {model}: use it with {lora} models" in message
+
+
+def test_flux2_tokenizer_from_a_text_encoder_file(comfy):
+    """Flux.2's tokenizer comes from its text-encoder file: Mistral's tekken.json as a uint8 tensor
+    `tekken_model`, which comfy.sd hands to the tokenizer as tokenizer_data. A Flux.2 fixture needs
+    ComfyUI to build it from a tiny one; where it cannot, the reason is the skip message."""
+    _need("flux2")
+    import comfy.text_encoders.flux as flux_te
+    import transformers
+
+    tiny = __import__("comfy_host").tiny_models_module()
+    tekken = torch.frombuffer(bytearray(tiny.tiny_tekken_json()), dtype=torch.uint8)
+    try:
+        tokenizer = flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
+    except TypeError as exc:
+        if "vocab_file" not in str(exc):
+            raise
+        pytest.skip(f"no Flux.2 fixture: ComfyUI {comfy.version}'s comfy.text_encoders.flux.load_mistral_tokenizer "
+                    "calls transformers' MistralConverter(vocab=..., additional_special_tokens=...), but "
+                    f"transformers {transformers.__version__}'s MistralConverter only reads a tekken.json path "
+                    f"(vocab_file), so no Flux.2 tokenizer can be built from a text-encoder file ({exc})")
+    ids = {text: [t[0] for t in tokenizer.tokenize_with_weights(text)["mistral3_24b"][0]]
+           for text in ("a noir street", "a red car")}
+    assert ids["a noir street"] != ids["a red car"]
+
+
+def test_tiny_tekken_reads_as_a_tekken_file(comfy, tmp_path):
+    """The tiny tekken.json reads with transformers' own tekken reader (where it reads files):
+    Flux.2's control tokens at Mistral's ranks, the words as single byte-level BPE tokens."""
+    import inspect
+
+    try:
+        from transformers.integrations.mistral import MistralConverter
+    except ImportError as exc:
+        pytest.skip(f"this transformers has no tekken reader: {exc}")
+    if "vocab_file" not in inspect.signature(MistralConverter.__init__).parameters:
+        pytest.skip("this transformers' MistralConverter builds from a vocabulary, not a tekken.json file")
+    tiny = __import__("comfy_host").tiny_models_module()
+    path = tmp_path / "tekken.json"
+    path.write_bytes(tiny.tiny_tekken_json())
+    encoded = MistralConverter(vocab_file=str(path)).converted().encode(
+        "[SYSTEM_PROMPT]x[/SYSTEM_PROMPT][INST]a noir street[/INST]", add_special_tokens=False)
+    assert encoded.tokens == ["[SYSTEM_PROMPT]", "x", "[/SYSTEM_PROMPT]", "[INST]", "a", "Ġnoir", "Ġstreet",
+                              "[/INST]"]
+    assert encoded.ids[:4] == [17, 120 + tiny.TEKKEN_NUM_SPECIAL, 18, 3]
 
 
 def test_missing_model_class_is_named(comfy):

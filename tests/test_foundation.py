@@ -72,7 +72,8 @@ def test_tiny_models_sample_through_executor(comfy, arch):
     assert not torch.equal(comfy.captured[f"image_{arch}"], image)
 
 
-@pytest.mark.parametrize("arch", ["sd15", "sd15_v", "sdxl", "sd3", "auraflow", "flux_dev", "chroma", "zimage"])
+@pytest.mark.parametrize("arch", ["sd15", "sd15_v", "sdxl", "sd3", "auraflow", "flux_dev", "chroma", "zimage",
+                                  "qwen_image"])
 def test_tiny_models_leave_no_tensor_uninitialised(comfy, monkeypatch, arch):
     """ComfyUI allocates weights and some fixed tables (MMDiT's pos_embed) with torch.empty and
     expects a checkpoint to fill them. Poison torch.empty with NaN: every parameter and buffer of

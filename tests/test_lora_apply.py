@@ -32,6 +32,12 @@ SD1_ATTN = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2"
      "flux", "single_transformer_blocks keys"),
     ({"diffusion_model.noise_refiner.0.attention.to_q.lora_A.weight": (4, 3840)}, "zimage", "noise_refiner keys"),
     ({"lora_unet_context_refiner_1_feed_forward_w1.lora_down.weight": (4, 3840)}, "zimage", "context_refiner keys"),
+    # Qwen-Image as kohya/musubi-tuner, diffusers/ai-toolkit and ComfyUI name it.
+    ({"lora_unet_transformer_blocks_0_img_mlp_net_0_proj.lora_down.weight": (4, 3072)}, "qwen_image", "img_mlp keys"),
+    ({"transformer.transformer_blocks.7.txt_mod.1.lora_A.weight": (4, 3072)}, "qwen_image", "txt_mod keys"),
+    ({"diffusion_model.transformer_blocks.2.txt_mlp.net.2.lora_A.weight": (4, 12288)}, "qwen_image", "txt_mlp keys"),
+    # diffusers' Flux double blocks are transformer_blocks too, with norm1 / ff / ff_context: not Qwen-Image.
+    ({"transformer.transformer_blocks.0.ff_context.net.2.lora_A.weight": (4, 12288)}, None, "no architecture"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 1024)},
      "sd2", "text-encoder width 1024"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 768)},

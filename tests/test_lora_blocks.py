@@ -15,6 +15,7 @@ SDXL_BLOCKS = ["BASE", "IN04", "IN05", "IN07", "IN08", "MID"] + [f"OUT{i:02d}" f
 FLUX_BLOCKS = ["BASE", "D00", "D01", "D18", "S00", "S03", "S37"]
 ZIMAGE_BLOCKS = ["BASE", *(f"L{i:02d}" for i in range(30)), "NR00", "NR01", "CR00", "CR01"]
 SD3_BLOCKS = ["BASE", "J00", "J01", "J02", "J03"]
+QWEN_IMAGE_BLOCKS = ["BASE", *(f"T{i:02d}" for i in range(60))]
 
 
 @pytest.mark.parametrize("arch, key, block", [
@@ -37,6 +38,9 @@ SD3_BLOCKS = ["BASE", "J00", "J01", "J02", "J03"]
     ("zimage", "diffusion_model.noise_refiner.1.feed_forward.w1.weight", "NR01"),
     ("zimage", "diffusion_model.context_refiner.0.attention.out.weight", "CR00"),
     ("zimage", "diffusion_model.cap_embedder.1.weight", "BASE"),
+    ("qwen_image", "diffusion_model.transformer_blocks.59.img_mlp.net.2.weight", "T59"),
+    ("qwen_image", "diffusion_model.transformer_blocks.3.attn.add_q_proj.weight", "T03"),
+    ("qwen_image", "diffusion_model.txt_in.weight", "BASE"),
     ("sd3", "t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight", "BASE"),
     ("flux", "diffusion_model.double_blocks.0.img_attn.qkv.weight", "D00"),
     ("flux", "diffusion_model.single_blocks.37.linear2.weight", "S37"),
@@ -144,7 +148,8 @@ def test_presets_for(arch, names):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_parses_for_its_architectures(name):
     present = {"sd1": SD_BLOCKS, "sd2": SD_BLOCKS, "sdxl": SDXL_BLOCKS, "sd3": SD3_BLOCKS,
-               "flux": FLUX_BLOCKS, "other": ["BASE"], "zimage": ZIMAGE_BLOCKS}
+               "flux": FLUX_BLOCKS, "other": ["BASE"], "zimage": ZIMAGE_BLOCKS,
+                   "qwen_image": QWEN_IMAGE_BLOCKS}
     present["wan"] = ["BASE", "B00", "B01", "B39"]
     for arch in PRESETS[name].architectures:
         weights = parse_block_weights(name, arch, present[arch])

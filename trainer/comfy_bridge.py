@@ -30,6 +30,8 @@ _ARCHES = {
     # Chroma: a Flux.1 derivative, same double/single block layout and LoRA names.
     "Flux": "flux", "FluxSchnell": "flux", "FluxInpaint": "flux", "Chroma": "flux",
     "ZImage": "zimage",  # Lumina 2 itself (Gemma TE) is not trained: untested
+    # Qwen-Image text-to-image (Qwen-Image Edit's reference images are not trained: untested).
+    "QwenImage": "qwen_image",
     # Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same
     # transformer). Latents are videos [B, 16, frames, h, w]; stills train as one-frame videos.
     # Wan 2.2 5B (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
@@ -45,24 +47,29 @@ _GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell")
 # Flux.1 dev's resolution-dependent shift (BFL's flux/sampling.py get_schedule; kohya sd-scripts
 # timestep_sampling flux_shift; ComfyUI's ModelSamplingFlux node): mu grows linearly with the
 # image's token count from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024).
-_RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15)}
+# Qwen-Image the same way with its own line: mu from 0.5 at 256 tokens to 0.9 at 8192 (the
+# dynamic shift of diffusers' QwenImagePipeline scheduler config; musubi-tuner's
+# --timestep_sampling qwen_shift trains with it).
+_RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15),
+                     "QwenImage": (256, 0.5, 8192, 0.9)}
 # Classes with distilled guidance: a guidance value is a model input (FluxGuidance sets it on the
 # conditioning) and CFG stays 1. Chroma reads a guidance input too but is sampled with real CFG.
 _DISTILLED_GUIDANCE = ("Flux", "FluxInpaint")
 # (cfg, distilled guidance) each family is usually sampled with, for validation renders:
 # Flux.1 dev cfg 1 + FluxGuidance 3.5 (BFL's and ComfyUI's default), schnell cfg 1 (no
 # guidance input), Chroma cfg 4 (ai-toolkit's sample default), Z-Image Turbo cfg 1 (a
-# distilled model: ComfyUI's template, diffusers guidance_scale 0), Wan 2.1 cfg 5 (its
-# sample_guide_scale), SD3 4.5 (ComfyUI's SD3.5 example), SD1.x/2.x/SDXL 7.
+# distilled model: ComfyUI's template, diffusers guidance_scale 0), Qwen-Image cfg 2.5 (ComfyUI's
+# template), Wan 2.1 cfg 5 (its sample_guide_scale), SD3 4.5 (ComfyUI's SD3.5 example),
+# SD1.x/2.x/SDXL 7.
 _SAMPLING = {"Flux": (1.0, 3.5), "FluxInpaint": (1.0, 3.5), "FluxSchnell": (1.0, None), "Chroma": (4.0, None),
-             "ZImage": (1.0, None), "WAN21_T2V": (5.0, None), "SD3": (4.5, None)}
+             "ZImage": (1.0, None), "QwenImage": (2.5, None), "WAN21_T2V": (5.0, None), "SD3": (4.5, None)}
 _DEFAULT_SAMPLING = (7.0, None)
 
 
 # --- models -----------------------------------------------------------------------------------
 
 def architecture(model):
-    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'wan' or 'other' for a ComfyUI MODEL."""
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'qwen_image', 'wan' or 'other' for a ComfyUI MODEL."""
     return _ARCHES.get(model_class_name(model), "other")
 
 
@@ -184,9 +191,14 @@ def is_video_vae(vae):
     return getattr(vae, "latent_dim", 2) == 3
 
 
+# Image models whose latents have a time axis (the Wan 2.1 VAE's [B, C, 1, h, w]): they make stills.
+_STILLS_IN_VIDEO_LATENTS = ("QwenImage",)
+
+
 def is_video_model(model):
     """True for a diffusion model that samples video latents [B, C, frames, h, w] (Wan)."""
-    return getattr(model.model.latent_format, "latent_dimensions", 2) == 3
+    return (getattr(model.model.latent_format, "latent_dimensions", 2) == 3
+            and model_class_name(model) not in _STILLS_IN_VIDEO_LATENTS)
 
 
 _VAE_IDS = weakref.WeakKeyDictionary()  # first_stage_model -> identity, while ComfyUI keeps the VAE

@@ -9,6 +9,7 @@ key by key. Blocks:
   "OUT00".."OUT11" (output_blocks.N); SDXL has IN00-IN08 and OUT00-OUT08.
 - SD3: "J00".. (joint_blocks.N). Flux: "D00".. (double_blocks.N), "S00".. (single_blocks.N).
 - Z-Image: "L00".. (layers.N), "NR00".. (noise_refiner.N), "CR00".. (context_refiner.N).
+- Qwen-Image: "T00".. (transformer_blocks.N).
 
 Text forms accepted by `parse_block_weights` (later items override earlier ones; blocks not
 mentioned keep 1.0):
@@ -45,6 +46,7 @@ _NUMBERED = {
     "sd3": {"J": "joint_blocks"},
     "flux": {"D": "double_blocks", "S": "single_blocks"},
     "zimage": {"L": "layers", "NR": "noise_refiner", "CR": "context_refiner"},
+    "qwen_image": {"T": "transformer_blocks"},
     "wan": {"B": "blocks"},
     "other": {},
 }
@@ -76,6 +78,7 @@ PRESETS = {
 
 # Shown when someone gives a number vector for an architecture without a vector convention.
 _NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "zimage": "'L00-L14:1, L15-L29:0.5'",
+                  "qwen_image": "'T00-T29:1, T30-T59:0.5'",
                   "wan": "'B00-B19:1, B20-B39:0.5'", "other": "'BASE:0.5'"}
 
 

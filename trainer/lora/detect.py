@@ -18,12 +18,15 @@ from typing import NamedTuple
 
 # Short names for messages.
 ARCH_NAMES = {"sd1": "SD1.x", "sd2": "SD2.x", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux", "zimage": "Z-Image",
-              "wan": "Wan 2.x", "other": "another architecture"}
+              "qwen_image": "Qwen-Image", "wan": "Wan 2.x", "other": "another architecture"}
 
 _FLUX = re.compile(r"(^|[._])(double_blocks|single_blocks|single_transformer_blocks)[._]")
 _SD3 = re.compile(r"(^|[._])(joint_blocks)[._]")
 # Lumina 2 / Z-Image NextDiT: its refiner stacks have no counterpart in other families.
 _ZIMAGE = re.compile(r"(^|[._])(noise_refiner|context_refiner)[._]")
+# Qwen-Image: per-stream modulation and MLPs inside transformer_blocks (diffusers' Flux and SD3
+# names there are norm1 / ff / ff_context).
+_QWEN_IMAGE = re.compile(r"(^|[._])transformer_blocks[._]\d+[._](img_mod|txt_mod|img_mlp|txt_mlp)[._]")
 # The down (input-side) matrix of a cross-attention key/value projection, in any naming.
 _CROSS_ATTN_DOWN = re.compile(r"attn2[._](processor[._])?(to_[kv])(\.|_lora\.)(lora_down|lora_A|lora\.down|down)(\.weight)?$")
 _CROSS_ATTN_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
@@ -56,7 +59,7 @@ def _width_guess(shapes, pattern, widths, what):
 def guess_architecture(shapes: Mapping) -> ArchGuess:
     """The architecture a LoRA was made for, from {tensor name: shape}."""
     names = list(shapes)
-    for arch, pattern in (("flux", _FLUX), ("sd3", _SD3), ("zimage", _ZIMAGE)):
+    for arch, pattern in (("flux", _FLUX), ("sd3", _SD3), ("zimage", _ZIMAGE), ("qwen_image", _QWEN_IMAGE)):
         name = _first(names, pattern)
         if name:
             return ArchGuess(arch, f"{pattern.search(name).group(2)} keys such as {name}")

@@ -20,6 +20,9 @@ Which spelling, per architecture:
 - "sd3" (MMDiT joint_blocks), "flux" (double_blocks/single_blocks), "zimage" (layers,
   noise_refiner, context_refiner), "other" (any model ComfyUI loads): `lora_unet_` + the module
   path, which is kohya's naming for SD3 and Flux.
+- "qwen_image" (transformer_blocks.N): `lora_unet_` + the module path
+  (`lora_unet_transformer_blocks_0_attn_to_q`), what musubi-tuner writes for Qwen-Image; ComfyUI's
+  module names there are diffusers' names.
 - "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
   what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
   spelling, beside the `diffusion_model.blocks.N...` one).
@@ -39,6 +42,7 @@ ARCHITECTURES = {
     "sd3": "Stable Diffusion 3 / 3.5 (MMDiT joint_blocks)",
     "flux": "Flux.1 dev and schnell, and derivatives such as Chroma (double_blocks, single_blocks)",
     "zimage": "Z-Image (NextDiT layers, noise_refiner, context_refiner)",
+    "qwen_image": "Qwen-Image (MMDiT transformer_blocks with img/txt streams)",
     "wan": "Wan 2.1 / 2.2 text-to-video (blocks.N self_attn, cross_attn, ffn)",
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
@@ -57,6 +61,7 @@ _TE_PREFIXES = {
     "sd3": {"clip_l": "lora_te1", "clip_g": "lora_te2", "t5xxl": "lora_te3"},
     "flux": {"clip_l": "lora_te1", "t5xxl": "lora_te3"},
     "zimage": {},  # no kohya naming for its Qwen3 text encoder; LookDev trains none
+    "qwen_image": {},  # its Qwen2.5-VL text encoder is not trained
     "wan": {},  # the UMT5 text encoder is not trained
     "other": {},
 }

@@ -29,6 +29,7 @@ _MODELSPEC_ARCH = {
     "sd3": "stable-diffusion-3-medium",
     "flux": "flux-1-dev",
     "zimage": "z-image",  # no published ModelSpec id; ours
+    "qwen_image": "Qwen-Image",  # musubi-tuner's id (its sai_model_spec ARCH_QWEN_IMAGE)
     "wan": "wan-2.1-t2v",  # modelspec has no Wan id; this follows its naming
     "other": "unknown",
 }
@@ -40,6 +41,7 @@ _IMPLEMENTATION = {
     "sd3": "https://github.com/Stability-AI/sd3.5",
     "flux": "https://github.com/black-forest-labs/flux",
     "zimage": "https://github.com/Tongyi-MAI/Z-Image",
+    "qwen_image": "https://github.com/QwenLM/Qwen-Image",
     "wan": "https://github.com/Wan-Video/Wan2.1",
     "other": "https://github.com/comfyanonymous/ComfyUI",
 }

@@ -59,6 +59,15 @@ RECIPES = {
         "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
         "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
     }, "Z-Image style LoRA, ai-toolkit's flow-model values (rank 16, lr 1e-4, constant, logit-normal timesteps)"),
+    # kohya-ss musubi-tuner's Qwen-Image docs: lr 5e-5, network_dim 16, AdamW (8-bit there),
+    # gradient checkpointing, its qwen_shift timesteps (logit-normal here, shifted by image size as
+    # qwen_shift shifts them: comfy_bridge._RESOLUTION_SHIFT). Alpha = rank, as ai-toolkit.
+    "Qwen-Image style": Recipe(("qwen_image",), {
+        "steps": 2000, "learning_rate": 5e-5, "rank": 16, "alpha": 16.0, "optimizer": "AdamW",
+        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
+        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+    }, "Qwen-Image style LoRA, musubi-tuner's values (rank 16, lr 5e-5, constant, logit-normal timesteps "
+       "shifted by image size)"),
     # kohya-ss musubi-tuner's Wan docs: lr 2e-4, network_dim 32, AdamW (8-bit there), constant lr,
     # gradient checkpointing. musubi's 'shift' timestep sampling is not offered here: logit-normal
     # also favours mid-to-high noise. Wan has no 'style blocks' preset: attention + feed-forward.

@@ -12,6 +12,8 @@ UNets (SD1.x/2.x/SDXL), SD3's MMDiT and Flux.
 - SD3 (MMDiT): image-stream (`x_block`) layers of the second half of the joint blocks.
 - Flux: the single-stream blocks, where community style LoRAs concentrate.
 - Z-Image: the second half of the main `layers` (after the refiners), as for SD3.
+- Qwen-Image: image-stream layers (attention to_q/k/v/out, img_mlp) of the second half of the
+  transformer blocks, as for SD3's x_block.
 - Wan 2.x: not defined (no published style/content split for video DiTs); see _WAN below.
 A heuristic outside SDXL: if a look does not take, train "attention + feed-forward".
 """
@@ -40,6 +42,8 @@ _ATTN_SEGMENT = re.compile(r"(^|\.)(attn\d*|img_attn|txt_attn|attention)(\.|$)")
 _FF_SEGMENT = re.compile(r"(^|\.)(ff|mlp|img_mlp|txt_mlp|feed_forward)(\.|$)")
 _FLUX_SINGLE_LINEAR = re.compile(r"^single_blocks\.\d+\.(linear1|linear2)$")
 _OUTPUT_ATTN = re.compile(r"^output_blocks\.(\d+)\.1\.")
+# Qwen-Image's image stream: to_q/to_k/to_v/to_out (add_*_proj and to_add_out are the text's).
+_QWEN_IMAGE_STREAM = re.compile(r"^transformer_blocks\.(\d+)\.(attn\.(to_q|to_k|to_v|to_out\.0)|img_mlp\.)")
 
 
 def _is_linear(module):
@@ -102,6 +106,10 @@ def _style_paths(arch, linear_paths):
         depths = sorted({int(p.split(".")[1]) for p in linear_paths if p.startswith("layers.")})
         half = depths[len(depths) // 2] if depths else 0
         return [p for p in linear_paths if p.startswith("layers.") and int(p.split(".")[1]) >= half]
+    if arch == "qwen_image":  # heuristic, as for SD3: the image stream of the second half
+        depths = sorted({int(p.split(".")[1]) for p in linear_paths if p.startswith("transformer_blocks.")})
+        half = depths[len(depths) // 2] if depths else 0
+        return [p for p in linear_paths if (m := _QWEN_IMAGE_STREAM.match(p)) and int(m.group(1)) >= half]
     raise ValueError(f"the 'style blocks' preset has no definition for architecture {arch!r}; "
                      "choose 'attention' or 'attention + feed-forward'")
 
