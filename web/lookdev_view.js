@@ -38,10 +38,12 @@ app.registerExtension({
     if (!view || !restoreEnabled()) return;
     // 1.58 places the camera a frame or more after the graph is configured (app.pendingCamera
     // is set until then); set the saved view once it has.
-    for (let frame = 0; frame < MAX_FRAMES && app.pendingCamera; frame++) await nextFrame();
-    await nextFrame();
+    if (app.pendingCamera) {
+      for (let frame = 0; frame < MAX_FRAMES && app.pendingCamera; frame++) await nextFrame();
+      await nextFrame();
+    }
     const ds = app.canvas?.ds;
-    if (!ds) return;
+    if (!ds || (ds.scale === view.scale && ds.offset[0] === view.offset[0] && ds.offset[1] === view.offset[1])) return;
     ds.scale = view.scale;
     ds.offset = view.offset;
     app.canvas.setDirty(true, true);
