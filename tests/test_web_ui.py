@@ -698,33 +698,3 @@ def test_dataset_folder_upload_then_pick_then_load(app_page, server, tmp_path):
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert entry["outputs"]["2"]["images"] and entry["outputs"]["1"]["images"]
     assert log.from_lookdev() == []
-
-
-LINK_STRING_TO_FOLDER = f"""async (path) => {{
-  const app = {APP};
-  const loaded = app.graph.nodes.find((n) => n.type === "LookDevLoadDataset");
-  const text = LiteGraph.createNode("PrimitiveString");
-  app.graph.add(text);
-  text.widgets[0].value = path;
-  const link = text.connect(0, loaded, loaded.inputs.findIndex((i) => i.name === "folder"));
-  const {{ output }} = await app.graphToPrompt();
-  return {{ linked: !!link, folder: output[String(loaded.id)].inputs.folder,
-           text: output[String(text.id)], loaded: output[String(loaded.id)] }};
-}}"""
-
-
-def test_string_node_links_into_the_dataset_folder(app_page, server, tmp_path):
-    """Load Dataset's folder is a list of input subfolders, yet a STRING output (a path another
-    node builds) links into it in the editor, in a loaded shipped workflow, and the queued prompt
-    loads that folder."""
-    page, log = app_page
-    load_workflow(page, json.loads((ROOT / "workflows" / "train_style_lora.json").read_text()))
-    write_dataset(tmp_path / "linked")
-    state = page.evaluate(LINK_STRING_TO_FOLDER, str(tmp_path / "linked"))
-    assert state["linked"] and isinstance(state["folder"], list), state
-    prompt = {state["folder"][0]: state["text"], "1": state["loaded"],
-              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 1]}}}
-    entry = server.wait(server.queue(prompt), timeout=RUN_TIMEOUT_S)
-    assert entry["status"]["status_str"] == "success", entry["status"]
-    assert entry["outputs"]["1"]["images"]
-    assert log.from_lookdev() == []

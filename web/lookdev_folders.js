@@ -71,13 +71,6 @@ function chooseFiles() {
   });
 }
 
-// The folder is a combo, whose input socket takes only COMBO links; the server also takes a
-// STRING there (a path another node builds), so the socket accepts both.
-function acceptStrings(node) {
-  const socket = node.inputs?.find((input) => input.name === FOLDER_INPUTS[node.comfyClass]);
-  if (socket && socket.type === "COMBO") socket.type = "COMBO,STRING";
-}
-
 app.registerExtension({
   name: "LookDev.Folders",
   nodeCreated(node) {
@@ -99,9 +92,5 @@ app.registerExtension({
     // Not values: kept out of widgets_values (1.32 reads widget.serialize) and of the prompt.
     for (const button of [typed, uploads]) if (button) button.serialize = false;
     node.setSize([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
-    acceptStrings(node);
-  },
-  loadedGraphNode(node) {
-    acceptStrings(node); // a loaded node's sockets come from the saved workflow
   },
 });
