@@ -34,23 +34,6 @@ def from_config(config_cls, field_name, kind=None, **options):
     return (kind, {"tooltip": spec.metadata["help"], "default": default, **limits, **options})
 
 
-def linked_type_mismatch(input_spec, input_types, also_accepts=None):
-    """For a VALIDATE_INPUTS that takes `input_types` (ComfyUI then skips its own type check of
-    linked inputs): an error naming the first linked input whose output type does not fit, else
-    None. A list input (combo) takes COMBO; `also_accepts` {input: (types,)} widens an input."""
-    also_accepts = also_accepts or {}
-    inputs = {**input_spec.get("required", {}), **input_spec.get("optional", {})}
-    for name, received in (input_types or {}).items():
-        if name not in inputs:
-            continue
-        kind = inputs[name][0]
-        expected = {"COMBO"} if isinstance(kind, list) else set(str(kind).split(","))
-        accepted = expected | set(also_accepts.get(name, ())) | {"*"}
-        if not set(str(received).split(",")) & accepted:
-            return f"{name}: an output of type {received} cannot feed it; it takes {' or '.join(sorted(accepted - {'*'}))}"
-    return None
-
-
 def progress_reporter():
     """A callable(done, total) driving a ComfyUI progress bar on the running node; the bar is made
     on the first call, when the total is known."""

@@ -6,7 +6,7 @@ from ..trainer import comfy_bridge
 from ..trainer.dataset.dataset import (DatasetConfig, build_dataset, dataset_from_images,
                                        format_report, preview_grid)
 from ..trainer.dataset.scan import folder_fingerprint, ready_folder, resolve_folder, subfolders
-from .common import CATEGORY, DATASET, from_config, linked_type_mismatch, progress_reporter, tip
+from .common import CATEGORY, DATASET, from_config, progress_reporter, tip
 
 RESOLUTIONS = {"512": 512, "768": 768, "1024": 1024, "custom": None}
 
@@ -88,14 +88,9 @@ class LoadDataset(_DatasetNode):
         }}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, input_types, folder=None):
+    def VALIDATE_INPUTS(cls, folder=None):
         """A missing or empty folder is reported when the prompt is queued, with every other
-        missing input (e.g. the checkpoint), before anything runs. Taking `input_types` makes
-        ComfyUI leave linked inputs' types to this method: a STRING (a path built by another
-        node) may feed `folder`, whose widget is a list; other links must match their input."""
-        mismatch = linked_type_mismatch(cls.INPUT_TYPES(), input_types, {"folder": ("STRING",)})
-        if mismatch:
-            return mismatch
+        missing input (e.g. the checkpoint), before anything runs."""
         if not isinstance(folder, str):
             return True  # linked from another node: checked when it runs
         try:

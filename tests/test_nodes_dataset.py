@@ -277,30 +277,6 @@ def test_loader_reruns_only_when_the_folder_changes(comfy, refs):
     assert "1" in cached_nodes(queue(comfy, prompt))
 
 
-def test_folder_from_a_linked_string_node(comfy, tmp_path):
-    """`folder` is a list of input subfolders, yet a STRING output linked into it (core's String
-    primitive: a path built elsewhere in the graph) passes validation and loads that folder; a
-    linked path that does not exist is refused naming the folder."""
-    write_image(tmp_path / "linked" / "a.png", (96, 96))
-    node = loader("")
-    node["inputs"]["folder"] = ["S", 0]
-    prompt = with_captures(node, "linked")
-    prompt["S"] = {"class_type": "PrimitiveString", "inputs": {"value": str(tmp_path / "linked")}}
-    result = comfy.run(prompt)
-    assert result.success, result.refusal or result.error
-    assert comfy.captured["linked.count"] == 1
-    assert comfy.captured["linked.dataset"].samples[0].source == tmp_path / "linked" / "a.png"
-    prompt["S"]["inputs"]["value"] = str(tmp_path / "nowhere")
-    result = comfy.run(copy.deepcopy(prompt), expect_error=True)
-    assert not result.success
-    message = result.error["exception_message"] if result.error else str(result.refusal)
-    assert str(tmp_path / "nowhere") in message
-    # Other types still do not fit: the node checks linked types itself now.
-    prompt["S"] = {"class_type": "PrimitiveInt", "inputs": {"value": 3}}
-    result = comfy.run(copy.deepcopy(prompt), expect_error=True)
-    assert not result.success and "folder: an output of type INT cannot feed it" in str(result.refusal)
-
-
 def test_is_changed_when_the_folder_is_linked_from_another_node(comfy):
     assert math.isnan(comfy.node_class("LookDevLoadDataset").IS_CHANGED(recursive=True))
 
