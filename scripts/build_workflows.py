@@ -4,12 +4,16 @@ browser opens) and workflows/api/<name>.json (the API format for scripts and hea
 
     python scripts/build_workflows.py          # needs the test host: scripts/bootstrap.sh
 
+Then scripts/render_thumbnails.py renders each workflow's card thumbnail (workflows/<name>.jpg)
+with LookDev Mini; --no-thumbnails skips that.
+
 Both formats come from one description per workflow below. Widget order is taken from a real
 server's /object_info (a ComfyUI started here on a free port), because the editor stores widget
 values by position, with an extra "control after generate" value after every seed widget.
 tests/test_workflows.py checks the files against /object_info and against each other.
 """
 
+import argparse
 import json
 import sys
 import tempfile
@@ -28,6 +32,9 @@ SEED_CONTROL = "fixed"  # the same seed every run: a LoRA or a frame can be repr
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
 UPLOAD_VALUE = "image"
 NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
+# Marks the templates in their extra, so that web/lookdev_view.js opens them at extra.ds (frontend
+# 1.58 fits a template to the window instead); the same name as TEMPLATE_MARK in web/lookdev_names.js.
+TEMPLATE_MARK = "lookdev_template"
 
 CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"  # the stock ComfyUI default workflow's
 TRIGGER = "lkdv_noir"
@@ -146,7 +153,9 @@ Steps, left to right:
 3. Caption Dataset - describes what is IN each image, so the trigger word learns HOW it looks.
 4. Train - trains and saves models/loras/{LORA_NAME}.safetensors. The chart on the node shows the loss; previews of the validation prompts appear as it goes.
 
-Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes."""
+Press Run (Queue). On a good GPU 800 steps at 512 px take roughly 10-20 minutes.
+
+No GPU or no model yet? The pack's demo (bash scripts/demo.sh in its folder) runs this pipeline in a few minutes on a CPU with LookDev Mini, its teaching-size model, with quick settings."""
 
 NOTE_DATASET = f"""1. YOUR REFERENCE IMAGES
 
@@ -217,7 +226,7 @@ NOTE_BOTH_OVERVIEW = f"""TRAIN A STYLE, THEN STORYBOARD IN IT - one run
 Top row: the style LoRA is trained from your reference images (see the notes there).
 Bottom row: the model coming out of the trainer - with the fresh LoRA already applied - renders the shot list, the frames go onto a contact sheet, and the animatic cuts them together at the shots' durations (output/{STORYBOARD_FOLDER}/animatic.mp4 with an .edl for your editing system).
 
-Press Run once: training first, then the storyboard. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
+Press Run once: training first, then the storyboard. To see the whole pipeline in a few minutes on a CPU first, run the pack's demo (bash scripts/demo.sh): this workflow with quick settings on LookDev Mini, its teaching-size model. The trained LoRA is also saved as models/loras/{LORA_NAME}.safetensors, so later you can render more with 'storyboard_in_style' without training again.
 
 The trigger word ({TRIGGER}) is set once, in Load Dataset: the trained LoRA carries it in its file and hands it to the Shot List (its 'lora' input), so every prompt starts with it."""
 
@@ -450,7 +459,7 @@ def train_flux_style_lora():
     return nodes, notes, groups
 
 
-# Title and one line for each workflow's thumbnail, the card the template browser shows.
+# Title and one line for each workflow's card in the template browser (drawn on its thumbnail).
 TITLES = {
     "train_style_lora": ("Train a style LoRA", "Reference images -> captions -> a style LoRA in models/loras"),
     "storyboard_in_style": ("Storyboard in your style", "Shot list -> frames in your LoRA's look -> contact sheet"),
@@ -570,7 +579,7 @@ def build(name, object_info):
           "nodes": ui_nodes + note_nodes, "links": links,
           "groups": [group_json(group, by_id) for group in groups],
           "config": {}, "extra": {}, "version": 0.4}
-    ui["extra"] = {"ds": opening_view(ui)}
+    ui["extra"] = {"ds": opening_view(ui), TEMPLATE_MARK: name}
     return ui, api
 
 
@@ -617,53 +626,6 @@ def group_json(group, by_id):
             "font_size": 24, "flags": {}}
 
 
-def thumbnail(name, object_info, size=(640, 400)):
-    """A labelled diagram of workflow `name` for the template browser card: title, one line, and
-    its groups left to right with the nodes in each."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    def font(points):
-        try:
-            return ImageFont.load_default(size=points)
-        except TypeError:  # Pillow < 10.1: the fixed bitmap font
-            return ImageFont.load_default()
-
-    nodes, _, groups = BUILDERS[name]()
-    by_id = {node.id: node for node in nodes}
-    title, line = TITLES[name]
-    width, height = size
-    image = Image.new("RGB", size, (30, 30, 34))
-    draw = ImageDraw.Draw(image)
-    draw.text((24, 20), title, fill=(240, 240, 240), font=font(30))
-    draw.text((24, 62), line, fill=(190, 190, 196), font=font(15))
-    gap, top, bottom = 14, 104, height - 24
-    box = (width - 48 - gap * (len(groups) - 1)) / len(groups)
-    for index, group in enumerate(groups):
-        left = 24 + index * (box + gap)
-        draw.rounded_rectangle([left, top, left + box, bottom], radius=10, outline=group.color, width=3,
-                               fill=(40, 44, 52))
-        label = group.title.split(" - ", 1)
-        draw.text((left + 10, top + 10), label[0], fill=group.color, font=font(26))
-        words, lines = (label[-1]).split(), [""]
-        for word in words:  # wrap the group's name to the box
-            trial = f"{lines[-1]} {word}".strip()
-            lines[-1:] = [trial] if draw.textlength(trial, font=font(14)) < box - 20 else [lines[-1], word]
-        y = top + 44
-        for text in lines:
-            draw.text((left + 10, y), text, fill=(230, 230, 230), font=font(14))
-            y += 18
-        y += 8
-        for node_id in group.members:
-            node = by_id[node_id]
-            text = (node.title or object_info[node.type]["display_name"]).removeprefix("LookDev ")
-            while draw.textlength(text, font=font(12)) > box - 28 and len(text) > 4:
-                text = text[:-4] + "..."
-            draw.rounded_rectangle([left + 8, y, left + box - 8, y + 26], radius=5, fill=(64, 70, 84))
-            draw.text((left + 14, y + 6), text, fill=(235, 235, 235), font=font(12))
-            y += 32
-    return image
-
-
 def fetch_object_info():
     with tempfile.TemporaryDirectory(prefix="lookdev-workflows-") as base:
         server = comfy_server.start(Path(base))
@@ -684,23 +646,21 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_jpeg(path, image):
-    from _pack import alias_pack
-
-    alias_pack()
-    from lookdev.trainer.fileio import write_image
-
-    write_image(path, image, "JPEG", quality=88)
-
-
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-thumbnails", action="store_true",
+                        help="write the JSON only; keep the card thumbnails (rendering them takes minutes)")
+    args = parser.parse_args(argv)
     object_info = fetch_object_info()
     for name in BUILDERS:
         ui, api = build(name, object_info)
         write_json(WORKFLOWS / f"{name}.json", ui)
         write_json(WORKFLOWS / "api" / f"{name}.json", api)
-        write_jpeg(WORKFLOWS / f"{name}.jpg", thumbnail(name, object_info))
-        print(f"wrote workflows/{name}.json, workflows/api/{name}.json and the thumbnail workflows/{name}.jpg")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+    if not args.no_thumbnails:
+        import render_thumbnails  # renders the API workflows just written
+
+        render_thumbnails.render_all(TITLES)
     return 0
 
 

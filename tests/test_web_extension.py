@@ -40,6 +40,18 @@ def test_js_node_ids_are_pack_nodes(comfy):
     assert js_ids and js_ids <= set(comfy.nodes.NODE_CLASS_MAPPINGS)
 
 
+def test_templates_carry_the_mark_the_view_script_reads():
+    """web/lookdev_view.js opens a workflow at its extra.ds when extra carries TEMPLATE_MARK."""
+    import json
+
+    mark = re.search(r'TEMPLATE_MARK = "([^"]+)"', (WEB / "lookdev_names.js").read_text()).group(1)
+    shipped = sorted((ROOT / "workflows").glob("*.json"))
+    assert shipped
+    for path in shipped:
+        extra = json.loads(path.read_text(encoding="utf-8"))["extra"]
+        assert extra[mark] == path.stem and extra["ds"]["scale"] >= 0.8, path.name
+
+
 def sent_events():
     """The first argument of every send_event call in the pack's Python: events.EVENT_* or a literal."""
     sent = []

@@ -311,6 +311,56 @@ def test_every_template_has_a_thumbnail(server):
             assert image.format == "JPEG" and image.size == (640, 400)
 
 
+def significant_colours(pixels):
+    """How many colours (16 levels per channel) cover at least 1% of `pixels` (h, w, 3)."""
+    import numpy as np
+
+    _, counts = np.unique((pixels // 16).reshape(-1, 3), axis=0, return_counts=True)
+    return int((counts >= 0.01 * counts.sum()).sum())
+
+
+# A render shows at least 12 such colours in every frame of the shipped cards; a drawn diagram
+# (the cards before LookDev Mini: flat boxes and text) at most 8 in any region, 6 on the whole card.
+RENDER_COLOURS = 10
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_thumbnail_is_a_lookdev_mini_render(name):
+    """Each card is rendered by scripts/render_thumbnails.py with LookDev Mini: its JPEG comment
+    records the model and, per frame, its box, source, shot and seed; the rendered frames have
+    colour statistics a drawn diagram cannot have, and the reference images on it are the demo's
+    noir scenes, drawn again here."""
+    import numpy as np
+    from PIL import Image
+
+    import demo_dataset
+    import mini_model
+    import render_thumbnails
+
+    path = WORKFLOWS / f"{name}.jpg"
+    assert path.stat().st_size < render_thumbnails.MAX_BYTES
+    with Image.open(path) as image:
+        assert image.format == "JPEG" and image.size == render_thumbnails.SIZE
+        record = json.loads(image.info.get("comment", b"{}")).get(render_thumbnails.PROVENANCE_KEY)
+        assert record, f"{path.name} carries no provenance: not written by scripts/render_thumbnails.py"
+        card = np.asarray(image.convert("RGB")).astype(int)
+    assert record["workflow"] == name and record["model"] == mini_model.VERSION
+    renders = [frame for frame in record["frames"] if frame["source"].endswith(" render")]
+    assert len(renders) >= 3, record["frames"]
+    for frame in record["frames"]:
+        x, y, w, h = frame["box"]
+        assert 0 <= x and x + w <= card.shape[1] and 88 <= y and y + h <= card.shape[0] and w * h >= 40 * 30, frame
+        crop = card[y:y + h, x:x + w]
+        if frame in renders:
+            assert isinstance(frame["seed"], int) and frame["prompt"], frame
+            assert significant_colours(crop) >= RENDER_COLOURS, frame
+        else:
+            assert frame["source"] == "reference image", frame
+            scene, _ = demo_dataset.draw_scene(frame["scene"], frame["seed"])
+            drawn = np.asarray(scene.convert("RGB").resize((w, h), Image.Resampling.BICUBIC)).astype(int)
+            assert np.abs(crop - drawn).mean() < 12, frame
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_graph_opens_readable_with_no_node_over_a_group_title(name):
     """extra.ds is the view the editor opens at: readable zoom, the graph's top-left corner below

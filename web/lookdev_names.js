@@ -21,6 +21,10 @@ export const FOLDER_INPUTS = {
   "LookDevLoadDataset": "folder",
 };
 
+// The key in a workflow's extra that marks LookDev's templates (scripts/build_workflows.py writes
+// it): lookdev_view.js opens them at their saved view (extra.ds).
+export const TEMPLATE_MARK = "lookdev_template";
+
 export const EVENTS = {
   trainProgress: "lookdev.train.progress",
   trainPreview: "lookdev.train.preview",
