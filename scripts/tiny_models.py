@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "wan21", "auraflow", "flux_dev", "flux_schnell", "chroma", "zimage",
-          "flux_dev_fp8", "qwen_image")
+          "flux_dev_fp8", "qwen_image", "flux2")
 FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
 # The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
 MODEL_CLASS = {"zimage": "ZImage", "qwen_image": "QwenImage", "flux2": "Flux2"}
@@ -118,6 +118,25 @@ TINY_QWEN25 = {"qwen25_7b_model_config": {"hidden_size": TINY_QWEN25_WIDTH, "int
 # ComfyUI (1280 wide, 32 blocks: 0.67B parameters); the fixture builds it 64 wide with one block.
 TINY_QWEN_VISION = {"hidden_size": 64, "intermediate_size": 64, "num_heads": 2, "num_layers": 1}
 
+# Flux.2: the config comfy.model_detection makes for it (global modulation, no vector_in, silu-gated
+# MLP ratio 3, no biases, 4 rope axes, theta 2000, patch 1 over 128 latent channels) at hidden 64 =
+# 2 heads of 32 (its heads are 48 of 128, so a UNETLoader file would be full width: built in memory).
+# context_in_dim: the Mistral's width times the 3 layers ComfyUI stacks.
+TINY_MISTRAL3_WIDTH = 64
+FLUX2_TINY_DIT = {
+    "image_model": "flux2", "in_channels": 128, "out_channels": 128, "vec_in_dim": None,
+    "context_in_dim": 3 * TINY_MISTRAL3_WIDTH, "hidden_size": 64, "mlp_ratio": 3.0, "num_heads": 2, "depth": 2,
+    "depth_single_blocks": 2, "axes_dim": [8, 8, 8, 8], "theta": 2000, "patch_size": 1, "qkv_bias": False,
+    "guidance_embed": True, "global_modulation": True, "mlp_silu_act": True, "ops_bias": False,
+    "default_ref_method": "index", "ref_index_scale": 10.0,
+}
+# Mistral Small 3 (40 layers, 5120 wide) at width 64 with 31 layers, so that ComfyUI reads its
+# layers 10, 20 and 30 as for the real one (its 30-layer "pruned" file too: no final norm); the
+# vocabulary is the tiny tekken's (head_dim stays 128: ComfyUI fixes it).
+TINY_MISTRAL3 = {"mistral3_24b_model_config": {
+    "hidden_size": TINY_MISTRAL3_WIDTH, "intermediate_size": 128, "num_hidden_layers": 31, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "final_norm": False}}
+
 TINY_CLIP_LAYERS = {"clip_l_model_config": {"num_hidden_layers": 3, "intermediate_size": 512},
                     "clip_g_model_config": {"num_hidden_layers": 3, "intermediate_size": 512}}
 
@@ -194,7 +213,7 @@ def _unet_model(arch, unet_config, device):
         config = sm.Flux(dict(unet_config))
         config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
         return config.get_model({}, "", device=device)
-    if arch in ("zimage", "qwen_image"):
+    if arch in ("zimage", "qwen_image", "flux2"):
         config = model_class(arch)(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return config.get_model({}, "", device=device)
@@ -223,7 +242,7 @@ def build_model(arch, seed=0, unet_config=None):
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
                "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
                "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT,
-               "flux_dev_fp8": FLUX_TINY_DIT, "qwen_image": QWEN_IMAGE_TINY_DIT}
+               "flux_dev_fp8": FLUX_TINY_DIT, "qwen_image": QWEN_IMAGE_TINY_DIT, "flux2": FLUX2_TINY_DIT}
     if arch not in default:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
@@ -257,6 +276,8 @@ def build_clip(arch, seed=0, model_options=None):
         target = smb.ClipTarget(z_image_te.ZImageTokenizer, z_image_te.te())
     elif arch == "qwen_image":  # CLIPLoader type qwen_image: Qwen2.5-VL 7B
         return _qwen_image_clip(seed, model_options)
+    elif arch == "flux2":  # CLIPLoader type flux2: Mistral Small 3, its tokenizer from the file
+        return _flux2_clip(seed, model_options)
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
     tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in (*FLUX_FAMILY, "flux_dev_fp8") else TINY_CLIP_LAYERS
@@ -289,6 +310,28 @@ def _qwen_image_clip(seed, model_options):
     return clip
 
 
+def _flux2_clip(seed, model_options):
+    """Flux.2's text encoder as CLIPLoader builds it (flux2_te, Flux2Tokenizer) at TINY_MISTRAL3,
+    the tokenizer from the tiny tekken.json as a text-encoder file carries it (`tekken_model`).
+    Raises transformers' TypeError where ComfyUI cannot build that tokenizer (see README)."""
+    import json
+
+    import comfy.sd
+    import comfy.supported_models_base as smb
+    import comfy.text_encoders.flux as flux_te
+
+    tekken = tiny_tekken_json()
+    if model_options is None:
+        vocab = json.loads(tekken)["config"]["default_vocab_size"]
+        config = {**TINY_MISTRAL3["mistral3_24b_model_config"], "vocab_size": vocab}
+        model_options = {"mistral3_24b_model_config": config}
+    target = smb.ClipTarget(flux_te.Flux2Tokenizer, flux_te.flux2_te())
+    clip = comfy.sd.CLIP(target, tokenizer_data={"tekken_model": torch.frombuffer(bytearray(tekken), dtype=torch.uint8)},
+                         model_options={"dtype": torch.float32, **model_options})
+    init_weights_(clip.cond_stage_model, seed + 1)
+    return clip
+
+
 def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
@@ -296,11 +339,28 @@ def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     if arch == "qwen_image":  # the Wan 2.1 VAE, from its state dict as VAELoader reads a file
         return comfy.sd.VAE(sd={k: v.contiguous() for k, v in tiny_wan_vae(seed).state_dict().items()})
 
+    if arch == "flux2":
+        return _flux2_vae(seed, ch, num_res_blocks)
     latent_channels = 16 if arch in ("sd3", "zimage", "flux_dev_fp8", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
     autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
     vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)
     vae.latent_channels = latent_channels  # the config path of comfy.sd.VAE assumes 4
+    return vae
+
+
+def _flux2_vae(seed, ch, num_res_blocks):
+    """Flux.2's VAE: 32 channels, patched 2x2 and batch-normalised into 128-channel latents at 1/16
+    of the image size. comfy.sd.VAE reads that from a file (`bn.running_mean`) but at the full
+    width; the config path used for a tiny width assumes SD's 4 channels at 1/8, hence the fix-up."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    params = {"embed_dim": 32, "ddconfig": {**vae_ddconfig(32, ch, num_res_blocks), "batch_norm_latent": True}}
+    autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
+    vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)
+    vae.latent_channels = 128
+    vae.downscale_ratio = vae.upscale_ratio = 16
     return vae
 
 

@@ -507,28 +507,70 @@ def test_flux_and_qwen_image_loras_are_named_both_ways(comfy, trained):
         assert f"but the model is {model}: use it with {lora} models" in message
 
 
-def test_flux2_tokenizer_from_a_text_encoder_file(comfy):
-    """Flux.2's tokenizer comes from its text-encoder file: Mistral's tekken.json as a uint8 tensor
-    `tekken_model`, which comfy.sd hands to the tokenizer as tokenizer_data. A Flux.2 fixture needs
-    ComfyUI to build it from a tiny one; where it cannot, the reason is the skip message."""
-    _need("flux2")
+def _flux2_tokenizer_missing(comfy):
+    """Why ComfyUI cannot build Flux.2's tokenizer from the tiny tekken.json here, or ''."""
     import comfy.text_encoders.flux as flux_te
     import transformers
 
     tiny = __import__("comfy_host").tiny_models_module()
     tekken = torch.frombuffer(bytearray(tiny.tiny_tekken_json()), dtype=torch.uint8)
     try:
-        tokenizer = flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
+        flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
     except TypeError as exc:
         if "vocab_file" not in str(exc):
             raise
-        pytest.skip(f"no Flux.2 fixture: ComfyUI {comfy.version}'s comfy.text_encoders.flux.load_mistral_tokenizer "
-                    "calls transformers' MistralConverter(vocab=..., additional_special_tokens=...), but "
-                    f"transformers {transformers.__version__}'s MistralConverter only reads a tekken.json path "
-                    f"(vocab_file), so no Flux.2 tokenizer can be built from a text-encoder file ({exc})")
+        return (f"no Flux.2 fixture: ComfyUI {comfy.version}'s comfy.text_encoders.flux.load_mistral_tokenizer "
+                "calls transformers' MistralConverter(vocab=..., additional_special_tokens=...), but "
+                f"transformers {transformers.__version__}'s MistralConverter only reads a tekken.json path "
+                f"(vocab_file), so no Flux.2 tokenizer can be built from a text-encoder file ({exc})")
+    return ""
+
+
+def _need_flux2(comfy):
+    _need("flux2")
+    if _flux2_tokenizer_missing(comfy):
+        pytest.skip(_flux2_tokenizer_missing(comfy))
+
+
+def test_flux2_tokenizer_from_a_text_encoder_file(comfy):
+    """Flux.2's tokenizer comes from its text-encoder file: Mistral's tekken.json as a uint8 tensor
+    `tekken_model`, which comfy.sd hands to the tokenizer as tokenizer_data. A Flux.2 fixture needs
+    ComfyUI to build it from a tiny one; where it cannot, the reason is the skip message."""
+    _need_flux2(comfy)
+    import comfy.text_encoders.flux as flux_te
+
+    tiny = __import__("comfy_host").tiny_models_module()
+    tekken = torch.frombuffer(bytearray(tiny.tiny_tekken_json()), dtype=torch.uint8)
+    tokenizer = flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
     ids = {text: [t[0] for t in tokenizer.tokenize_with_weights(text)["mistral3_24b"][0]]
            for text in ("a noir street", "a red car")}
     assert ids["a noir street"] != ids["a red car"]
+
+
+def _flux2_render(label, text, guidance):
+    """The core Flux.2 text-to-image graph with KSampler: CLIPTextEncode -> FluxGuidance ->
+    KSampler cfg 1 on EmptyFlux2LatentImage -> VAEDecode; the conditioning captured too."""
+    nodes = _render(["1", 0], ["1", 1], ["1", 2], label, guidance=guidance, text=text)
+    nodes["r3"] = {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    nodes["r8"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r1", 0], "label": f"{label}_cond"}}
+    return {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "flux2"}}, **nodes}
+
+
+def test_flux2_samples_through_ksampler(comfy):
+    """The tiny Flux.2 (DiT from comfy.supported_models.Flux2, a 31-layer Mistral Small 3 read at
+    layers 10, 20 and 30, the VAE's 128-channel latents at 1/16) renders through core nodes; the
+    prompt and FluxGuidance (Flux.2 dev's distilled guidance) both steer the frame."""
+    _need_flux2(comfy)
+    tiny = __import__("comfy_host").tiny_models_module()
+    for label, text, guidance in (("f2a", "a noir street", 4.0), ("f2b", "a red car", 4.0), ("f2c", "a noir street", 1.0)):
+        comfy.run(_flux2_render(label, text, guidance))
+    frames = {key: comfy.captured[key] for key in ("f2a", "f2b", "f2c")}
+    cond = comfy.captured["f2a_cond"][0][0]
+    assert cond.shape[-1] == 3 * tiny.TINY_MISTRAL3_WIDTH  # the three layers, side by side
+    for frame in frames.values():
+        assert frame.shape == (1, 64, 64, 3) and torch.isfinite(frame).all()
+    assert not torch.equal(frames["f2a"], frames["f2b"])
+    assert not torch.equal(frames["f2a"], frames["f2c"])
 
 
 def test_tiny_tekken_reads_as_a_tekken_file(comfy, tmp_path):
