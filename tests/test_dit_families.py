@@ -553,6 +553,8 @@ def _flux2_render(label, text, guidance):
     nodes = _render(["1", 0], ["1", 1], ["1", 2], label, guidance=guidance, text=text)
     nodes["r3"] = {"class_type": "EmptyFlux2LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
     nodes["r8"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r1", 0], "label": f"{label}_cond"}}
+    nodes["r9"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["r5", 0], "vae": ["1", 2]}}
+    nodes["r10"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r9", 0], "label": f"{label}_latent"}}
     return {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": "flux2"}}, **nodes}
 
 
@@ -567,6 +569,7 @@ def test_flux2_samples_through_ksampler(comfy):
     frames = {key: comfy.captured[key] for key in ("f2a", "f2b", "f2c")}
     cond = comfy.captured["f2a_cond"][0][0]
     assert cond.shape[-1] == 3 * tiny.TINY_MISTRAL3_WIDTH  # the three layers, side by side
+    assert comfy.captured["f2a_latent"]["samples"].shape == (1, 128, 4, 4)  # VAEEncode: 128 channels at 1/16
     for frame in frames.values():
         assert frame.shape == (1, 64, 64, 3) and torch.isfinite(frame).all()
     assert not torch.equal(frames["f2a"], frames["f2b"])
