@@ -92,6 +92,19 @@ def _build(folder, seed, make):
 
 
 def _model(seed, model_class, config):
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return model_class(config).eval()
+    """The model with weights drawn by name, not by the class's own init, whose order of draws
+    differs between transformers versions (4.57 and 5.x gave different tiny models)."""
+    model = model_class(config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module_name, module in sorted(model.named_modules(), key=lambda item: item[0]):
+            is_norm = "norm" in type(module).__name__.lower()
+            for name, param in sorted(module.named_parameters(recurse=False), key=lambda item: item[0]):
+                if is_norm:
+                    values = torch.ones(param.shape) if name == "weight" else torch.zeros(param.shape)
+                elif param.ndim >= 2:
+                    values = torch.randn(param.shape, generator=gen) * WIDE_INIT
+                else:
+                    values = torch.zeros(param.shape)
+                param.copy_(values.to(param.dtype))
+    return model
