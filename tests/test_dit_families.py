@@ -545,6 +545,11 @@ def test_flux2_tokenizer_from_a_text_encoder_file(comfy):
     ids = {text: [t[0] for t in tokenizer.tokenize_with_weights(text)["mistral3_24b"][0]]
            for text in ("a noir street", "a red car")}
     assert ids["a noir street"] != ids["a red car"]
+    # <s>, then ComfyUI's Flux.2 template with Mistral's control tokens at their ranks around the prompt:
+    # [SYSTEM_PROMPT] 17 ... [/SYSTEM_PROMPT] 18 [INST] 3 a noir street [/INST] 4, each word one token.
+    assert ids["a noir street"][:2] == [1, 17]
+    assert ids["a noir street"][-6:-4] == [18, 3] and ids["a noir street"][-1] == 4
+    assert min(ids["a noir street"][-4:-1]) >= tiny.TEKKEN_NUM_SPECIAL
 
 
 def _flux2_render(label, text, guidance):
