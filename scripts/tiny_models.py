@@ -131,8 +131,9 @@ FLUX2_TINY_DIT = {
     "default_ref_method": "index", "ref_index_scale": 10.0,
 }
 # Mistral Small 3 (40 layers, 5120 wide) at width 64 with 31 layers, so that ComfyUI reads its
-# layers 10, 20 and 30 as for the real one (its 30-layer "pruned" file too: no final norm); the
-# vocabulary is the tiny tekken's (head_dim stays 128: ComfyUI fixes it).
+# layers 10, 20 and 30 as for the real one; no final norm, as ComfyUI builds any Mistral of under
+# 40 layers (the pruned Flux.2 file's); the vocabulary is the tiny tekken's (head_dim stays 128:
+# ComfyUI fixes it).
 TINY_MISTRAL3 = {"mistral3_24b_model_config": {
     "hidden_size": TINY_MISTRAL3_WIDTH, "intermediate_size": 128, "num_hidden_layers": 31, "num_attention_heads": 2,
     "num_key_value_heads": 1, "final_norm": False}}
