@@ -311,16 +311,40 @@ def _qwen_image_clip(seed, model_options):
     return clip
 
 
+class MissingTokenizer(RuntimeError):
+    """This ComfyUI cannot build the architecture's tokenizer with the installed transformers."""
+
+
+def flux2_tokenizer_missing():
+    """Why ComfyUI cannot build Flux.2's tokenizer from the tiny tekken.json here, or ''."""
+    import comfy.text_encoders.flux as flux_te
+    import transformers
+
+    tekken = torch.frombuffer(bytearray(tiny_tekken_json()), dtype=torch.uint8)
+    try:
+        flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
+    except TypeError as exc:
+        if "vocab_file" not in str(exc):
+            raise
+        return ("no Flux.2 fixture: ComfyUI's comfy.text_encoders.flux.load_mistral_tokenizer calls transformers' "
+                f"MistralConverter(vocab=..., additional_special_tokens=...), but transformers "
+                f"{transformers.__version__}'s MistralConverter only reads a tekken.json path (vocab_file), so no "
+                f"Flux.2 tokenizer can be built from a text-encoder file ({exc})")
+    return ""
+
+
 def _flux2_clip(seed, model_options):
     """Flux.2's text encoder as CLIPLoader builds it (flux2_te, Flux2Tokenizer) at TINY_MISTRAL3,
     the tokenizer from the tiny tekken.json as a text-encoder file carries it (`tekken_model`).
-    Raises transformers' TypeError where ComfyUI cannot build that tokenizer (see README)."""
+    MissingTokenizer where ComfyUI cannot build that tokenizer (see README)."""
     import json
 
     import comfy.sd
     import comfy.supported_models_base as smb
     import comfy.text_encoders.flux as flux_te
 
+    if flux2_tokenizer_missing():
+        raise MissingTokenizer(flux2_tokenizer_missing())
     tekken = tiny_tekken_json()
     if model_options is None:
         vocab = json.loads(tekken)["config"]["default_vocab_size"]

@@ -507,36 +507,18 @@ def test_flux_and_qwen_image_loras_are_named_both_ways(comfy, trained):
         assert f"but the model is {model}: use it with {lora} models" in message
 
 
-def _flux2_tokenizer_missing(comfy):
-    """Why ComfyUI cannot build Flux.2's tokenizer from the tiny tekken.json here, or ''."""
-    import comfy.text_encoders.flux as flux_te
-    import transformers
-
-    tiny = __import__("comfy_host").tiny_models_module()
-    tekken = torch.frombuffer(bytearray(tiny.tiny_tekken_json()), dtype=torch.uint8)
-    try:
-        flux_te.Flux2Tokenizer(tokenizer_data={"tekken_model": tekken})
-    except TypeError as exc:
-        if "vocab_file" not in str(exc):
-            raise
-        return (f"no Flux.2 fixture: ComfyUI {comfy.version}'s comfy.text_encoders.flux.load_mistral_tokenizer "
-                "calls transformers' MistralConverter(vocab=..., additional_special_tokens=...), but "
-                f"transformers {transformers.__version__}'s MistralConverter only reads a tekken.json path "
-                f"(vocab_file), so no Flux.2 tokenizer can be built from a text-encoder file ({exc})")
-    return ""
-
-
-def _need_flux2(comfy):
+def _need_flux2():
     _need("flux2")
-    if _flux2_tokenizer_missing(comfy):
-        pytest.skip(_flux2_tokenizer_missing(comfy))
+    missing = __import__("comfy_host").tiny_models_module().flux2_tokenizer_missing()
+    if missing:
+        pytest.skip(missing)
 
 
 def test_flux2_tokenizer_from_a_text_encoder_file(comfy):
     """Flux.2's tokenizer comes from its text-encoder file: Mistral's tekken.json as a uint8 tensor
     `tekken_model`, which comfy.sd hands to the tokenizer as tokenizer_data. A Flux.2 fixture needs
     ComfyUI to build it from a tiny one; where it cannot, the reason is the skip message."""
-    _need_flux2(comfy)
+    _need_flux2()
     import comfy.text_encoders.flux as flux_te
 
     tiny = __import__("comfy_host").tiny_models_module()
@@ -567,7 +549,7 @@ def test_flux2_samples_through_ksampler(comfy):
     """The tiny Flux.2 (DiT from comfy.supported_models.Flux2, a 31-layer Mistral Small 3 read at
     layers 10, 20 and 30, the VAE's 128-channel latents at 1/16) renders through core nodes; the
     prompt and FluxGuidance (Flux.2 dev's distilled guidance) both steer the frame."""
-    _need_flux2(comfy)
+    _need_flux2()
     tiny = __import__("comfy_host").tiny_models_module()
     for label, text, guidance in (("f2a", "a noir street", 4.0), ("f2b", "a red car", 4.0), ("f2c", "a noir street", 1.0)):
         comfy.run(_flux2_render(label, text, guidance))

@@ -444,14 +444,18 @@ def _files_under(folder):
     return sorted(str(p) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def test_unsupported_architecture_stops_before_any_work(comfy, dataset_dir):
-    """AuraFlow loads in ComfyUI but LookDev has no targets or names for it: refused by name."""
+@pytest.mark.parametrize("arch, model_class", [("auraflow", "AuraFlow"), ("flux2", "Flux2")])
+def test_unsupported_architecture_stops_before_any_work(comfy, dataset_dir, arch, model_class):
+    """AuraFlow and Flux.2 load in ComfyUI but LookDev has no targets or names for them: refused by name."""
     from lookdev.trainer.lora.keys import ARCHITECTURES, TRAINABLE
 
+    tiny = __import__("comfy_host").tiny_models_module()
+    if arch == "flux2" and tiny.flux2_tokenizer_missing():
+        pytest.skip(tiny.flux2_tokenizer_missing())
     written_before = _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras"))
-    result = comfy.run(train_prompt("auraflow", dataset_dir, "aura_style"), fresh=True, expect_error=True)
+    result = comfy.run(train_prompt(arch, dataset_dir, f"{arch}_style"), fresh=True, expect_error=True)
     message = result.error["exception_message"]
-    assert "ComfyUI loaded it as AuraFlow, an architecture LookDev does not handle" in message
+    assert f"ComfyUI loaded it as {model_class}, an architecture LookDev does not handle" in message
     assert all(ARCHITECTURES[arch] in message for arch in TRAINABLE) and "Nothing was written" in message
     assert not result.events_named("lookdev.train.progress")
     assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before
