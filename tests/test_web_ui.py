@@ -658,6 +658,23 @@ UPLOAD_RESULT = f"""async () => {{
 }}"""
 
 
+def open_file_chooser(page, node_type, label, attempts=3):
+    """Click a node's button as a user does and return the file chooser it opens. A click can land
+    while the canvas is still settling after a busy moment (seen in whole-suite runs: no chooser);
+    a user clicks again, and so does this, at the button's position measured afresh."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        x, y = page.evaluate(BUTTON_POINT, [node_type, label])
+        try:
+            with page.expect_file_chooser(timeout=15_000) as chooser:
+                page.mouse.click(x, y)
+            return chooser.value
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+
+
 def test_dataset_folder_upload_then_pick_then_load(app_page, server, tmp_path):
     """"upload images" on Load Dataset sends the chosen images and captions into an input
     subfolder through ComfyUI's /upload/image; the folder becomes a choice of the refreshed list
@@ -670,10 +687,7 @@ def test_dataset_folder_upload_then_pick_then_load(app_page, server, tmp_path):
     page.evaluate(PICK, ["LookDevLoadDataset", "folder", folder])  # a new name, typed
     write_dataset(tmp_path / "local")
     files = sorted(str(p) for p in (tmp_path / "local").iterdir())
-    x, y = page.evaluate(BUTTON_POINT, ["LookDevLoadDataset", "upload images"])
-    with page.expect_file_chooser() as chooser:
-        page.mouse.click(x, y)
-    chooser.value.set_files(files)
+    open_file_chooser(page, "LookDevLoadDataset", "upload images").set_files(files)
     state = page.evaluate(UPLOAD_RESULT)
     assert state["result"] == {"uploaded": len(files), "folder": folder}, state
     assert state["status"] == f"uploaded {len(files)} / {len(files)} into input/{folder}"
