@@ -109,5 +109,22 @@ PYEOF
   rm -rf "$tmp"
 fi
 
-printf 'PYTHON=%s\nCOMFYUI_PATH=%s\n' "$PY" "$COMFY" > "$HOST/env"
+# 6. The transformers ComfyUI 0.3.75 was released with, beside (never into) the environment:
+# its Flux.2 tokenizer calls a MistralConverter signature that transformers 5 dropped.
+# scripts/test.sh runs the Flux.2 tests a second time with this folder first on PYTHONPATH.
+FLUX2_OVERLAY=""
+if [ "$COMFY" = "$HOST/ComfyUI" ]; then
+  FLUX2_OVERLAY="$HOST/transformers-4.57"
+  if [ ! -f "$FLUX2_OVERLAY/.complete" ]; then
+    echo "bootstrap: unpacking transformers 4.57.3 for the Flux.2 tests into $FLUX2_OVERLAY"
+    rm -rf "$FLUX2_OVERLAY"
+    "$PY" -m pip install -q --no-deps --target "$FLUX2_OVERLAY" \
+        transformers==4.57.3 tokenizers==0.22.2 huggingface_hub==0.36.2 2>&1 | grep -v '^WARNING: Location' || true
+    PYTHONPATH="$FLUX2_OVERLAY" "$PY" -c "import transformers; assert transformers.__version__ == '4.57.3'" \
+      || { echo "bootstrap: transformers 4.57.3 did not install into $FLUX2_OVERLAY" >&2; exit 1; }
+    touch "$FLUX2_OVERLAY/.complete"
+  fi
+fi
+
+printf 'PYTHON=%s\nCOMFYUI_PATH=%s\nFLUX2_OVERLAY=%s\n' "$PY" "$COMFY" "$FLUX2_OVERLAY" > "$HOST/env"
 echo "bootstrap: ready (python $PY, ComfyUI $COMFY)"

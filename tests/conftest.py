@@ -36,6 +36,17 @@ def pytest_configure(config):
 alias_pack()
 
 
+def pytest_collection_modifyitems(config, items):
+    """LOOKDEV_ONLY_FLUX2=1 keeps only the tests whose id names flux2: scripts/test.sh's second
+    pass, run under the transformers ComfyUI 0.3.75 builds Flux.2's tokenizer with (README,
+    Architectures). Any -k or -m given still applies."""
+    if os.environ.get("LOOKDEV_ONLY_FLUX2") != "1":
+        return
+    kept = [item for item in items if "flux2" in item.nodeid]
+    config.hook.pytest_deselected(items=[item for item in items if "flux2" not in item.nodeid])
+    items[:] = kept
+
+
 # --- ComfyUI fixtures (imported lazily so library tests run without ComfyUI) ---------------
 
 import pytest  # noqa: E402
