@@ -192,6 +192,28 @@ def test_qwen_image_target_presets(comfy):
         "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "img_mlp.net.0.proj", "img_mlp.net.2"))
 
 
+def test_flux2_target_presets(comfy):
+    """attention: both streams' qkv/proj of the double blocks; + feed-forward: their gated MLPs and
+    the single blocks' fused linear1/linear2; all linear: also the shared modulation layers (Flux.2
+    has no per-block ones) and the embedders; style blocks (heuristic): the single blocks."""
+    _need("flux2")
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.targets import select_targets
+
+    layers = bridge.named_layers(comfy.tiny_bundle("flux2").model)
+    chosen = {preset: select_targets(layers, "flux2", preset) for preset in
+              ("attention", "attention + feed-forward", "all linear and conv", "style blocks")}
+    attention = [f"double_blocks.{i}.{s}_attn.{n}" for i in (0, 1) for s in ("img", "txt") for n in ("qkv", "proj")]
+    mlp = [f"double_blocks.{i}.{s}_mlp.{n}" for i in (0, 1) for s in ("img", "txt") for n in (0, 2)]
+    single = [f"single_blocks.{i}.linear{n}" for i in (0, 1) for n in (1, 2)]
+    assert sorted(chosen["attention"]) == sorted(attention)
+    assert sorted(chosen["attention + feed-forward"]) == sorted(attention + mlp + single)
+    assert {"double_stream_modulation_img.lin", "double_stream_modulation_txt.lin", "single_stream_modulation.lin",
+            "img_in", "txt_in", "final_layer.linear", *attention, *mlp, *single} <= set(chosen["all linear and conv"])
+    assert not any(".img_mod." in p or ".modulation." in p for p in chosen["all linear and conv"])
+    assert sorted(chosen["style blocks"]) == sorted(single)
+
+
 def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0, text=f"{TRIGGER}, a lighthouse", seed=5,
             steps=3, scheduler="simple", arch=None):
     positive = ["r1", 0]
