@@ -57,6 +57,8 @@ SD1_ATTN = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2"
     ({"lora_unet_single_blocks_2_linear2.lora_down.weight": (4, 24576),
       "lora_unet_single_blocks_2_linear2.lora_up.weight": (6144, 4)}, "flux2", "4x the block width as in Flux.2"),
     ({"lora_unet_double_blocks_0_img_mod_lin.lora_down.weight": (4, 3072)}, "flux", "per-block modulation"),
+    ({"lora_unet_double_blocks_0_txt_attn_qkv.lora_down.weight": (4, 6144)}, "flux2", "block width 6144"),
+    ({"diffusion_model.single_blocks.0.linear1.lora_A.weight": (4, 4096)}, "flux2", "block width 4096"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 1024)},
      "sd2", "text-encoder width 1024"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 768)},

@@ -35,7 +35,8 @@ _QWEN_IMAGE = re.compile(r"(^|[._])transformer_blocks[._]\d+[._](img_mod|txt_mod
 _FLUX2 = re.compile(r"(^|[._])(double_stream_modulation_(img|txt)|single_stream_modulation|to_qkv_mlp_proj"
                     r"|(ff|ff_context)[._]linear_(in|out))[._]")
 # Flux.1's per-block modulation (Flux.2 modulates all blocks from shared layers).
-_FLUX1_MODULATION = re.compile(r"(^|[._])(double_blocks|single_blocks)[._]\d+[._](img_mod|txt_mod|modulation)[._]lin[._]")
+_FLUX1_MODULATION = re.compile(r"(^|[._])(double_blocks|single_blocks)[._]\d+[._](img_mod|txt_mod|modulation)"
+                               r"[._]lin[._]")
 # A LoRA-like tensor's module and part: the down/A matrices give a layer's input width, up/B its output.
 _PART = re.compile(r"^(?P<module>.+?)\.(?P<part>lora_down|lora_A|lora_up|lora_B|hada_w1_a|hada_w1_b)(\.weight)?$")
 _INPUT_PARTS, _OUTPUT_PARTS = ("lora_down", "lora_A", "hada_w1_b"), ("lora_up", "lora_B", "hada_w1_a")
@@ -48,6 +49,10 @@ _FLUX_FF_RATIOS = (
     (re.compile(r"(^|[._])single_blocks[._]\d+[._]linear1$"), "out", {7: "flux", 9: "flux2"}),
     (re.compile(r"(^|[._])single_blocks[._]\d+[._]linear2$"), "in", {5: "flux", 4: "flux2"}),
 )
+# Layers whose input is the block width; Flux.1 models (dev, schnell, Chroma) are all 3072 wide,
+# Flux.2 dev 6144 and Klein 9B 4096 (Klein 4B: 3072, told apart only by the rules above).
+_FLUX_BLOCK_INPUT = re.compile(r"(^|[._])(double_blocks[._]\d+[._](img|txt)_attn[._]qkv|single_blocks[._]\d+[._]linear1)$")
+_FLUX2_WIDTHS = (4096, 6144)
 # The down (input-side) matrix of a cross-attention key/value projection, in any naming.
 _CROSS_ATTN_DOWN = re.compile(r"attn2[._](processor[._])?(to_[kv])(\.|_lora\.)(lora_down|lora_A|lora\.down|down)(\.weight)?$")
 _CROSS_ATTN_WIDTH = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
@@ -103,8 +108,12 @@ def _flux_generation(shapes, names):
             if pattern.search(module) and dims.get(wide) and dims.get(narrow):
                 ratio, rest = divmod(dims[wide], dims[narrow])
                 if not rest and ratio in ratios:
-                    return ArchGuess(ratios[ratio], f"{module}: {dims['out']} outputs from {dims['in']} inputs, "
-                                                    f"{ratio}x the block width as in {ARCH_NAMES[ratios[ratio]]}")
+                    family = ratios[ratio]
+                    return ArchGuess(family, f"{module}: {dims['out']} outputs from {dims['in']} inputs, "
+                                             f"{ratio}x the block width as in {ARCH_NAMES[family]}")
+    for module, dims in _layer_widths(shapes).items():
+        if _FLUX_BLOCK_INPUT.search(module) and dims.get("in") in _FLUX2_WIDTHS:
+            return ArchGuess("flux2", f"{module}: block width {dims['in']} (Flux.1's is 3072)")
     return None
 
 
