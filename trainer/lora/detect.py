@@ -39,7 +39,7 @@ _FLUX1_MODULATION = re.compile(r"(^|[._])(double_blocks|single_blocks)[._]\d+[._
                                r"[._]lin[._]")
 # A LoRA-like tensor's module and part: the down/A matrices give a layer's input width, up/B its output.
 _PART = re.compile(r"^(?P<module>.+?)\.(?P<part>lora_down|lora_A|lora_up|lora_B|hada_w1_a|hada_w1_b)(\.weight)?$")
-_INPUT_PARTS, _OUTPUT_PARTS = ("lora_down", "lora_A", "hada_w1_b"), ("lora_up", "lora_B", "hada_w1_a")
+_INPUT_PARTS = ("lora_down", "lora_A", "hada_w1_b")
 # Feed-forward layers of the double/single blocks: (pattern, which width is the wide one, {ratio: family}).
 # Flux.1: MLP 4x, linear1 = qkv 3x + MLP 4x, linear2 = attention 1x + MLP 4x. Flux.2: gated MLP
 # 3x (its first layer 6x), linear1 = 3x + 6x, linear2 = 1x + 3x.
@@ -102,7 +102,8 @@ def _flux_generation(shapes, names):
     name = _first(names, _FLUX1_MODULATION)
     if name:
         return ArchGuess("flux", f"per-block modulation keys such as {name}")
-    for module, dims in _layer_widths(shapes).items():
+    widths = _layer_widths(shapes)
+    for module, dims in widths.items():
         for pattern, wide, ratios in _FLUX_FF_RATIOS:
             narrow = "in" if wide == "out" else "out"
             if pattern.search(module) and dims.get(wide) and dims.get(narrow):
@@ -111,7 +112,7 @@ def _flux_generation(shapes, names):
                     family = ratios[ratio]
                     return ArchGuess(family, f"{module}: {dims['out']} outputs from {dims['in']} inputs, "
                                              f"{ratio}x the block width as in {ARCH_NAMES[family]}")
-    for module, dims in _layer_widths(shapes).items():
+    for module, dims in widths.items():
         if _FLUX_BLOCK_INPUT.search(module) and dims.get("in") in _FLUX2_WIDTHS:
             return ArchGuess("flux2", f"{module}: block width {dims['in']} (Flux.1's is 3072)")
     return None

@@ -27,8 +27,9 @@ Which spelling, per architecture:
   double_stream_modulation_img/_txt and single_stream_modulation): `lora_unet_` + the module path
   (`lora_unet_double_blocks_0_img_attn_qkv`), what musubi-tuner's networks.lora_flux_2 writes (its
   Flux.2 follows BFL's module names, as ComfyUI's does); ComfyUI loads it through its generic
-  `lora_unet_` spelling. ComfyUI's diffusers (`transformer.`) map for Flux models is Flux.1's and
-  misplaces Flux.2's fused single-block and gated-MLP widths, so that spelling is not written.
+  `lora_unet_` spelling. ComfyUI's diffusers (`transformer.`) map for Flux models is Flux.1's (it
+  slices a single block's linear1 at Flux.1's MLP width, 4x, where Flux.2's is 6x), so that
+  spelling is not written.
 - "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
   what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
   spelling, beside the `diffusion_model.blocks.N...` one).
