@@ -1,7 +1,8 @@
-"""Flux.1 dev (distilled guidance), Flux.1 schnell, Chroma, Z-Image and Qwen-Image end to end through ComfyUI's
-executor on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the
+"""Flux.1 dev (distilled guidance), Flux.1 schnell, Chroma, Z-Image, Qwen-Image and Flux.2 end to end through
+ComfyUI's executor on tiny models built from ComfyUI's own classes (scripts/tiny_models.py): training, the
 saved file, core LoraLoader, Apply LoRA and Storyboard Render. A family whose model class this
-ComfyUI lacks is skipped, naming the class."""
+ComfyUI lacks is skipped, naming the class; Flux.2 also where ComfyUI cannot build its tokenizer
+(the transformers it needs), naming the reason. Every Flux.2 test has 'flux2' in its id."""
 
 import json
 import logging
@@ -16,11 +17,13 @@ from lookdev.trainer.training.state import latest_checkpoint, load_checkpoint
 from test_train_node import _eval_loss, _scene
 
 FLUX = ("flux_dev", "flux_schnell", "chroma")
-FAMILY = (*FLUX, "zimage", "qwen_image")
+FAMILY = (*FLUX, "zimage", "qwen_image", "flux2")
 MODELSPEC = {"flux_dev": "flux-1-dev", "flux_schnell": "flux-1-schnell", "chroma": "chroma", "zimage": "z-image",
-             "qwen_image": "Qwen-Image"}
+             "qwen_image": "Qwen-Image", "flux2": "Flux.2-dev"}
 LOOKDEV_ARCH = {"flux_dev": "flux", "flux_schnell": "flux", "chroma": "flux", "zimage": "zimage",
-                "qwen_image": "qwen_image"}
+                "qwen_image": "qwen_image", "flux2": "flux2"}
+# The empty latent of each family's core graph where it is not EmptySD3LatentImage (16 channels at 1/8).
+EMPTY_LATENT = {"flux2": "EmptyFlux2LatentImage"}
 
 
 def _missing(arch):
@@ -40,6 +43,11 @@ def _missing(arch):
 def _need(arch):
     if _missing(arch):
         pytest.skip(_missing(arch))
+    if arch == "flux2":
+        missing = __import__("comfy_host").tiny_models_module().flux2_tokenizer_missing()
+        if missing:
+            pytest.skip(missing)
+
 TRIGGER = "lkdv noir"
 CAPTION = "a figure in an alley"
 
@@ -75,7 +83,8 @@ def train_prompt(arch, name, **settings):
 
 # Per-family training settings over train_prompt's; Z-Image's schedule (shift 3) puts most
 # steps at high noise, where the loss moves slowly, so it gets more steps.
-RUN_SETTINGS = {"zimage": {"steps": 48, "learning_rate": 5e-3}, "qwen_image": {"steps": 48, "learning_rate": 1e-2}}
+RUN_SETTINGS = {"zimage": {"steps": 48, "learning_rate": 5e-3}, "qwen_image": {"steps": 48, "learning_rate": 1e-2},
+                "flux2": {"steps": 48, "learning_rate": 1e-2}}
 
 
 class _Runs(dict):
@@ -137,6 +146,14 @@ def test_file_has_kohya_names_and_the_family_metadata(trained, arch):
         assert meta["modelspec.implementation"] == "https://github.com/Tongyi-MAI/Z-Image"
         assert "ss_base_model_version" not in meta
         return
+    if arch == "flux2":  # Flux.1's block names; no per-block modulation, a gated MLP
+        assert {f"lora_unet_double_blocks_{i}_{layer}" for i in (0, 1) for layer in (
+            "img_attn_qkv", "img_attn_proj", "txt_attn_qkv", "txt_attn_proj", "img_mlp_0", "img_mlp_2",
+            "txt_mlp_0", "txt_mlp_2")} | {f"lora_unet_single_blocks_{i}_linear{n}" for i in (0, 1) for n in (1, 2)} \
+            == modules
+        assert meta["modelspec.implementation"] == "https://github.com/black-forest-labs/flux2"
+        assert "ss_base_model_version" not in meta
+        return
     if arch == "qwen_image":  # both streams' attention and MLPs of every transformer block
         assert {f"lora_unet_transformer_blocks_{i}_{layer}" for i in (0, 1) for layer in (
             "attn_to_q", "attn_add_k_proj", "attn_to_out_0", "attn_to_add_out", "img_mlp_net_0_proj",
@@ -175,13 +192,36 @@ def test_qwen_image_target_presets(comfy):
         "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "img_mlp.net.0.proj", "img_mlp.net.2"))
 
 
+def test_flux2_target_presets(comfy):
+    """attention: both streams' qkv/proj of the double blocks; + feed-forward: their gated MLPs and
+    the single blocks' fused linear1/linear2; all linear: also the shared modulation layers (Flux.2
+    has no per-block ones) and the embedders; style blocks (heuristic): the single blocks."""
+    _need("flux2")
+    from lookdev.trainer import comfy_bridge as bridge
+    from lookdev.trainer.training.targets import select_targets
+
+    layers = bridge.named_layers(comfy.tiny_bundle("flux2").model)
+    chosen = {preset: select_targets(layers, "flux2", preset) for preset in
+              ("attention", "attention + feed-forward", "all linear and conv", "style blocks")}
+    attention = [f"double_blocks.{i}.{s}_attn.{n}" for i in (0, 1) for s in ("img", "txt") for n in ("qkv", "proj")]
+    mlp = [f"double_blocks.{i}.{s}_mlp.{n}" for i in (0, 1) for s in ("img", "txt") for n in (0, 2)]
+    single = [f"single_blocks.{i}.linear{n}" for i in (0, 1) for n in (1, 2)]
+    assert sorted(chosen["attention"]) == sorted(attention)
+    assert sorted(chosen["attention + feed-forward"]) == sorted(attention + mlp + single)
+    assert {"double_stream_modulation_img.lin", "double_stream_modulation_txt.lin", "single_stream_modulation.lin",
+            "img_in", "txt_in", "final_layer.linear", *attention, *mlp, *single} <= set(chosen["all linear and conv"])
+    assert not any(".img_mod." in p or ".modulation." in p for p in chosen["all linear and conv"])
+    assert sorted(chosen["style blocks"]) == sorted(single)
+
+
 def _render(model_ref, clip_ref, vae_ref, label, guidance=None, cfg=1.0, text=f"{TRIGGER}, a lighthouse", seed=5,
-            steps=3, scheduler="simple"):
+            steps=3, scheduler="simple", arch=None):
     positive = ["r1", 0]
     nodes = {
         "r1": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": text}},
         "r2": {"class_type": "CLIPTextEncode", "inputs": {"clip": clip_ref, "text": ""}},
-        "r3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "r3": {"class_type": EMPTY_LATENT.get(arch, "EmptySD3LatentImage"),
+               "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         "r5": {"class_type": "VAEDecode", "inputs": {"samples": ["r4", 0], "vae": vae_ref}},
         "r6": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["r5", 0], "label": label}},
     }
@@ -201,15 +241,15 @@ def test_file_through_core_loader_matches_the_trained_model(comfy, trained, arch
     prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
               "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0], "strength_model": 1.0,
                                                                    "lora_name": f"{name}.safetensors"}}}
-    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_from_file"))
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_from_file", arch=arch))
     with caplog.at_level(logging.WARNING):
         comfy.run(prompt, fresh=True)
     assert not [r for r in caplog.records if "lora key not loaded" in r.getMessage()]
     trained_graph = train_prompt(arch, name, **_Runs.settings(arch))
-    trained_graph.update(_render(["3", 0], ["1", 1], ["1", 2], f"{arch}_in_memory"))
+    trained_graph.update(_render(["3", 0], ["1", 1], ["1", 2], f"{arch}_in_memory", arch=arch))
     comfy.run(trained_graph)  # the training itself is ComfyUI's cached result
     base = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
-    base.update(_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_base"))
+    base.update(_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_base", arch=arch))
     comfy.run(base)
     assert torch.equal(comfy.captured[f"{arch}_from_file"], comfy.captured[f"{arch}_in_memory"])
     assert not torch.equal(comfy.captured[f"{arch}_from_file"], comfy.captured[f"{arch}_base"])
@@ -228,7 +268,8 @@ def _denoiser_outputs(comfy, arch, name, targets):
     path, _ = latest_checkpoint(comfy.output_dir / "lookdev" / name / "checkpoints")
     snapshot = load_checkpoint(path)
     config = TrainConfig(**{**snapshot.config, "validation_prompts": tuple(snapshot.config["validation_prompts"])})
-    shape = (1, 16, 1, 8, 8) if arch == "qwen_image" else (1, 16, 8, 8)  # the Wan VAE's latents: a time axis
+    # the Wan VAE's latents have a time axis; Flux.2's VAE makes 128 channels
+    shape = {"qwen_image": (1, 16, 1, 8, 8), "flux2": (1, 128, 8, 8)}.get(arch, (1, 16, 8, 8))
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.6])
     outputs = {}
@@ -262,7 +303,7 @@ def test_saved_file_reproduces_the_trained_adapters(comfy, dataset_dir, arch, al
     assert error <= 1e-4 * change + 1e-6, (error, change)
 
 
-@pytest.mark.parametrize("arch", ["flux_dev", "chroma"])
+@pytest.mark.parametrize("arch", ["flux_dev", "chroma", "flux2"])
 def test_gradient_checkpointing_trains_the_same_adapters(comfy, dataset_dir, arch):
     """Flux blocks add to their input in place; checkpointed, each block runs on a copy of its
     inputs so its recomputation starts from the tensor it first saw: the same LoRA as without."""
@@ -296,7 +337,7 @@ def _stack_nodes(lora_name):
 def _apply_and_render(comfy, arch, node, label, extra=None):
     prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}, "2": node, **(extra or {})}
     prompt["9"] = {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 3], "label": f"{label}_report"}}
-    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], label))
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], label, arch=arch))
     comfy.run(prompt)
     return comfy.captured[label], comfy.captured[f"{label}_report"]
 
@@ -312,7 +353,7 @@ def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
     assert torch.equal(stacked, full)
     if arch == "zimage":  # blocks by index: L (layers), NR / CR (refiners); BASE holds t_embedder.mlp
         comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
-                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain", arch=arch)})
         off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "BASE:0, L:0, NR:0, CR:0"), f"{arch}_off")
         late, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "BASE:0, L00:0, NR:0, CR:0"), f"{arch}_late")
         assert torch.equal(off, comfy.captured[f"{arch}_plain"])
@@ -320,7 +361,7 @@ def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
         return
     if arch == "qwen_image":  # blocks by index: T (transformer_blocks)
         comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
-                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+                   **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain", arch=arch)})
         off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "T:0"), f"{arch}_off")
         late, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "T00:0"), f"{arch}_late")
         early, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "T01:0"), f"{arch}_early")
@@ -332,7 +373,7 @@ def test_apply_lora_block_presets_and_stack(comfy, trained, arch):
     by_name, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:1, S:0"), f"{arch}_d1s0")
     off, _ = _apply_and_render(comfy, arch, _apply(lora, "all", "D:0, S:0"), f"{arch}_off")
     comfy.run({"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}},
-               **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain")})
+               **_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_plain", arch=arch)})
     assert torch.equal(double, by_name)  # the preset is the D/S block weights it names
     assert torch.equal(off, comfy.captured[f"{arch}_plain"])
     assert not torch.equal(double, full) and not torch.equal(single, full) and not torch.equal(double, single)
@@ -353,9 +394,10 @@ def test_a_lora_for_another_family_is_named_both_ways(comfy):
 # Flux.1 dev samples with distilled guidance (Storyboard Render's guidance, FluxGuidance on the
 # prompt) and no CFG (cfg 1); schnell: cfg 1, and the guidance input changes nothing; Chroma and
 # Z-Image: real CFG, no FluxGuidance in the core graph (Storyboard Render's guidance is ignored).
-# Qwen-Image: ComfyUI's template, ModelSamplingAuraFlow shift 3.1 then KSampler cfg 2.5.
+# Qwen-Image: ComfyUI's template, ModelSamplingAuraFlow shift 3.1 then KSampler cfg 2.5. Flux.2
+# dev: distilled guidance as Flux.1 dev (FluxGuidance, cfg 1) on EmptyFlux2LatentImage.
 SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None), "zimage": (4.0, None),
-            "qwen_image": (2.5, None)}
+            "qwen_image": (2.5, None), "flux2": (1.0, 3.5)}
 AURAFLOW_SHIFT = {"qwen_image": 3.1}
 
 
@@ -389,7 +431,7 @@ def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
     cfg, guidance = SAMPLING[arch]
     prompt = _storyboard(arch, f"{trained[arch]['name']}.safetensors", cfg, f"{arch}_frame")
     model = ["2m", 0] if arch in AURAFLOW_SHIFT else ["2", 0]
-    prompt.update(_render(model, ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg))
+    prompt.update(_render(model, ["1", 1], ["1", 2], f"{arch}_core", guidance=guidance, cfg=cfg, arch=arch))
     comfy.run(prompt, fresh=True)
     frame, core = comfy.captured[f"{arch}_frame"], comfy.captured[f"{arch}_core"]
     assert frame.shape == core.shape == (1, 64, 64, 3)
@@ -397,21 +439,22 @@ def test_storyboard_frames_equal_the_core_graph(comfy, trained, arch):
     assert (comfy.output_dir / "flux_sb" / arch / "SH010.png").exists()
 
 
-def test_storyboard_guidance_is_flux_guidance_on_flux_dev(comfy, trained):
+@pytest.mark.parametrize("arch", ["flux_dev", "flux2"])
+def test_storyboard_guidance_is_flux_guidance_on_distilled_models(comfy, trained, arch):
     """guidance 2.0 gives the frame of CLIPTextEncode -> FluxGuidance 2.0 -> KSampler cfg 1 at the
-    same seed, unlike 3.5; the frame's metadata records it."""
+    same seed, unlike 3.5; the frame's metadata records it (Flux.1 dev and Flux.2 dev)."""
     from lookdev.trainer.render.pngmeta import read_lookdev_metadata
 
-    _need("flux_dev")
-    lora = f"{trained['flux_dev']['name']}.safetensors"
-    prompt = _storyboard("flux_dev", lora, 1.0, "dev_g2", guidance=2.0, folder="flux_sb/g2")
-    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], "dev_core_g2", guidance=2.0, cfg=1.0))
+    _need(arch)
+    lora = f"{trained[arch]['name']}.safetensors"
+    prompt = _storyboard(arch, lora, 1.0, f"{arch}_g2", guidance=2.0, folder=f"flux_sb/{arch}_g2")
+    prompt.update(_render(["2", 0], ["1", 1], ["1", 2], f"{arch}_core_g2", guidance=2.0, cfg=1.0, arch=arch))
     comfy.run(prompt, fresh=True)
-    comfy.run(_storyboard("flux_dev", lora, 1.0, "dev_g35", guidance=3.5, folder="flux_sb/g35"))
-    frame, core, default = (comfy.captured[k] for k in ("dev_g2", "dev_core_g2", "dev_g35"))
+    comfy.run(_storyboard(arch, lora, 1.0, f"{arch}_g35", guidance=3.5, folder=f"flux_sb/{arch}_g35"))
+    frame, core, default = (comfy.captured[k] for k in (f"{arch}_g2", f"{arch}_core_g2", f"{arch}_g35"))
     assert torch.equal(frame, core)
     assert not torch.equal(frame, default)
-    assert read_lookdev_metadata(comfy.output_dir / "flux_sb" / "g2" / "SH010.png").guidance == 2.0
+    assert read_lookdev_metadata(comfy.output_dir / "flux_sb" / f"{arch}_g2" / "SH010.png").guidance == 2.0
 
 
 @pytest.mark.parametrize("arch", ["flux_schnell", "chroma"])
@@ -425,7 +468,7 @@ def test_storyboard_guidance_changes_nothing_without_distilled_guidance(comfy, t
 
 # The CFG and guidance each family's validation renders use (its usual sampling).
 VALIDATION_SAMPLING = {"flux_dev": (1.0, 3.5), "flux_schnell": (1.0, None), "chroma": (4.0, None),
-                       "zimage": (1.0, None), "qwen_image": (2.5, None)}
+                       "zimage": (1.0, None), "qwen_image": (2.5, None), "flux2": (1.0, 4.0)}
 
 
 @pytest.mark.parametrize("arch", FAMILY)
@@ -443,7 +486,7 @@ def test_validation_renders_use_the_family_sampling(comfy, arch):
     rendered = render_validation(config, base.clip, base.vae, base.model)
     core = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": arch}}}
     core.update(_render(["1", 0], ["1", 1], ["1", 2], f"{arch}_validation_core", guidance=guidance, cfg=cfg,
-                        text=f"{TRIGGER}, a pier", seed=11, steps=2, scheduler="normal"))
+                        text=f"{TRIGGER}, a pier", seed=11, steps=2, scheduler="normal", arch=arch))
     comfy.run(core, fresh=True)
     assert len(rendered) == 1 and torch.equal(rendered[0], comfy.captured[f"{arch}_validation_core"])
 
@@ -451,14 +494,16 @@ def test_validation_renders_use_the_family_sampling(comfy, arch):
 # (tokens, mu) at both ends of each family's resolution-dependent shift: Flux.1 dev as BFL's
 # get_schedule (= ComfyUI's Flux schedule at 4096 tokens, 1024 px); Qwen-Image as diffusers'
 # QwenImagePipeline scheduler (use_dynamic_shifting, base/max shift 0.5/0.9 at 256/8192 tokens),
-# what musubi-tuner's qwen_shift trains with.
-RESOLUTION_SHIFT = {"flux_dev": (256, 0.5, 4096, 1.15), "qwen_image": (256, 0.5, 8192, 0.9)}
+# what musubi-tuner's qwen_shift trains with; Flux.2 as musubi-tuner's flux2_shift (Flux.1's line
+# over one token per latent pixel: 4096 at 1024 px again).
+RESOLUTION_SHIFT = {"flux_dev": (256, 0.5, 4096, 1.15), "qwen_image": (256, 0.5, 8192, 0.9),
+                    "flux2": (256, 0.5, 4096, 1.15)}
 
 
 @pytest.mark.parametrize("arch", FAMILY)
 def test_timestep_shift_follows_the_image_size_where_the_family_does(comfy, arch):
-    """Flux.1 dev and Qwen-Image train with mu growing linearly with the image's token count; the
-    other families keep their own schedule."""
+    """Flux.1 dev, Qwen-Image and Flux.2 train with mu growing linearly with the image's token count;
+    the other families keep their own schedule."""
     _need(arch)
     import math
 
@@ -466,11 +511,12 @@ def test_timestep_shift_follows_the_image_size_where_the_family_does(comfy, arch
 
     u = torch.tensor([0.1, 0.5, 0.9])
     base = comfy.tiny_bundle(arch)
-    latent = (1, 16, 1) if arch == "qwen_image" else (1, 16)  # the Wan VAE's latents have a time axis
+    latent = {"qwen_image": (1, 16, 1), "flux2": (1, 128)}.get(arch, (1, 16))  # Wan VAE latents: a time axis
+    per_pixel = 16 if arch == "flux2" else 8  # image pixels per latent pixel
     with torch.no_grad(), bridge.training_session(base.model, base.clip, torch.float32) as den:
         own = den.sigmas(u)
-        at_1024 = den.sigmas(u, (*latent, 128, 128))
-        at_128 = den.sigmas(u, (*latent, 16, 16))
+        at_1024 = den.sigmas(u, (*latent, 1024 // per_pixel, 1024 // per_pixel))
+        at_128 = den.sigmas(u, (*latent, 128 // per_pixel, 128 // per_pixel))
     if arch not in RESOLUTION_SHIFT:
         assert torch.equal(at_128, own) and torch.equal(at_1024, own)
         return
@@ -507,11 +553,24 @@ def test_flux_and_qwen_image_loras_are_named_both_ways(comfy, trained):
         assert f"but the model is {model}: use it with {lora} models" in message
 
 
+def test_flux_and_flux2_loras_are_named_both_ways(comfy, trained):
+    """Flux.1 and Flux.2 share block names (and at the fixtures' width the attention layers fit
+    both): the layers that do not fit are skipped and the report names both architectures."""
+    _need("flux2")
+    for model_arch, lora_arch, label in (("flux2", "flux_dev", "mismatch_f2"), ("flux_dev", "flux2", "mismatch_f1")):
+        prompt = {"1": {"class_type": "LookDevTest_TinyModels", "inputs": {"arch": model_arch}},
+                  "2": _apply(f"{trained[lora_arch]['name']}.safetensors"),
+                  "3": {"class_type": "LookDevTest_Capture", "inputs": {"value": ["2", 3], "label": label}}}
+        comfy.run(prompt, fresh=True)
+        report = comfy.captured[label]
+        model, lora = ("Flux.2", "Flux") if model_arch == "flux2" else ("Flux", "Flux.2")
+        assert "keys have shapes that do not fit the model and were skipped" in report
+        assert f"The LoRA looks made for {lora} (" in report
+        assert f"but the model is {model}: use it with {lora} models" in report
+
+
 def _need_flux2():
     _need("flux2")
-    missing = __import__("comfy_host").tiny_models_module().flux2_tokenizer_missing()
-    if missing:
-        pytest.skip(missing)
 
 
 def test_flux2_tokenizer_from_a_text_encoder_file(comfy):

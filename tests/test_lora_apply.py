@@ -38,6 +38,27 @@ SD1_ATTN = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2"
     ({"diffusion_model.transformer_blocks.2.txt_mlp.net.2.lora_A.weight": (4, 12288)}, "qwen_image", "txt_mlp keys"),
     # diffusers' Flux double blocks are transformer_blocks too, with norm1 / ff / ff_context: not Qwen-Image.
     ({"transformer.transformer_blocks.0.ff_context.net.2.lora_A.weight": (4, 12288)}, None, "no architecture"),
+    # Flux.1 and Flux.2 share double_blocks / single_blocks: Flux.2 by its own layers or by its
+    # feed-forward widths (Flux.2 dev 6144 wide, Klein 4B 3072 as Flux.1), LoRA or LoHa.
+    ({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (4, 6144),
+      "lora_unet_double_stream_modulation_img_lin.lora_down.weight": (4, 6144)},
+     "flux2", "double_stream_modulation_img keys"),
+    ({"transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj.lora_A.weight": (4, 6144)},
+     "flux2", "to_qkv_mlp_proj keys"),
+    ({"transformer.transformer_blocks.0.ff.linear_in.lora_A.weight": (4, 6144)}, "flux2", "ff.linear_in keys"),
+    ({"lora_unet_single_blocks_0_linear1.lora_down.weight": (4, 6144),
+      "lora_unet_single_blocks_0_linear1.lora_up.weight": (55296, 4)}, "flux2", "9x the block width"),
+    ({"lora_unet_single_blocks_0_linear1.lora_down.weight": (4, 3072),
+      "lora_unet_single_blocks_0_linear1.lora_up.weight": (21504, 4)}, "flux", "7x the block width"),
+    ({"diffusion_model.double_blocks.0.img_mlp.0.lora_A.weight": (4, 3072),
+      "diffusion_model.double_blocks.0.img_mlp.0.lora_B.weight": (18432, 4)}, "flux2", "6x the block width"),
+    ({"lora_unet_double_blocks_1_txt_mlp_2.hada_w1_a": (3072, 4), "lora_unet_double_blocks_1_txt_mlp_2.hada_w1_b":
+      (4, 12288)}, "flux", "4x the block width"),
+    ({"lora_unet_single_blocks_2_linear2.lora_down.weight": (4, 24576),
+      "lora_unet_single_blocks_2_linear2.lora_up.weight": (6144, 4)}, "flux2", "4x the block width as in Flux.2"),
+    ({"lora_unet_double_blocks_0_img_mod_lin.lora_down.weight": (4, 3072)}, "flux", "per-block modulation"),
+    ({"lora_unet_double_blocks_0_txt_attn_qkv.lora_down.weight": (4, 6144)}, "flux2", "block width 6144"),
+    ({"diffusion_model.single_blocks.0.linear1.lora_A.weight": (4, 4096)}, "flux2", "block width 4096"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 1024)},
      "sd2", "text-encoder width 1024"),
     ({"lora_te_text_model_encoder_layers_0_self_attn_k_proj.lora_down.weight": (4, 768)},

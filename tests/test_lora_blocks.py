@@ -41,6 +41,10 @@ QWEN_IMAGE_BLOCKS = ["BASE", *(f"T{i:02d}" for i in range(60))]
     ("qwen_image", "diffusion_model.transformer_blocks.59.img_mlp.net.2.weight", "T59"),
     ("qwen_image", "diffusion_model.transformer_blocks.3.attn.add_q_proj.weight", "T03"),
     ("qwen_image", "diffusion_model.txt_in.weight", "BASE"),
+    ("flux2", "diffusion_model.double_blocks.7.txt_mlp.0.weight", "D07"),
+    ("flux2", "diffusion_model.single_blocks.47.linear1.weight", "S47"),
+    ("flux2", "diffusion_model.double_stream_modulation_img.lin.weight", "BASE"),
+    ("flux2", "diffusion_model.single_stream_modulation.lin.weight", "BASE"),
     ("sd3", "t5xxl.transformer.encoder.block.0.layer.0.SelfAttention.q.weight", "BASE"),
     ("flux", "diffusion_model.double_blocks.0.img_attn.qkv.weight", "D00"),
     ("flux", "diffusion_model.single_blocks.37.linear2.weight", "S37"),
@@ -137,6 +141,7 @@ def test_parse_block_weights_errors(arch, present, text, fragment):
     ("sd1", ["all", "style only (OUT)", "composition only (IN)", "no MID"]),
     ("sdxl", ["all", "style only (OUT)", "composition only (IN)", "no MID"]),
     ("flux", ["all", "double blocks only", "single blocks only"]),
+    ("flux2", ["all", "double blocks only", "single blocks only"]),
     ("sd3", ["all"]),
     ("other", ["all"]),
     ("zimage", ["all"]),
@@ -148,7 +153,7 @@ def test_presets_for(arch, names):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_every_preset_parses_for_its_architectures(name):
     present = {"sd1": SD_BLOCKS, "sd2": SD_BLOCKS, "sdxl": SDXL_BLOCKS, "sd3": SD3_BLOCKS,
-               "flux": FLUX_BLOCKS, "other": ["BASE"], "zimage": ZIMAGE_BLOCKS,
+               "flux": FLUX_BLOCKS, "flux2": FLUX_BLOCKS, "other": ["BASE"], "zimage": ZIMAGE_BLOCKS,
                    "qwen_image": QWEN_IMAGE_BLOCKS}
     present["wan"] = ["BASE", "B00", "B01", "B39"]
     for arch in PRESETS[name].architectures:

@@ -32,6 +32,8 @@ _ARCHES = {
     "ZImage": "zimage",  # Lumina 2 itself (Gemma TE) is not trained: untested
     # Qwen-Image text-to-image (Qwen-Image Edit's reference images are not trained: untested).
     "QwenImage": "qwen_image",
+    # Flux.2 dev (Mistral Small 3 text encoder, 128-channel latents at 1/16, global modulation).
+    "Flux2": "flux2",
     # Wan 2.1 and 2.2 A14B text-to-video (2.2's two experts load as WAN21_T2V: the same
     # transformer). Latents are videos [B, 16, frames, h, w]; stills train as one-frame videos.
     # Wan 2.2 5B (WAN22_T2V: 48-channel latents, 16x VAE) is not supported.
@@ -42,34 +44,47 @@ _ARCHES = {
 _MODELSPEC_IDS = {"Flux": "flux-1-dev", "FluxInpaint": "flux-1-dev", "FluxSchnell": "flux-1-schnell",
                   "Chroma": "chroma"}
 # Classes whose training runs at distilled guidance 1 (Flux.1 dev LoRA practice: kohya's
-# guidance_scale default, ai-toolkit); Chroma keeps its own default (0), as it samples.
-_GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell")
+# guidance_scale default, ai-toolkit; Flux.2 dev: musubi-tuner's flux_2_train_network passes
+# guidance 1.0); Chroma keeps its own default (0), as it samples.
+_GUIDANCE_ONE = ("Flux", "FluxInpaint", "FluxSchnell", "Flux2")
 # Flux.1 dev's resolution-dependent shift (BFL's flux/sampling.py get_schedule; kohya sd-scripts
 # timestep_sampling flux_shift; ComfyUI's ModelSamplingFlux node): mu grows linearly with the
 # image's token count from 0.5 at 256 tokens to 1.15 at 4096 (1024x1024).
 # Qwen-Image the same way with its own line: mu from 0.5 at 256 tokens to 0.9 at 8192 (the
 # dynamic shift of diffusers' QwenImagePipeline scheduler config; musubi-tuner's
 # --timestep_sampling qwen_shift trains with it).
+# Flux.2 dev with Flux.1's line over its own tokens (one per latent pixel: patch 1 on latents at
+# 1/16, so 4096 at 1024x1024 again): musubi-tuner's --timestep_sampling flux2_shift, the linear
+# base/max shift 0.5/1.15 at 256/4096 of ai-toolkit's Flux.2 scheduler config. (Sampling uses a
+# step-count dependent mu instead, BFL's compute_empirical_mu in ComfyUI's Flux2Scheduler; a
+# training step has no step count.)
 _RESOLUTION_SHIFT = {"Flux": (256, 0.5, 4096, 1.15), "FluxInpaint": (256, 0.5, 4096, 1.15),
-                     "QwenImage": (256, 0.5, 8192, 0.9)}
+                     "QwenImage": (256, 0.5, 8192, 0.9), "Flux2": (256, 0.5, 4096, 1.15)}
+# Latent pixels per token side where it is not 2 (2x2 patches).
+_TOKEN_PATCH = {"Flux2": 1}
+# Image pixels per latent pixel where it is not 8 (Flux.2's VAE: 16).
+_LATENT_DOWNSCALE = {"Flux2": 16}
 # Classes with distilled guidance: a guidance value is a model input (FluxGuidance sets it on the
 # conditioning) and CFG stays 1. Chroma reads a guidance input too but is sampled with real CFG.
-_DISTILLED_GUIDANCE = ("Flux", "FluxInpaint")
+_DISTILLED_GUIDANCE = ("Flux", "FluxInpaint", "Flux2")
 # (cfg, distilled guidance) each family is usually sampled with, for validation renders:
 # Flux.1 dev cfg 1 + FluxGuidance 3.5 (BFL's and ComfyUI's default), schnell cfg 1 (no
 # guidance input), Chroma cfg 4 (ai-toolkit's sample default), Z-Image Turbo cfg 1 (a
 # distilled model: ComfyUI's template, diffusers guidance_scale 0), Qwen-Image cfg 2.5 (ComfyUI's
-# template), Wan 2.1 cfg 5 (its sample_guide_scale), SD3 4.5 (ComfyUI's SD3.5 example),
-# SD1.x/2.x/SDXL 7.
+# template), Flux.2 dev cfg 1 + FluxGuidance 4 (ComfyUI's Flux.2 template, diffusers' Flux2Pipeline
+# guidance_scale default), Wan 2.1 cfg 5 (its sample_guide_scale), SD3 4.5 (ComfyUI's SD3.5
+# example), SD1.x/2.x/SDXL 7.
 _SAMPLING = {"Flux": (1.0, 3.5), "FluxInpaint": (1.0, 3.5), "FluxSchnell": (1.0, None), "Chroma": (4.0, None),
-             "ZImage": (1.0, None), "QwenImage": (2.5, None), "WAN21_T2V": (5.0, None), "SD3": (4.5, None)}
+             "ZImage": (1.0, None), "QwenImage": (2.5, None), "Flux2": (1.0, 4.0), "WAN21_T2V": (5.0, None),
+             "SD3": (4.5, None)}
 _DEFAULT_SAMPLING = (7.0, None)
 
 
 # --- models -----------------------------------------------------------------------------------
 
 def architecture(model):
-    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'qwen_image', 'wan' or 'other' for a ComfyUI MODEL."""
+    """'sd1', 'sd2', 'sdxl', 'sd3', 'flux', 'zimage', 'qwen_image', 'flux2', 'wan' or 'other' for a ComfyUI
+    MODEL."""
     return _ARCHES.get(model_class_name(model), "other")
 
 
@@ -238,6 +253,7 @@ class ComfyDenoiser:
         self.sampling = patcher.get_model_object("model_sampling")
         self.kind = model_kind(patcher)
         self.model_class = model_class_name(patcher)
+        self.downscale = _LATENT_DOWNSCALE.get(self.model_class, 8)
         self.sigma_data = float(getattr(self.sampling, "sigma_data", 1.0))
         self._t_lo = float(self.sampling.timestep(self.sampling.sigma_min))
         self._t_hi = float(self.sampling.timestep(self.sampling.sigma_max))
@@ -258,7 +274,8 @@ class ComfyDenoiser:
         import comfy.model_sampling as ms
 
         x1, y1, x2, y2 = shift
-        tokens = (latent_shape[-2] // 2) * (latent_shape[-1] // 2)  # 2x2 patches
+        patch = _TOKEN_PATCH.get(self.model_class, 2)
+        tokens = (latent_shape[-2] // patch) * (latent_shape[-1] // patch)
         mu = y1 + (y2 - y1) / (x2 - x1) * (tokens - x1)
         return ms.flux_time_shift(mu, 1.0, t).to(self.device)
 
@@ -273,7 +290,8 @@ class ComfyDenoiser:
         if key not in self._model_conds:
             params = {k: v for k, v in encoded.items() if k != "cond"}
             params.update(cross_attn=encoded["cond"], device=self.device, noise=x_one,
-                          width=x_one.shape[-1] * 8, height=x_one.shape[-2] * 8, prompt_type="positive")
+                          width=x_one.shape[-1] * self.downscale, height=x_one.shape[-2] * self.downscale,
+                          prompt_type="positive")
             if self.model_class in _GUIDANCE_ONE:
                 params.setdefault("guidance", 1.0)
             with torch.no_grad():
@@ -341,7 +359,7 @@ def _thaw_inference_tensors(module):
 # Models whose blocks add to the residual stream in place (`x += ...`) after a LayerNorm has read
 # it: ComfyUI's Flux double/single stream blocks, which Chroma uses too. Fine for sampling, but the
 # norm keeps its input for backward, so autograd refuses the modified tensor.
-_INPLACE_RESIDUALS = ("Flux", "FluxSchnell", "FluxInpaint", "Chroma")
+_INPLACE_RESIDUALS = ("Flux", "FluxSchnell", "FluxInpaint", "Chroma", "Flux2")
 
 
 @contextlib.contextmanager
@@ -626,6 +644,11 @@ def latent_channels(model):
     return int(model.model.latent_format.latent_channels)
 
 
+def latent_downscale(model):
+    """Image pixels per latent pixel: 8, or 16 for Flux.2 (as EmptyFlux2LatentImage makes them)."""
+    return _LATENT_DOWNSCALE.get(model_class_name(model), 8)
+
+
 @torch.no_grad()
 def render(model, positive, negative, vae, width, height, seed, steps, cfg, sampler, scheduler, on_step=None,
            length=1):
@@ -644,7 +667,8 @@ def render(model, positive, negative, vae, width, height, seed, steps, cfg, samp
         time_axis = []
     else:
         raise ValueError(f"this model makes still images; a clip of {length} frames needs a video model (Wan)")
-    latent = torch.zeros([1, latent_channels(model), *time_axis, height // 8, width // 8],
+    scale = latent_downscale(model)
+    latent = torch.zeros([1, latent_channels(model), *time_axis, height // scale, width // scale],
                          device=mm.intermediate_device())
     latent = comfy.sample.fix_empty_latent_channels(model, latent) \
         if hasattr(comfy.sample, "fix_empty_latent_channels") else latent

@@ -10,6 +10,8 @@ key by key. Blocks:
 - SD3: "J00".. (joint_blocks.N). Flux: "D00".. (double_blocks.N), "S00".. (single_blocks.N).
 - Z-Image: "L00".. (layers.N), "NR00".. (noise_refiner.N), "CR00".. (context_refiner.N).
 - Qwen-Image: "T00".. (transformer_blocks.N).
+- Flux.2: "D00".. (double_blocks.N), "S00".. (single_blocks.N), as Flux.1; its shared modulation
+  layers are BASE.
 
 Text forms accepted by `parse_block_weights` (later items override earlier ones; blocks not
 mentioned keep 1.0):
@@ -47,6 +49,7 @@ _NUMBERED = {
     "flux": {"D": "double_blocks", "S": "single_blocks"},
     "zimage": {"L": "layers", "NR": "noise_refiner", "CR": "context_refiner"},
     "qwen_image": {"T": "transformer_blocks"},
+    "flux2": {"D": "double_blocks", "S": "single_blocks"},
     "wan": {"B": "blocks"},
     "other": {},
 }
@@ -71,14 +74,14 @@ PRESETS = {
     "style only (OUT)": BlockPreset("IN:0, MID:0", _UNET),
     "composition only (IN)": BlockPreset("MID:0, OUT:0", _UNET),
     "no MID": BlockPreset("MID:0", _UNET),
-    "double blocks only": BlockPreset("S:0", ("flux",)),
-    "single blocks only": BlockPreset("D:0", ("flux",)),
+    "double blocks only": BlockPreset("S:0", ("flux", "flux2")),
+    "single blocks only": BlockPreset("D:0", ("flux", "flux2")),
 }
 
 
 # Shown when someone gives a number vector for an architecture without a vector convention.
 _NAMED_EXAMPLE = {"sd3": "'J00-J11:1, J12-J23:0.5'", "flux": "'D:1, S:0.5'", "zimage": "'L00-L14:1, L15-L29:0.5'",
-                  "qwen_image": "'T00-T29:1, T30-T59:0.5'",
+                  "qwen_image": "'T00-T29:1, T30-T59:0.5'", "flux2": "'D:1, S:0.5'",
                   "wan": "'B00-B19:1, B20-B39:0.5'", "other": "'BASE:0.5'"}
 
 

@@ -23,6 +23,13 @@ Which spelling, per architecture:
 - "qwen_image" (transformer_blocks.N): `lora_unet_` + the module path
   (`lora_unet_transformer_blocks_0_attn_to_q`), what musubi-tuner writes for Qwen-Image; ComfyUI's
   module names there are diffusers' names.
+- "flux2" (Flux.2: double_blocks/single_blocks as Flux.1, plus the shared
+  double_stream_modulation_img/_txt and single_stream_modulation): `lora_unet_` + the module path
+  (`lora_unet_double_blocks_0_img_attn_qkv`), what musubi-tuner's networks.lora_flux_2 writes (its
+  Flux.2 follows BFL's module names, as ComfyUI's does); ComfyUI loads it through its generic
+  `lora_unet_` spelling. ComfyUI's diffusers (`transformer.`) map for Flux models is Flux.1's (it
+  slices a single block's linear1 at Flux.1's MLP width, 4x, where Flux.2's is 6x), so that
+  spelling is not written.
 - "wan" (Wan 2.x `blocks.N...`): `lora_unet_` + the module path (`lora_unet_blocks_0_self_attn_q`),
   what musubi-tuner writes for Wan; ComfyUI loads it in every version (its generic `lora_unet_`
   spelling, beside the `diffusion_model.blocks.N...` one).
@@ -43,6 +50,7 @@ ARCHITECTURES = {
     "flux": "Flux.1 dev and schnell, and derivatives such as Chroma (double_blocks, single_blocks)",
     "zimage": "Z-Image (NextDiT layers, noise_refiner, context_refiner)",
     "qwen_image": "Qwen-Image (MMDiT transformer_blocks with img/txt streams)",
+    "flux2": "Flux.2 dev (double_blocks, single_blocks, shared stream modulation)",
     "wan": "Wan 2.1 / 2.2 text-to-video (blocks.N self_attn, cross_attn, ffn)",
     "other": "any other model ComfyUI loads: lora_unet_ + the module path",
 }
@@ -62,6 +70,7 @@ _TE_PREFIXES = {
     "flux": {"clip_l": "lora_te1", "t5xxl": "lora_te3"},
     "zimage": {},  # no kohya naming for its Qwen3 text encoder; LookDev trains none
     "qwen_image": {},  # its Qwen2.5-VL text encoder is not trained
+    "flux2": {},  # its Mistral Small 3 text encoder is not trained
     "wan": {},  # the UMT5 text encoder is not trained
     "other": {},
 }

@@ -30,6 +30,7 @@ _MODELSPEC_ARCH = {
     "flux": "flux-1-dev",
     "zimage": "z-image",  # no published ModelSpec id; ours
     "qwen_image": "Qwen-Image",  # musubi-tuner's id (its sai_model_spec ARCH_QWEN_IMAGE)
+    "flux2": "Flux.2-dev",  # musubi-tuner's id (its sai_model_spec ARCH_FLUX_2_DEV)
     "wan": "wan-2.1-t2v",  # modelspec has no Wan id; this follows its naming
     "other": "unknown",
 }
@@ -42,6 +43,7 @@ _IMPLEMENTATION = {
     "flux": "https://github.com/black-forest-labs/flux",
     "zimage": "https://github.com/Tongyi-MAI/Z-Image",
     "qwen_image": "https://github.com/QwenLM/Qwen-Image",
+    "flux2": "https://github.com/black-forest-labs/flux2",
     "wan": "https://github.com/Wan-Video/Wan2.1",
     "other": "https://github.com/comfyanonymous/ComfyUI",
 }

@@ -137,7 +137,7 @@ class RenderConfig:
     steps: int = option(20, "Sampling steps per shot.", min=1, max=10000)
     cfg: float = option(7.0, "Classifier-free guidance scale, as in KSampler.", min=0.0, max=100.0)
     guidance: float = option(3.5, "Distilled guidance, as core FluxGuidance sets it on the prompt: used only by "
-                             "models that have it (Flux.1 dev; render those at cfg 1); every other model, "
+                             "models that have it (Flux.1 dev, Flux.2 dev; render those at cfg 1); every other model, "
                              "Flux.1 schnell and Chroma included, ignores it. 3.5 is FluxGuidance's default.",
                              min=0.0, max=100.0)
     aspect: str = option("1.78", "Frame shape for shots that name none; 'custom' uses width and height.",

@@ -27,7 +27,8 @@ class Denoiser(Protocol):
 
     def sigmas(self, u: torch.Tensor, latent_shape=None) -> torch.Tensor:
         """Noise levels for schedule fractions u in (0, 1); `latent_shape`, when given, is the
-        batch's, for families whose training shifts the schedule by image size (Flux.1 dev)."""
+        batch's, for families whose training shifts the schedule by image size (Flux.1 dev,
+        Qwen-Image, Flux.2)."""
 
     def noise_scaling(self, sigma, noise, x0) -> torch.Tensor:
         """The noisy latent at `sigma`."""

@@ -68,6 +68,16 @@ RECIPES = {
         "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
     }, "Qwen-Image style LoRA, musubi-tuner's values (rank 16, lr 5e-5, constant, logit-normal timesteps "
        "shifted by image size)"),
+    # kohya-ss musubi-tuner's Flux.2 docs: lr 1e-4, network_dim 32, AdamW (8-bit there), gradient
+    # checkpointing, its flux2_shift timesteps (logit-normal here, shifted by image size as
+    # flux2_shift shifts them: comfy_bridge._RESOLUTION_SHIFT). Alpha = rank, as ai-toolkit; 2000
+    # steps as the Flux.1 recipe (musubi counts epochs).
+    "Flux.2 style": Recipe(("flux2",), {
+        "steps": 2000, "learning_rate": 1e-4, "rank": 32, "alpha": 32.0, "optimizer": "AdamW",
+        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
+        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+    }, "Flux.2 dev style LoRA, musubi-tuner's values (rank 32, lr 1e-4, constant, logit-normal timesteps "
+       "shifted by image size)"),
     # kohya-ss musubi-tuner's Wan docs: lr 2e-4, network_dim 32, AdamW (8-bit there), constant lr,
     # gradient checkpointing. musubi's 'shift' timestep sampling is not offered here: logit-normal
     # also favours mid-to-high noise. Wan has no 'style blocks' preset: attention + feed-forward.

@@ -111,7 +111,7 @@ TIMESTEP_SAMPLERS = {
     "uniform": (_uniform, "Every noise level equally: fine detail and content as much as the look. Pick it "
                           "when grain or brush texture does not come through, or to teach a subject."),
     "logit-normal": (_logit_normal, "Mid noise levels most, as SD3 and Flux were trained. Pick it for flow "
-                                    "models: SD3, Flux, Z-Image, Qwen-Image, Wan."),
+                                    "models: SD3, Flux, Flux.2, Z-Image, Qwen-Image, Wan."),
 }
 
 

@@ -305,7 +305,7 @@ def validation_prompts(config):
 
 def render_validation(config, clip, vae, patcher, on_image=None):
     """One image per validation prompt, sampled from `patcher` (the model being trained) at its
-    family's usual CFG (and distilled guidance for Flux.1 dev, with cfg 1).
+    family's usual CFG (and distilled guidance for Flux.1 dev and Flux.2 dev, with cfg 1).
     on_image(k, K): before the k-th of K images is rendered."""
     prompts = validation_prompts(config)
     if not prompts:

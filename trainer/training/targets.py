@@ -11,6 +11,8 @@ UNets (SD1.x/2.x/SDXL), SD3's MMDiT and Flux.
   B-LoRA's SDXL block.
 - SD3 (MMDiT): image-stream (`x_block`) layers of the second half of the joint blocks.
 - Flux: the single-stream blocks, where community style LoRAs concentrate.
+- Flux.2: the single-stream blocks too (heuristic: Flux.1's community practice carried over; no
+  published split for Flux.2).
 - Z-Image: the second half of the main `layers` (after the refiners), as for SD3.
 - Qwen-Image: image-stream layers (attention to_q/k/v/out, img_mlp) of the second half of the
   transformer blocks, as for SD3's x_block.
@@ -100,7 +102,7 @@ def _style_paths(arch, linear_paths):
         half = depths[len(depths) // 2]
         return [p for p in linear_paths
                 if p.startswith("joint_blocks.") and int(p.split(".")[1]) >= half and ".x_block." in p]
-    if arch == "flux":
+    if arch in ("flux", "flux2"):
         return [p for p in linear_paths if p.startswith("single_blocks.")]
     if arch == "zimage":  # heuristic, as for SD3: the second half of the main layers
         depths = sorted({int(p.split(".")[1]) for p in linear_paths if p.startswith("layers.")})
