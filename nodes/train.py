@@ -79,8 +79,11 @@ class TrainStyleLoRA:
         optional = {name: _widget(name, **opts) for name, opts in _OPTIONAL.items()}
         optional["validation_prompts"] = tip("STRING", help_of(TrainConfig, "validation_prompts"), multiline=True,
                                              default="", advanced=True)
-        # Last: the editor stores widget values by position, so saved workflows keep loading.
+        # The editor saves widget values by position: inputs added after recipe was shipped go after it,
+        # so saved workflows keep loading.
         optional["recipe"] = _widget("recipe")
+        optional["multires_noise_iterations"] = _widget("multires_noise_iterations")
+        optional["multires_noise_discount"] = _widget("multires_noise_discount", step=0.05)
         return {"required": required, "optional": optional, "hidden": {"unique_id": "UNIQUE_ID", "prompt": "PROMPT"}}
 
     @classmethod

@@ -41,6 +41,7 @@ def test_kohya_fields_are_formatted_like_kohya():
     assert md["ss_text_encoder_lr"] == "None"
     assert md["ss_min_snr_gamma"] == "None"
     assert md["ss_noise_offset"] == "0.05"
+    assert md["ss_multires_noise_iterations"] == "None" and md["ss_multires_noise_discount"] == "None"
     assert md["ss_shuffle_caption"] == "True"
     assert md["ss_gradient_checkpointing"] == "False"
     assert md["ss_steps"] == "1200" and md["ss_max_train_steps"] == "1500"
@@ -264,3 +265,8 @@ def test_dora_scale_is_written_per_output_row():
     out = kohya_tensors(state, spec, {"lora_unet_x": torch.zeros(5, 6), "lora_unet_c": torch.zeros(4, 3, 3, 3)})
     assert out["lora_unet_x.dora_scale"].shape == (5, 1)
     assert out["lora_unet_c.dora_scale"].shape == (4, 1, 1, 1)
+
+
+def test_multires_noise_is_written_as_kohya_writes_it():
+    md = build_metadata(_facts(multires_noise_iterations=6, multires_noise_discount=0.3))
+    assert (md["ss_multires_noise_iterations"], md["ss_multires_noise_discount"]) == ("6", "0.3")

@@ -495,10 +495,24 @@ def test_recipe_for_another_family_is_refused_before_any_work(comfy, dataset_dir
     assert _files_under(comfy.output_dir / "lookdev") + _files_under(comfy.models_dir("loras")) == written_before
 
 
-def test_recipe_is_the_trainers_last_optional_input_and_defaults_to_custom(comfy):
-    """The editor stores widget values by position: a new input goes last, so saved workflows load."""
-    optional = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()["optional"]
-    assert list(optional)[-1] == "recipe"
+# The trainer's inputs in the order they shipped. The editor stores widget values by position, so
+# a saved workflow loads only while these keep their places: new inputs go after them.
+SHIPPED_INPUTS = {
+    "required": ["model", "clip", "vae", "dataset", "name", "steps", "learning_rate", "rank", "alpha", "batch_size",
+                 "targets", "seed"],
+    "optional": ["trigger", "algorithm", "optimizer", "schedule", "warmup_steps", "grad_accum", "dtype",
+                 "gradient_checkpointing", "timestep_sampling", "noise_offset", "min_snr_gamma", "loss",
+                 "caption_dropout", "shuffle_captions", "keep_tokens", "save_every", "validate_every",
+                 "validation_steps", "validation_size", "resume", "save_dtype", "validation_prompts", "recipe"],
+}
+
+
+def test_shipped_trainer_inputs_keep_their_places_and_recipe_defaults_to_custom(comfy):
+    inputs = comfy.node_class("LookDevTrainStyleLoRA").INPUT_TYPES()
+    assert list(inputs["required"]) == SHIPPED_INPUTS["required"]
+    optional = inputs["optional"]
+    assert list(optional)[:len(SHIPPED_INPUTS["optional"])] == SHIPPED_INPUTS["optional"]
+    assert list(optional)[len(SHIPPED_INPUTS["optional"]):] == ["multires_noise_iterations", "multires_noise_discount"]
     choices, options = optional["recipe"]
     assert options["default"] == "custom" and choices[0] == "custom"
     assert all(f"'{name}'" in options["tooltip"] for name in choices)

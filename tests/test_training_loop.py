@@ -303,3 +303,65 @@ def test_unreadable_checkpoints_are_listed_with_the_reason(tmp_path):
                                          r"it lacks history/loss, history/lr"):
         load_checkpoint(found[0][0])
     assert load_checkpoint(good).losses == [1.0, 0.5, 0.25]
+
+
+def _coarse_share(noise):
+    """Share of the noise's energy left after averaging 4x4 patches: its low frequencies."""
+    flat = noise.reshape(-1, 1, *noise.shape[-2:])
+    return float(nn.functional.avg_pool2d(flat, 4).pow(2).mean() / flat.pow(2).mean())
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 32, 32), (1, 4, 16, 48), (1, 16, 3, 16, 16)],
+                         ids=["sd-latent", "wide", "video-latent"])
+@pytest.mark.parametrize("iterations, discount", [(6, 0.3), (10, 0.8)])
+def test_multires_noise_is_unit_variance_with_more_coarse_energy(shape, iterations, discount):
+    white = objective.sample_noise(shape, torch.Generator().manual_seed(1))
+    pyramid = objective.sample_noise(shape, torch.Generator().manual_seed(1), 0.0, iterations, discount)
+    assert pyramid.shape == white.shape
+    assert abs(float(pyramid.std()) - 1.0) < 1e-4
+    # White noise keeps 1/16 of its energy in 4x4 means; coarse layers add energy that survives averaging.
+    assert _coarse_share(white) < 0.1
+    assert _coarse_share(pyramid) > 1.3 * _coarse_share(white)  # measured 1.4x at discount 0.3
+    assert (_coarse_share(pyramid) > 0.3) == (discount == 0.8)  # measured 0.37-0.47 at 0.8, 0.08-0.10 at 0.3
+
+
+def test_multires_noise_off_draws_what_it_drew_before():
+    """Iterations 0 takes nothing more from the generator: runs without it are unchanged."""
+    shape = (2, 4, 8, 8)
+    before = objective.sample_noise(shape, torch.Generator().manual_seed(3), 0.1)
+    assert torch.equal(objective.sample_noise(shape, torch.Generator().manual_seed(3), 0.1, 0, 0.3), before)
+    again = [objective.sample_noise(shape, torch.Generator().manual_seed(3), 0.1, 6, 0.3) for _ in range(2)]
+    assert torch.equal(*again) and not torch.allclose(again[0], before)
+
+
+def test_multires_noise_with_discount_zero_is_white_noise_rescaled():
+    shape = (1, 4, 16, 16)
+    white = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(objective.pyramid_noise(white, torch.Generator().manual_seed(0), 6, 0.0),
+                          white / white.std())
+
+
+def test_multires_noise_reaches_the_training_loop():
+    losses = {}
+    for iterations in (0, 6):
+        cfg = config(steps=4, multires_noise_iterations=iterations, multires_noise_discount=0.5)
+        _, den, adapters = make("eps", cfg)
+        with adapters.attach():
+            losses[iterations] = train(cfg, den, adapters, examples()).losses
+    assert all(math.isfinite(loss) for loss in losses[6]) and losses[6] != losses[0]
+
+
+@pytest.mark.parametrize("old, new, lines", [
+    ({"seed": 1, "dataset": "a"}, {"seed": 1, "dataset": "a"}, []),
+    ({"seed": 1}, {"seed": 2}, ["seed: 1 in the checkpoint, 2 now"]),
+    # a setting written only when on: either side may lack it
+    ({"seed": 1}, {"seed": 1, "multires_noise_iterations": 6},
+     ["multires_noise_iterations: None in the checkpoint, 6 now"]),
+    ({"seed": 1, "multires_noise_iterations": 6}, {"seed": 1},
+     ["multires_noise_iterations: 6 in the checkpoint, None now"]),
+    ({"dataset": "a"}, {"dataset": "b"}, ["dataset: its images, captions, repeats or resolution differ from the checkpoint's"]),
+])
+def test_recipe_differences_name_each_setting_either_side_lacks(old, new, lines):
+    from lookdev.trainer.training.state import recipe_differences
+
+    assert recipe_differences(old, new) == lines

@@ -84,6 +84,8 @@ class TrainingFacts:
     mixed_precision: str = option("bf16", "'no', 'fp16' or 'bf16'.")
     noise_offset: float | None = option(None, "Noise offset; None when off.")
     min_snr_gamma: float | None = option(None, "Min-SNR gamma; None when off.")
+    multires_noise_iterations: int | None = option(None, "Multi-resolution noise layers; None when off.")
+    multires_noise_discount: float | None = option(None, "Multi-resolution noise discount; None when off.")
     caption_dropout_rate: float = option(0.0, "Share of steps trained with an empty caption.")
     keep_tokens: int = option(0, "Leading caption tokens kept in place when shuffling.")
     shuffle_caption: bool = option(False, "Whether caption tags were shuffled.")
@@ -168,6 +170,8 @@ def _kohya_fields(facts):
         "ss_seed": facts.seed,
         "ss_noise_offset": facts.noise_offset,
         "ss_min_snr_gamma": facts.min_snr_gamma,
+        "ss_multires_noise_iterations": facts.multires_noise_iterations,
+        "ss_multires_noise_discount": facts.multires_noise_discount,
         "ss_training_started_at": facts.training_started_at,
         "ss_training_finished_at": facts.training_finished_at,
         "ss_caption_dropout_rate": facts.caption_dropout_rate,

@@ -40,6 +40,14 @@ class TrainConfig:
     gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass: much less memory, ~30% slower.")
     noise_offset: float = option(0.0, "Noise offset (0.03-0.1) lets the model learn deeper blacks and brighter whites: "
                                  "useful for high-contrast looks.", min=0.0, max=1.0)
+    multires_noise_iterations: int = option(
+        0, "Multi-resolution ('pyramid') noise: adds this many coarser noise layers (6-10 typical, 0 = off), "
+        "so the noisiest steps no longer leak the picture's large light and dark masses and the model learns "
+        "them: contrast, vignettes, crushed blacks. For SD1.x/SDXL; flow models (SD3, Flux) start from pure "
+        "noise and do not need it.", min=0, max=10)
+    multires_noise_discount: float = option(
+        0.3, "Weight of each coarser layer relative to the one before (kohya's default 0.3); higher = stronger "
+        "low-frequency noise.", min=0.0, max=1.0)
     min_snr_gamma: float = option(0.0, "Min-SNR weighting gamma (5 is typical, 0 = off): faster, steadier convergence.",
                                   min=0.0, max=20.0)
     timestep_sampling: str = option("style (high noise)", "Which noise levels to train on. " + " ".join(

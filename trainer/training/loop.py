@@ -186,7 +186,8 @@ def _micro_step_loss(config, denoiser, examples, plan, conds, sample_u, micro_st
     x0 = torch.stack([examples[i].latent for i in indices]).to(denoiser.device)
     gen = step_generator(config.seed, micro_step)
     u = sample_u(len(indices), gen).clamp(1e-3, 1.0 - 1e-3)
-    noise = objective.sample_noise(tuple(x0.shape), gen, config.noise_offset).to(x0.device, x0.dtype)
+    noise = objective.sample_noise(tuple(x0.shape), gen, config.noise_offset, config.multires_noise_iterations,
+                                   config.multires_noise_discount).to(x0.device, x0.dtype)
     sigma = denoiser.sigmas(u.to(x0.device), tuple(x0.shape))
     x_noisy = denoiser.noise_scaling(sigma, noise, x0)
     captions = [caption_for(examples[i], i, config.seed, micro_step, config.caption_dropout) for i in indices]

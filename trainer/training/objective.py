@@ -53,9 +53,32 @@ def per_sample_loss(loss_name, pred, target):
     return elementwise.reshape(elementwise.shape[0], -1).mean(dim=1)
 
 
-def sample_noise(shape, generator, noise_offset=0.0):
+def sample_noise(shape, generator, noise_offset=0.0, multires_iterations=0, multires_discount=0.3):
     noise = torch.randn(shape, generator=generator)
     if noise_offset > 0:
         # A per-channel constant shift: lets the model move an image's overall brightness.
         noise = noise + noise_offset * torch.randn((shape[0], shape[1]) + (1,) * (len(shape) - 2), generator=generator)
+    if multires_iterations > 0:
+        noise = pyramid_noise(noise, generator, multires_iterations, multires_discount)
     return noise
+
+
+def pyramid_noise(noise, generator, iterations, discount):
+    """Multi-resolution noise (Whitaker 2023; kohya's --multires_noise_iterations/_discount): white noise
+    plus upsampled coarser noise, layer i weighted discount**i, rescaled to unit variance. An epsilon or v
+    model's noisiest training step still shows the image's low frequencies (its schedule never reaches
+    pure noise) while sampling starts from white noise, so it never learns to make large light and dark
+    masses; coarse noise hides them in training too. Each layer shrinks by a random factor in 2..4
+    (kohya's choice: no fixed grid), drawn from `generator` for reproducibility."""
+    height, width = noise.shape[-2:]
+    flat = noise.reshape(1, -1, height, width)  # every image and channel (and video frame) apart
+    out = flat.clone()
+    for i in range(1, iterations + 1):
+        factor = 2.0 + 2.0 * float(torch.rand((), generator=generator))
+        h, w = max(1, int(height / factor ** i)), max(1, int(width / factor ** i))
+        coarse = torch.randn(flat.shape[:2] + (h, w), generator=generator)
+        out = out + torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear",
+                                                    align_corners=False) * discount ** i
+        if h == 1 or w == 1:
+            break
+    return (out / out.std()).reshape(noise.shape)

@@ -288,6 +288,8 @@ class LoraWriter:
             gradient_accumulation_steps=config.grad_accum, gradient_checkpointing=config.gradient_checkpointing,
             mixed_precision={"fp32": "no", "auto": "no"}.get(config.dtype, config.dtype),
             noise_offset=config.noise_offset or None, min_snr_gamma=config.min_snr_gamma or None,
+            multires_noise_iterations=config.multires_noise_iterations or None,
+            multires_noise_discount=config.multires_noise_discount if config.multires_noise_iterations else None,
             caption_dropout_rate=config.caption_dropout, keep_tokens=config.keep_tokens,
             shuffle_caption=config.shuffle_captions, v_prediction=self.v_prediction,
             modelspec_architecture=self.modelspec_id,

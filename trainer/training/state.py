@@ -142,7 +142,10 @@ def dataset_digest(dataset):
 
 def recipe(config, dataset, arch):
     """Everything that makes two runs of the same name train different weights."""
-    return {**{name: getattr(config, name) for name in RECIPE_FIELDS}, "architecture": arch,
+    # Multi-resolution noise enters only when on, so runs without it keep the recipe (and id) they had.
+    multires = {"multires_noise_iterations": config.multires_noise_iterations,
+                "multires_noise_discount": config.multires_noise_discount} if config.multires_noise_iterations else {}
+    return {**{name: getattr(config, name) for name in RECIPE_FIELDS}, **multires, "architecture": arch,
             "dataset": dataset_digest(dataset)}
 
 
@@ -156,13 +159,13 @@ def recipe_differences(old, new):
     if not old:
         return ["the checkpoint was made by an older LookDev that did not record its settings"]
     lines = []
-    for key in new:
-        if old.get(key) == new[key]:
+    for key in dict.fromkeys([*new, *old]):  # a setting either side may leave out when off
+        if old.get(key) == new.get(key):
             continue
         if key == "dataset":
             lines.append("dataset: its images, captions, repeats or resolution differ from the checkpoint's")
         else:
-            lines.append(f"{key}: {old.get(key)!r} in the checkpoint, {new[key]!r} now")
+            lines.append(f"{key}: {old.get(key)!r} in the checkpoint, {new.get(key)!r} now")
     return lines
 
 
