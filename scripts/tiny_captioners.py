@@ -97,7 +97,7 @@ def _model(seed, model_class, config):
     model = model_class(config).eval()
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module_name, module in sorted(model.named_modules(), key=lambda item: item[0]):
+        for _, module in sorted(model.named_modules(), key=lambda item: item[0]):
             is_norm = "norm" in type(module).__name__.lower()
             for name, param in sorted(module.named_parameters(recurse=False), key=lambda item: item[0]):
                 if is_norm:

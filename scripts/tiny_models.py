@@ -13,11 +13,20 @@ from typing import NamedTuple
 
 import torch
 
+# "<arch>_fp8": the same model with its weights stored in fp8_e4m3fn, as UNETLoader's weight_dtype
+# option loads a large model to fit a consumer GPU.
+FP8 = "_fp8"
+FP8_ARCHES = ("flux_dev", "zimage", "qwen_image", "flux2")
 ARCHES = ("sd15", "sd15_v", "sdxl", "sd3", "wan21", "auraflow", "flux_dev", "flux_schnell", "chroma", "zimage",
-          "flux_dev_fp8", "qwen_image", "flux2")
+          "qwen_image", "flux2", *(arch + FP8 for arch in FP8_ARCHES))
 FLUX_FAMILY = ("flux_dev", "flux_schnell", "chroma")
 # The comfy.supported_models class each needs; an older ComfyUI may lack it (tests then skip).
 MODEL_CLASS = {"zimage": "ZImage", "qwen_image": "QwenImage", "flux2": "Flux2"}
+
+
+def base_arch(arch):
+    """The architecture an fp8 variant stores in fp8 ("flux2_fp8" -> "flux2"); others unchanged."""
+    return arch[:-len(FP8)] if arch.endswith(FP8) else arch
 
 
 class TinyModels(NamedTuple):
@@ -153,7 +162,7 @@ def init_weights_(module, seed):
     """Deterministic init that keeps activations in range through a random deep net: norm
     layers start as identity, linear/conv weights ~ N(0, 1/fan_in), biases zero."""
     gen = torch.Generator().manual_seed(seed)
-    for module_name, sub in sorted(module.named_modules(), key=lambda item: item[0]):
+    for _, sub in sorted(module.named_modules(), key=lambda item: item[0]):
         is_norm = "norm" in type(sub).__name__.lower()
         for name, param in sorted(sub.named_parameters(recurse=False), key=lambda item: item[0]):
             if is_norm:
@@ -204,19 +213,16 @@ def _unet_model(arch, unet_config, device):
         config = sm.AuraFlow(dict(unet_config))
         config.set_inference_dtype(torch.float32, None)
         return comfy.model_base.AuraFlow(config, device=device)
-    if arch in FLUX_FAMILY:
-        config = {"flux_dev": sm.Flux, "flux_schnell": sm.FluxSchnell, "chroma": sm.Chroma}[arch](dict(unet_config))
-        config.set_inference_dtype(torch.float32, None)
-        return config.get_model({}, "", device=device)
-    if arch == "flux_dev_fp8":
-        # What UNETLoader's weight_dtype fp8_e4m3fn does (comfy.sd.load_diffusion_model_state_dict):
-        # weights stored in fp8, every layer cast to the compute dtype as it runs.
-        config = sm.Flux(dict(unet_config))
-        config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
-        return config.get_model({}, "", device=device)
-    if arch in ("zimage", "qwen_image", "flux2"):
-        config = model_class(arch)(dict(unet_config))
-        config.set_inference_dtype(torch.float32, None)
+    family = base_arch(arch)
+    if family in (*FLUX_FAMILY, "zimage", "qwen_image", "flux2"):
+        classes = {"flux_dev": sm.Flux, "flux_schnell": sm.FluxSchnell, "chroma": sm.Chroma}
+        config = (classes[family] if family in classes else model_class(family))(dict(unet_config))
+        if arch.endswith(FP8):
+            # What UNETLoader's weight_dtype fp8_e4m3fn does (comfy.sd.load_diffusion_model_state_dict):
+            # weights stored in fp8, every layer cast to the compute dtype as it runs.
+            config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
+        else:
+            config.set_inference_dtype(torch.float32, None)
         return config.get_model({}, "", device=device)
     raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
 
@@ -243,10 +249,10 @@ def build_model(arch, seed=0, unet_config=None):
     default = {"sd15": SD15_TINY_UNET, "sd15_v": SD15_TINY_UNET, "sdxl": SDXL_TINY_UNET,
                "sd3": SD3_TINY_DIT, "auraflow": AURAFLOW_TINY_DIT, "flux_dev": FLUX_TINY_DIT,
                "flux_schnell": FLUX_SCHNELL_TINY_DIT, "chroma": CHROMA_TINY_DIT, "zimage": ZIMAGE_TINY_DIT,
-               "flux_dev_fp8": FLUX_TINY_DIT, "qwen_image": QWEN_IMAGE_TINY_DIT, "flux2": FLUX2_TINY_DIT}
-    if arch not in default:
+               "qwen_image": QWEN_IMAGE_TINY_DIT, "flux2": FLUX2_TINY_DIT}
+    if arch not in ARCHES:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
-    model = _unet_model(arch, unet_config or default[arch], device=torch.device("cpu"))
+    model = _unet_model(arch, unet_config or default[base_arch(arch)], device=torch.device("cpu"))
     init_weights_(model.diffusion_model, seed)
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
@@ -260,13 +266,14 @@ def build_clip(arch, seed=0, model_options=None):
     import comfy.supported_models_base as smb
     import comfy.text_encoders.sd3_clip as sd3_clip
 
+    arch = base_arch(arch)  # an fp8 variant conditions as its family does
     if arch in ("sd15", "sd15_v", "auraflow"):  # auraflow: only its MODEL matters (the trainer refuses it)
         target = smb.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
     elif arch == "sdxl":
         target = smb.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, comfy.sdxl_clip.SDXLClipModel)
     elif arch == "sd3":
         target = smb.ClipTarget(sd3_clip.SD3Tokenizer, sd3_clip.sd3_clip(clip_l=True, clip_g=True, t5=False))
-    elif arch in ("flux_dev", "flux_schnell", "flux_dev_fp8"):  # DualCLIPLoader type flux: CLIP-L + T5
+    elif arch in ("flux_dev", "flux_schnell"):  # DualCLIPLoader type flux: CLIP-L + T5
         import comfy.text_encoders.flux as flux_te
         target = smb.ClipTarget(flux_te.FluxTokenizer, flux_te.flux_clip())
     elif arch == "chroma":  # CLIPLoader type chroma: T5 alone
@@ -281,7 +288,7 @@ def build_clip(arch, seed=0, model_options=None):
         return _flux2_clip(seed, model_options)
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {ARCHES}")
-    tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in (*FLUX_FAMILY, "flux_dev_fp8") else TINY_CLIP_LAYERS
+    tiny = {**TINY_CLIP_LAYERS, **TINY_T5} if arch in FLUX_FAMILY else TINY_CLIP_LAYERS
     tiny = TINY_QWEN3 if arch == "zimage" else tiny
     options = {"dtype": torch.float32, **(tiny if model_options is None else model_options)}
     clip = comfy.sd.CLIP(target, model_options=options)
@@ -361,12 +368,13 @@ def build_vae(arch, seed=0, ch=32, num_res_blocks=1):
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
+    arch = base_arch(arch)
     if arch == "qwen_image":  # the Wan 2.1 VAE, from its state dict as VAELoader reads a file
         return comfy.sd.VAE(sd={k: v.contiguous() for k, v in tiny_wan_vae(seed).state_dict().items()})
 
     if arch == "flux2":
         return _flux2_vae(seed, ch, num_res_blocks)
-    latent_channels = 16 if arch in ("sd3", "zimage", "flux_dev_fp8", *FLUX_FAMILY) else 4
+    latent_channels = 16 if arch in ("sd3", "zimage", *FLUX_FAMILY) else 4
     params = {"embed_dim": latent_channels, "ddconfig": vae_ddconfig(latent_channels, ch, num_res_blocks)}
     autoencoder = init_weights_(AutoencoderKL(**params), seed + 2)
     vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config={"params": params}, dtype=torch.float32)

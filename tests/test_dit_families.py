@@ -656,18 +656,20 @@ def test_missing_model_class_is_named(comfy):
         del tiny.MODEL_CLASS["lookdev_absent"]
 
 
-def test_fp8_base_weights_train_and_the_lora_is_saved_in_bf16(comfy, dataset_dir):
+@pytest.mark.parametrize("arch", ("flux_dev", "zimage", "qwen_image", "flux2"))
+def test_fp8_base_weights_train_and_the_lora_is_saved_in_bf16(comfy, dataset_dir, arch):
     """Base weights in fp8_e4m3fn as UNETLoader's weight_dtype loads them (each layer cast to the
     compute dtype as it runs): the loss falls, the base stays fp8, the file holds bf16."""
-    name = "noir_flux_fp8"
-    comfy.run(train_prompt("flux_dev_fp8", name, save_dtype="bf16"), fresh=True)
-    base = comfy.tiny_bundle("flux_dev_fp8")
-    weights = [p for p in base.model.model.diffusion_model.parameters() if p.ndim == 2]
-    assert weights and {p.dtype for p in weights} == {torch.float8_e4m3fn}
+    _need(arch)
+    name = f"noir_{arch}_fp8"
+    comfy.run(train_prompt(f"{arch}_fp8", name, save_dtype="bf16", **RUN_SETTINGS.get(arch, {})), fresh=True)
+    base = comfy.tiny_bundle(f"{arch}_fp8")
+    linears = [m.weight for m in base.model.model.diffusion_model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and {w.dtype for w in linears} == {torch.float8_e4m3fn}
     samples = comfy.captured[f"{name}_data"].samples
     before = _eval_loss(base.model, base.clip, base.vae, samples)
     after = _eval_loss(comfy.captured[f"{name}_model"], base.clip, base.vae, samples)
-    print(f"fp8 base: eval loss {before:.4f} -> {after:.4f}")
+    print(f"{arch} fp8 base: eval loss {before:.4f} -> {after:.4f}")
     assert after < 0.8 * before, (before, after)
     with safetensors.safe_open(comfy.captured[f"{name}_path"], framework="pt") as handle:
         dtypes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
