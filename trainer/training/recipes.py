@@ -20,6 +20,11 @@ class Recipe:
     help: str  # what it is for, shown in the node's tooltip
 
 
+# What the flow-model trainers (ai-toolkit, musubi-tuner) share: AdamW (8-bit there) at a constant
+# rate, no warmup, sigmoid (logit-normal) timesteps, no noise offset or min-SNR, gradient checkpointing.
+FLOW_MODEL = {"optimizer": "AdamW", "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
+              "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True}
+
 RECIPES = {
     CUSTOM: Recipe((), {}, "the inputs exactly as set on the node"),
     # LookDev's own: checks the whole graph runs end to end in minutes; not for a finished look.
@@ -48,24 +53,18 @@ RECIPES = {
     # constant lr, no warmup, 8-bit AdamW (AdamW here), gradient checkpointing, flow-match with
     # sigmoid (logit-normal) timesteps; no noise offset or min-SNR on a flow model.
     "Flux style": Recipe(("flux",), {
-        "steps": 2000, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0, "optimizer": "AdamW",
-        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
-        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+        "steps": 2000, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0, **FLOW_MODEL,
     }, "Flux.1 style LoRA, ai-toolkit's values (rank 16 / alpha 16, lr 1e-4, constant, logit-normal timesteps)"),
     # ai-toolkit's flow-model values as for Flux, at 3000 steps as its Z-Image Turbo example
     # (community practice; Z-Image has no official trainer settings).
     "Z-Image style": Recipe(("zimage",), {
-        "steps": 3000, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0, "optimizer": "AdamW",
-        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
-        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+        "steps": 3000, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0, **FLOW_MODEL,
     }, "Z-Image style LoRA, ai-toolkit's flow-model values (rank 16, lr 1e-4, constant, logit-normal timesteps)"),
     # kohya-ss musubi-tuner's Qwen-Image docs: lr 5e-5, network_dim 16, AdamW (8-bit there),
     # gradient checkpointing, its qwen_shift timesteps (logit-normal here, shifted by image size as
     # qwen_shift shifts them: comfy_bridge._RESOLUTION_SHIFT). Alpha = rank, as ai-toolkit.
     "Qwen-Image style": Recipe(("qwen_image",), {
-        "steps": 2000, "learning_rate": 5e-5, "rank": 16, "alpha": 16.0, "optimizer": "AdamW",
-        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
-        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+        "steps": 2000, "learning_rate": 5e-5, "rank": 16, "alpha": 16.0, **FLOW_MODEL,
     }, "Qwen-Image style LoRA, musubi-tuner's values (rank 16, lr 5e-5, constant, logit-normal timesteps "
        "shifted by image size)"),
     # kohya-ss musubi-tuner's Flux.2 docs: lr 1e-4, network_dim 32, AdamW (8-bit there), gradient
@@ -73,18 +72,14 @@ RECIPES = {
     # flux2_shift shifts them: comfy_bridge._RESOLUTION_SHIFT). Alpha = rank, as ai-toolkit; 2000
     # steps as the Flux.1 recipe (musubi counts epochs).
     "Flux.2 style": Recipe(("flux2",), {
-        "steps": 2000, "learning_rate": 1e-4, "rank": 32, "alpha": 32.0, "optimizer": "AdamW",
-        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
-        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+        "steps": 2000, "learning_rate": 1e-4, "rank": 32, "alpha": 32.0, **FLOW_MODEL,
     }, "Flux.2 dev style LoRA, musubi-tuner's values (rank 32, lr 1e-4, constant, logit-normal timesteps "
        "shifted by image size)"),
     # kohya-ss musubi-tuner's Wan docs: lr 2e-4, network_dim 32, AdamW (8-bit there), constant lr,
     # gradient checkpointing. musubi's 'shift' timestep sampling is not offered here: logit-normal
     # also favours mid-to-high noise. Wan has no 'style blocks' preset: attention + feed-forward.
     "Wan style": Recipe(("wan",), {
-        "steps": 1500, "learning_rate": 2e-4, "rank": 32, "alpha": 32.0, "optimizer": "AdamW",
-        "schedule": "constant", "warmup_steps": 0, "timestep_sampling": "logit-normal",
-        "noise_offset": 0.0, "min_snr_gamma": 0.0, "gradient_checkpointing": True,
+        "steps": 1500, "learning_rate": 2e-4, "rank": 32, "alpha": 32.0, **FLOW_MODEL,
         "targets": "attention + feed-forward",
     }, "Wan 2.1 / 2.2 style LoRA, musubi-tuner's values (rank 32, lr 2e-4, constant)"),
 }
