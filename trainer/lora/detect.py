@@ -95,10 +95,8 @@ def _layer_widths(shapes):
 
 
 def _flux_generation(shapes, names):
-    """'flux' or 'flux2' for a LoRA with Flux block names, with the evidence."""
-    name = _first(names, _FLUX2)
-    if name:
-        return ArchGuess("flux2", f"{_FLUX2.search(name).group(2)} keys such as {name}")
+    """'flux' or 'flux2' for a LoRA with Flux block names and none of Flux.2's own layers, with the
+    evidence."""
     name = _first(names, _FLUX1_MODULATION)
     if name:
         return ArchGuess("flux", f"per-block modulation keys such as {name}")
@@ -121,14 +119,14 @@ def _flux_generation(shapes, names):
 def guess_architecture(shapes: Mapping) -> ArchGuess:
     """The architecture a LoRA was made for, from {tensor name: shape}."""
     names = list(shapes)
+    name = _first(names, _FLUX2)  # Flux.2's own layers, with Flux.1's block names or diffusers' names
+    if name:
+        return ArchGuess("flux2", f"{_FLUX2.search(name).group(2)} keys such as {name}")
     for arch, pattern in (("flux", _FLUX), ("sd3", _SD3), ("zimage", _ZIMAGE), ("qwen_image", _QWEN_IMAGE)):
         name = _first(names, pattern)
         if name:
             generation = _flux_generation(shapes, names) if arch == "flux" else None
             return generation or ArchGuess(arch, f"{pattern.search(name).group(2)} keys such as {name}")
-    name = _first(names, _FLUX2)
-    if name:
-        return ArchGuess("flux2", f"{_FLUX2.search(name).group(2)} keys such as {name}")
     guess = _width_guess(shapes, _CROSS_ATTN_DOWN, _CROSS_ATTN_WIDTH, "cross-attention")
     if guess:
         return guess
