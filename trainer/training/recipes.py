@@ -49,9 +49,8 @@ RECIPES = {
         "schedule": "cosine", "warmup_steps": 100, "timestep_sampling": "style (high noise)",
         "noise_offset": 0.0357, "min_snr_gamma": 5.0, "targets": "attention + feed-forward",
     }, "SDXL style LoRA, kohya community values (rank 32 / alpha 16, lr 1e-4, noise offset 0.0357, min-SNR 5)"),
-    # ostris ai-toolkit's Flux LoRA example config: linear 16 / alpha 16, lr 1e-4, 2000 steps,
-    # constant lr, no warmup, 8-bit AdamW (AdamW here), gradient checkpointing, flow-match with
-    # sigmoid (logit-normal) timesteps; no noise offset or min-SNR on a flow model.
+    # ostris ai-toolkit's Flux LoRA example config: linear 16 / alpha 16, lr 1e-4, 2000 steps, and
+    # the FLOW_MODEL values above.
     "Flux style": Recipe(("flux",), {
         "steps": 2000, "learning_rate": 1e-4, "rank": 16, "alpha": 16.0, **FLOW_MODEL,
     }, "Flux.1 style LoRA, ai-toolkit's values (rank 16 / alpha 16, lr 1e-4, constant, logit-normal timesteps)"),
