@@ -444,10 +444,26 @@ def demo(args):
     return 0
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def stop_on_signals():
+    """Ctrl-C and a plain `kill` stop the demo at once (the finally blocks stop the server).
+
+    Ctrl-C raises KeyboardInterrupt wherever it lands. Under Python's default handler, asyncio.run
+    turns the first Ctrl-C into a cancellation of the running task, and a cancellation that
+    arrives as aiohttp's receive timeout expires comes out as TimeoutError, which the wait loop
+    retries: the demo went on rendering (seen on a loaded machine). A handler of our own is one
+    asyncio.run leaves in place.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+
+
 def main(argv=None):
     args = parse_args(argv)
-    # A plain `kill` stops the server too: the finally blocks run on SystemExit.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    stop_on_signals()
     try:
         return demo(args)
     except DemoError as exc:

@@ -183,6 +183,40 @@ def test_failures_are_reported_by_node():
                                             "exception_message": "the dataset has no images\n"}, demo.Progress())
 
 
+def test_ctrl_c_stops_a_wait_loop_that_retries_timeouts():
+    """The demo's wait loop retries on a receive timeout; a Ctrl-C that asyncio.run delivers as a
+    cancellation can come out of aiohttp as that timeout and be retried (the demo then rendered on
+    after Ctrl-C). The demo's own SIGINT handler raises KeyboardInterrupt instead."""
+    import asyncio
+
+    import demo
+
+    async def wait_loop():
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:  # what the retried timeout amounts to
+                continue
+        return "rendered on"
+
+    def run_with_ctrl_c():
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            return asyncio.run(wait_loop())
+        except KeyboardInterrupt:
+            return "stopped"
+
+    previous = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    try:
+        assert run_with_ctrl_c() == "rendered on"  # Python's default handler: the Ctrl-C is lost
+        demo.stop_on_signals()
+        assert run_with_ctrl_c() == "stopped"
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
 def test_demo_waits_for_the_history_entry(tmp_path):
     """ComfyUI sends `execution_success` before it stores the history entry; the demo must poll
     until the entry is there instead of reading it once (that read raced and failed KeyError)."""
