@@ -452,10 +452,10 @@ def stop_on_signals():
     """Ctrl-C and a plain `kill` stop the demo at once (the finally blocks stop the server).
 
     Ctrl-C raises KeyboardInterrupt wherever it lands. Under Python's default handler, asyncio.run
-    turns the first Ctrl-C into a cancellation of the running task, and a cancellation that
-    arrives as aiohttp's receive timeout expires comes out as TimeoutError, which the wait loop
-    retries: the demo went on rendering (seen on a loaded machine). A handler of our own is one
-    asyncio.run leaves in place.
+    turns the first Ctrl-C into a cancellation of the running task and raises KeyboardInterrupt
+    only if that cancellation comes out of the task; on a loaded machine it once did not (lost
+    somewhere in the websocket wait, whose loop retries receive timeouts) and the demo rendered
+    on after Ctrl-C. asyncio.run leaves a handler of our own in place.
     """
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))

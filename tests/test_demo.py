@@ -184,9 +184,9 @@ def test_failures_are_reported_by_node():
 
 
 def test_ctrl_c_stops_a_wait_loop_that_retries_timeouts():
-    """The demo's wait loop retries on a receive timeout; a Ctrl-C that asyncio.run delivers as a
-    cancellation can come out of aiohttp as that timeout and be retried (the demo then rendered on
-    after Ctrl-C). The demo's own SIGINT handler raises KeyboardInterrupt instead."""
+    """asyncio.run delivers a Ctrl-C as a cancellation of the running task; if the task does not
+    let it out (as once in the demo's websocket wait, which retries receive timeouts), the run goes
+    on. The demo's own SIGINT handler raises KeyboardInterrupt instead."""
     import asyncio
 
     import demo
