@@ -209,7 +209,8 @@ def test_ctrl_c_stops_a_wait_loop_that_retries_timeouts():
 
     previous = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     try:
-        assert run_with_ctrl_c() == "rendered on"  # Python's default handler: the Ctrl-C is lost
+        if sys.version_info >= (3, 11):  # asyncio.run cancels on Ctrl-C since 3.11
+            assert run_with_ctrl_c() == "rendered on"  # Python's default handler: the Ctrl-C is lost
         demo.stop_on_signals()
         assert run_with_ctrl_c() == "stopped"
     finally:
