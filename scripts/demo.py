@@ -405,10 +405,10 @@ def demo(args):
     try:
         print(f"ComfyUI at {server.url} (log: {server.log_path})", flush=True)
         print(f"base model: rendering the storyboard without a LoRA ({BASE_WORKFLOW.relative_to(ROOT)})", flush=True)
-        base_history, _ = asyncio.run(run_prompt(server, base_prompt, Progress()))
+        base_history, _ = run_until_done(run_prompt(server, base_prompt, Progress()))
         print(f"training the style and rendering the storyboard in it ({WORKFLOW.relative_to(ROOT)})", flush=True)
-        history, events = asyncio.run(run_prompt(server, prompt, Progress(),
-                                                 lambda seconds: estimate_line(prompt, seconds, quick)))
+        history, events = run_until_done(run_prompt(server, prompt, Progress(),
+                                                   lambda seconds: estimate_line(prompt, seconds, quick)))
     finally:
         server.stop()
     for entry in (base_history, history):
@@ -448,22 +448,26 @@ def _interrupt(*_):
     raise KeyboardInterrupt
 
 
-def stop_on_signals():
-    """Ctrl-C and a plain `kill` stop the demo at once (the finally blocks stop the server).
+def run_until_done(coroutine):
+    """asyncio.run(coroutine), with Ctrl-C raising KeyboardInterrupt wherever it lands.
 
-    Ctrl-C raises KeyboardInterrupt wherever it lands. Under Python's default handler, asyncio.run
-    turns the first Ctrl-C into a cancellation of the running task and raises KeyboardInterrupt
-    only if that cancellation comes out of the task; on a loaded machine it once did not (lost
-    somewhere in the websocket wait, whose loop retries receive timeouts) and the demo rendered
-    on after Ctrl-C. asyncio.run leaves a handler of our own in place.
+    Under Python's default handler, asyncio.run turns the first Ctrl-C into a cancellation of the
+    running task and raises KeyboardInterrupt only if that cancellation comes out of the task; on a
+    loaded machine it once did not (lost somewhere in the websocket wait, whose loop retries
+    receive timeouts) and the demo rendered on after Ctrl-C. asyncio.run leaves a handler of our
+    own in place; the caller's is restored after.
     """
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        return asyncio.run(coroutine)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    stop_on_signals()
+    # A plain `kill` stops the demo as Ctrl-C does: the finally blocks stop the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
         return demo(args)
     except DemoError as exc:

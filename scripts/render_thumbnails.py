@@ -14,7 +14,6 @@ tests/test_workflows.py checks.
 """
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
@@ -60,8 +59,8 @@ def render(out):
     server = comfy_server.start(out, cpu=True)
     try:
         print(f"ComfyUI at {server.url} (log: {server.log_path})", flush=True)
-        base_history, _ = asyncio.run(demo.run_prompt(server, base_prompt, demo.Progress()))
-        styled_history, _ = asyncio.run(demo.run_prompt(server, styled_prompt, demo.Progress()))
+        base_history, _ = demo.run_until_done(demo.run_prompt(server, base_prompt, demo.Progress()))
+        styled_history, _ = demo.run_until_done(demo.run_prompt(server, styled_prompt, demo.Progress()))
     finally:
         server.stop()
     for history in (base_history, styled_history):
