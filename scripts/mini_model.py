@@ -2,7 +2,7 @@
 
 ComfyUI's CheckpointLoaderSimple recognises SD1.5 only at the real widths (320 UNet channels, the
 full CLIP-L text encoder, the 128-channel VAE), which at fp16 is far more than the repository can
-carry. So the model is trained *narrow* and shipped narrow (`assets/lookdev_mini_v1.safetensors`):
+carry. So the model is trained *narrow* and shipped narrow (`assets/lookdev_mini_v2.safetensors`):
 
 - UNet: one level, `UNET_WIDTH` (160) of the 320 channels, 4 of the 8 heads (40 channels each);
 - VAE: `VAE_WIDTH` (16/32/64/64) of the 128/256/512/512 channels, no mid-block attention.
@@ -23,8 +23,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-VERSION = "lookdev-mini-1"
-CHECKPOINT_NAME = "lookdev_mini_v1.safetensors"
+VERSION = "lookdev-mini-2"
+CHECKPOINT_NAME = "lookdev_mini_v2.safetensors"
 SHIPPED = ROOT / "assets" / CHECKPOINT_NAME  # the trained narrow weights, in the repository
 FULL_WIDTH = 320
 UNET_WIDTH = 120  # a multiple of 40 (head size) and of 20 (group size of the 640-channel skip concat)

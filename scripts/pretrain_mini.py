@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pretrain LookDev Mini (scripts/mini_model.py) on procedural colour scenes (scripts/mini_scenes.py).
 
-    python scripts/pretrain_mini.py [--work build/mini-pretrain] [--out assets/lookdev_mini_v1.safetensors]
+    python scripts/pretrain_mini.py [--work build/mini-pretrain] [--out assets/lookdev_mini_v2.safetensors]
 
 Two phases, each seeded and resumable (a checkpoint every --save-every steps in --work; run the
 same command again after a kill and it continues from the newest one):

@@ -8,6 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
+import mini_scenes
+
 SHIPPED_LIMIT_BYTES = 30 * 1024 * 1024
 
 
@@ -78,5 +80,7 @@ def test_shipped_weights_are_small_and_describe_themselves(mini):
     recipe = json.loads(metadata["lookdev.data_recipe"])
     assert settings["seed"] == 0 and settings["unet_steps"] > 0
     assert recipe["generator"] == "scripts/mini_scenes.py" and recipe["train_seeds"][1] > recipe["train_seeds"][0]
+    # A changed scene recipe needs the model pretrained again (and every figure measured on it).
+    assert recipe["recipe_version"] == mini_scenes.RECIPE_VERSION
     assert float(metadata["lookdev.vae_psnr_db"]) > 18
     assert int(metadata["lookdev.pretrain_seconds"]) > 0
