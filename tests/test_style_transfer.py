@@ -16,21 +16,23 @@ import demo_report
 # Two LoRAs trained through the executor: part of the whole suite, not of the quick loop.
 pytestmark = pytest.mark.slow
 
-# Measured on the shipped LookDev Mini: base vs noir-styled frames of one shot 0.827 (mean of 4);
-# a base frame against another shot's styled frame at most 0.569 (every shot has sky over ground).
-# The bound sits between the two.
-LAYOUT_BOUND = 0.65
-# Measured: 1.61x closer (style distance 1.589 -> 0.986). The issue asks for 2x: see the xfail below.
-CLOSER_NOW = 1.4
+# Measured on LookDev Mini v2 (training seeds 42 / 7 / 123): base vs noir-styled frames of one shot
+# 0.68 / 0.67 / 0.64 (mean of 4); a base frame against another shot's styled frame at most 0.22 at
+# seed 42 and 0.38 in any run of the settings tried. The bound sits between the two.
+LAYOUT_BOUND = 0.5
+# Measured: 1.69x / 1.68x / 1.69x closer (style distance 1.168 -> 0.691 / 0.694 / 0.690). The issue
+# asks for 2x: see the xfail below.
+CLOSER_NOW = 1.5
 RESOLUTION = 96  # frames
 DATASET_RESOLUTION = 128  # the smallest custom training size
 STEPS = 90
 # LookDev Mini's settings for a style (as the demo's): its random-weight text encoder reads a
 # trigger word as noise that moves the whole picture, so these LoRAs train and render without one;
-# uniform timesteps, because an epsilon model learns global colour mostly at mid noise levels; noise
-# offset 0.1, which lets it move a frame's overall brightness (the crushed blacks): 1.61x closer with
-# it, 1.34x without.
-TARGETS = "attention + feed-forward"
+# every linear and conv layer, since the look is tone and light (attention + feed-forward kept the
+# lamp pools warm and overshot the contrast: 0.97x); uniform timesteps, because an epsilon model
+# learns global colour mostly at mid noise levels; no noise offset (0.05: 1.59x) and no min-SNR
+# weighting (gamma 5: 2.17x at seed 42 but 1.55x and 1.34x at seeds 7 and 123).
+TARGETS = "all linear and conv"
 LEARNING_RATE = 5e-3
 TRIGGER = ""
 VALIDATION = "a person in a black coat on a street at night, medium shot"
@@ -74,7 +76,7 @@ def _train(name, folder, trigger, **validation):
         f"t_{name}": {"class_type": "LookDevTrainStyleLoRA", "inputs": {
             "model": ["ck", 0], "clip": ["ck", 1], "vae": ["ck", 2], "dataset": [f"d_{name}", 0], "name": name,
             "steps": STEPS, "learning_rate": LEARNING_RATE, "rank": 8, "alpha": 8.0, "batch_size": 2, "targets": TARGETS,
-            "seed": 42, "timestep_sampling": "uniform", "noise_offset": 0.1, "validation_prompts": "", "save_every": 0, "resume": False, **validation}},
+            "seed": 42, "timestep_sampling": "uniform", "noise_offset": 0.0, "min_snr_gamma": 0.0, "validation_prompts": "", "save_every": 0, "resume": False, **validation}},
     }
 
 
@@ -134,9 +136,9 @@ def test_noir_lora_moves_frames_towards_the_references_and_keeps_the_shots(frame
     assert style_metric.set_stats(rendered["noir"]).chroma < 0.6 * style_metric.set_stats(rendered["base"]).chroma
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's target; measured 1.61x closer (1.589 -> 0.986): LookDev "
-                                       "Mini's frames do not reach the references' contrast, tone histogram and "
-                                       "vignette in 90 steps")
+@pytest.mark.xfail(strict=True, reason="the issue's target; measured 1.69x closer (1.168 -> 0.691): LookDev "
+                                       "Mini's frames do not reach the references' tone histogram and vignette in "
+                                       "90 steps")
 def test_noir_lora_brings_frames_twice_as_close(frames):
     rendered, refs, _ = frames
     base, styled, _, _ = _noir_figures(rendered, refs)
