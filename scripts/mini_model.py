@@ -4,7 +4,7 @@ ComfyUI's CheckpointLoaderSimple recognises SD1.5 only at the real widths (320 U
 full CLIP-L text encoder, the 128-channel VAE), which at fp16 is far more than the repository can
 carry. So the model is trained *narrow* and shipped narrow (`assets/lookdev_mini_v2.safetensors`):
 
-- UNet: one level, `UNET_WIDTH` (160) of the 320 channels, 4 of the 8 heads (40 channels each);
+- UNet: one level, `UNET_WIDTH` (120) of the 320 channels, 3 of the 8 heads (40 channels each);
 - VAE: `VAE_WIDTH` (16/32/64/64) of the 128/256/512/512 channels, no mid-block attention.
 
 `assemble()` embeds those weights into zero tensors of the full widths: the extra channels stay

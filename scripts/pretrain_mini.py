@@ -90,7 +90,7 @@ def scene_tensor(seed, sizes):
 def save_state(path, tensors, meta):
     from lookdev.trainer.fileio import write_safetensors
 
-    write_safetensors(path, {k: v.detach().contiguous() for k, v in tensors.items()},
+    write_safetensors(path, {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
                       metadata={k: json.dumps(v) for k, v in meta.items()})
 
 
@@ -239,10 +239,10 @@ def prepare_unet_data(work, vae, settings, sizes):
     return latents, captions, clip
 
 
-def train_unet(work, settings, latents, captions, save_every, stop):
+def train_unet(work, settings, latents, captions, save_every, stop, device):
     import mini_model
 
-    unet = mini_model.init_narrow_(mini_model.narrow_unet(), settings["seed"] + 2)
+    unet = mini_model.init_narrow_(mini_model.narrow_unet(), settings["seed"] + 2).to(device)
     ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     params = dict(unet.named_parameters())
     optimizer = torch.optim.AdamW(params.values(), lr=settings["unet_lr"], weight_decay=0.01)
@@ -250,11 +250,14 @@ def train_unet(work, settings, latents, captions, save_every, stop):
     if (path := latest(work, "unet")) is not None:
         tensors, meta = load_state(path)
         unet.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        ema = {k[4:]: v.clone() for k, v in tensors.items() if k.startswith("ema.")}
-        restore_optimizer(optimizer, params, tensors)
+        ema = {k[4:]: v.to(device) for k, v in tensors.items() if k.startswith("ema.")}
+        restore_optimizer(optimizer, params, {k: v if k.endswith(".step") else v.to(device)  # Adam keeps step on the CPU
+                                              for k, v in tensors.items()})
         start = meta["step"]
         log(work, f"unet: resumed at step {start} from {path.name}")
     acp = alphas_cumprod()
+    latents = {size: (z.to(device), texts) for size, (z, texts) in latents.items()}
+    captions = {text: value.to(device) for text, value in captions.items()}
     sizes = sorted(latents)
     weights = [len(latents[s][1]) for s in sizes]
     began = time.monotonic()
@@ -267,15 +270,16 @@ def train_unet(work, settings, latents, captions, save_every, stop):
         x0 = z[picks]
         context = torch.stack([captions["" if rng.random() < settings["caption_dropout"] else texts[i]]
                                for i in picks])
+        # Drawn on the CPU whatever the device, so a run's noise depends on the seed alone.
         t = torch.randint(0, 1000, (len(picks),), generator=gen)
-        noise = torch.randn(x0.shape, generator=gen)
-        a = acp[t].view(-1, 1, 1, 1)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        a = acp[t].view(-1, 1, 1, 1).to(device)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         warm = min(1.0, (step + 1) / settings["unet_warmup"])
         lr = settings["unet_lr"] * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / settings["unet_steps"])))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = ((unet(xt, t.float(), context=context) - noise) ** 2).mean()
+        loss = ((unet(xt, t.float().to(device), context=context) - noise) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
@@ -293,7 +297,7 @@ def train_unet(work, settings, latents, captions, save_every, stop):
             tensors.update(optimizer_tensors(optimizer, params))
             save_state(work / f"unet_{step + 1:06d}.safetensors", tensors, {"step": step + 1})
     unet.load_state_dict(ema)
-    return unet
+    return unet.cpu()
 
 
 @torch.no_grad()
@@ -350,11 +354,16 @@ def main(argv=None):
     parser.add_argument("--work", default=str(ROOT / "build" / "mini-pretrain"))
     parser.add_argument("--out", default=None, help="default: assets/<mini_model.CHECKPOINT_NAME>")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu",
+                        help="where the UNet phase trains, e.g. cuda (the rest runs on the CPU); "
+                             "a GPU gives other rounding than the CPU, so other weights from the same seed")
     parser.add_argument("--save-every", type=int, default=40)
     parser.add_argument("--smoke", action="store_true", help="a few steps on a few scenes, to check the script")
     parser.add_argument("--stop-after", type=int, default=None,
                         help="end the UNet phase after this step of its schedule (default: unet_steps)")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this machine has no CUDA device (torch {torch.__version__})")
     setup_comfy(args.threads)
     import mini_model
 
@@ -374,7 +383,7 @@ def main(argv=None):
     stop = min(args.stop_after or settings["unet_steps"], settings["unet_steps"])
     if unet_step(latest(work, "unet")) < stop:
         latents, captions, _ = prepare_unet_data(work, vae, settings, sizes)
-        unet = train_unet(work, settings, latents, captions, args.save_every, stop)
+        unet = train_unet(work, settings, latents, captions, args.save_every, stop, torch.device(args.device))
     else:  # trained that far already: the EMA weights of that step's checkpoint
         import mini_model
 
@@ -400,6 +409,7 @@ def main(argv=None):
                                       "clip_seed": mini_model.CLIP_SEED}),
         "lookdev.vae_psnr_db": f"{psnr:.2f}", "lookdev.unet_steps_done": str(stop),
         "lookdev.pretrain_seconds": f"{total:.0f}", "lookdev.vae_seconds": f"{vae_seconds:.0f}",
+        "lookdev.pretrain_device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device,
     }
     from lookdev.trainer.fileio import write_safetensors
 

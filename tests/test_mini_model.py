@@ -3,14 +3,21 @@ full-width SD1.5 networks of the assembled checkpoint compute, and what ships is
 what it is."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 import mini_scenes
+from comfy_server import comfyui_path
 
 SHIPPED_LIMIT_BYTES = 30 * 1024 * 1024
+PRETRAIN = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_mini.py"
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +91,35 @@ def test_shipped_weights_are_small_and_describe_themselves(mini):
     assert recipe["recipe_version"] == mini_scenes.RECIPE_VERSION
     assert float(metadata["lookdev.vae_psnr_db"]) > 18
     assert int(metadata["lookdev.pretrain_seconds"]) > 0
+
+
+@pytest.mark.slow
+def test_pretraining_smoke_run_writes_a_model_and_a_second_run_resumes_to_the_same_weights(tmp_path):
+    """scripts/pretrain_mini.py end to end on a few scenes (--smoke), run twice: the second run
+    finds the first one's checkpoints and writes the same weights without training again."""
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui_path())}
+    outputs = []
+    for run in (1, 2):
+        out = tmp_path / f"run{run}.safetensors"
+        done = subprocess.run([sys.executable, str(PRETRAIN), "--smoke", "--work", str(tmp_path / "work"),
+                               "--out", str(out), "--save-every", "2"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        outputs.append(out)
+    log = (tmp_path / "work" / "log.txt").read_text()
+    assert "unet: EMA weights of step 4 from its checkpoint" in log
+    assert (tmp_path / "work" / "preview.png").exists()
+    first, second = load_file(str(outputs[0])), load_file(str(outputs[1]))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    with safe_open(str(outputs[0]), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["lookdev.pretrain_device"] == "cpu" and metadata["lookdev.unet_steps_done"] == "4"
+
+
+def test_pretraining_on_a_missing_gpu_is_refused_before_any_work(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    done = subprocess.run([sys.executable, str(PRETRAIN), "--device", "cuda", "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no CUDA device" in done.stderr
+    assert not (tmp_path / "work").exists()
