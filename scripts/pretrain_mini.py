@@ -255,7 +255,7 @@ def train_unet(work, settings, latents, captions, save_every, stop, device):
                                               for k, v in tensors.items()})
         start = meta["step"]
         log(work, f"unet: resumed at step {start} from {path.name}")
-    acp = alphas_cumprod()
+    acp = alphas_cumprod().to(device)
     latents = {size: (z.to(device), texts) for size, (z, texts) in latents.items()}
     captions = {text: value.to(device) for text, value in captions.items()}
     sizes = sorted(latents)
@@ -271,15 +271,15 @@ def train_unet(work, settings, latents, captions, save_every, stop, device):
         context = torch.stack([captions["" if rng.random() < settings["caption_dropout"] else texts[i]]
                                for i in picks])
         # Drawn on the CPU whatever the device, so a run's noise depends on the seed alone.
-        t = torch.randint(0, 1000, (len(picks),), generator=gen)
+        t = torch.randint(0, 1000, (len(picks),), generator=gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        a = acp[t].view(-1, 1, 1, 1).to(device)
+        a = acp[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         warm = min(1.0, (step + 1) / settings["unet_warmup"])
         lr = settings["unet_lr"] * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / settings["unet_steps"])))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = ((unet(xt, t.float().to(device), context=context) - noise) ** 2).mean()
+        loss = ((unet(xt, t.float(), context=context) - noise) ** 2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
@@ -362,7 +362,11 @@ def main(argv=None):
     parser.add_argument("--stop-after", type=int, default=None,
                         help="end the UNet phase after this step of its schedule (default: unet_steps)")
     args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device {args.device}: {error}")
+    if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: this machine has no CUDA device (torch {torch.__version__})")
     setup_comfy(args.threads)
     import mini_model
@@ -383,7 +387,7 @@ def main(argv=None):
     stop = min(args.stop_after or settings["unet_steps"], settings["unet_steps"])
     if unet_step(latest(work, "unet")) < stop:
         latents, captions, _ = prepare_unet_data(work, vae, settings, sizes)
-        unet = train_unet(work, settings, latents, captions, args.save_every, stop, torch.device(args.device))
+        unet = train_unet(work, settings, latents, captions, args.save_every, stop, device)
     else:  # trained that far already: the EMA weights of that step's checkpoint
         import mini_model
 
@@ -409,7 +413,7 @@ def main(argv=None):
                                       "clip_seed": mini_model.CLIP_SEED}),
         "lookdev.vae_psnr_db": f"{psnr:.2f}", "lookdev.unet_steps_done": str(stop),
         "lookdev.pretrain_seconds": f"{total:.0f}", "lookdev.vae_seconds": f"{vae_seconds:.0f}",
-        "lookdev.pretrain_device": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device,
+        "lookdev.pretrain_device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
     }
     from lookdev.trainer.fileio import write_safetensors
 
