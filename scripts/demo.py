@@ -39,7 +39,7 @@ WORKFLOW = ROOT / "workflows" / "api" / "train_and_storyboard.json"
 BASE_WORKFLOW = ROOT / "workflows" / "api" / "storyboard_in_style.json"
 DATASET_IMAGES = 16
 QUICK_STEPS = 40
-MINI_STEPS = 90  # LookDev Mini's style run, as tests/test_style_transfer.py measures it
+MINI_STEPS = 180  # LookDev Mini's style run, as tests/test_style_transfer.py measures it
 QUICK_RESOLUTION = 96  # LookDev Mini's training size, for the frames
 DATASET_RESOLUTION = 128  # the smallest custom training size
 # The shipped shot list's ids, seeds and aspects, in words LookDev Mini was trained on.
@@ -144,14 +144,14 @@ def quick_settings(steps, mini=True):
         # and no style prefix, since its untrained text encoder reads words it was not pretrained on
         # as noise that moves the whole picture; every linear and conv layer at a high rate, since
         # the look is tone and light more than texture; uniform timesteps (an epsilon model learns
-        # global colour mostly at mid noise); no noise offset (the Mini's night scenes already have
-        # the contrast, an offset overshoots it) and no min-SNR weighting (it made the result swing
-        # with the seed). The test's comment has the figures.
+        # global colour mostly at mid noise); multi-resolution noise, so the LoRA learns the large
+        # dark masses (crushed blacks, vignette) that plain noise leaves showing at the noisiest
+        # steps; no noise offset and no min-SNR weighting. The test's comment has the figures.
         settings["LookDevLoadDataset"]["trigger"] = ""
         settings["LookDevShotList"] = {"shots": MINI_SHOTS, "style_prefix": "", "style_suffix": ""}
         settings["LookDevTrainStyleLoRA"].update(
-            targets="all linear and conv", learning_rate=5e-3, timestep_sampling="uniform", noise_offset=0.0,
-            min_snr_gamma=0.0, batch_size=2,
+            targets="all linear and conv", learning_rate=2.5e-3, timestep_sampling="uniform", noise_offset=0.0,
+            min_snr_gamma=0.0, multires_noise_iterations=6, multires_noise_discount=0.3, batch_size=2,
             validation_prompts="a person in a black coat on a street at night, medium shot\n"
                                "a white car on a street under a blue sky, wide shot")
     return settings

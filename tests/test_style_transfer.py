@@ -17,23 +17,26 @@ import demo_report
 pytestmark = pytest.mark.slow
 
 # Measured on LookDev Mini v2 (training seeds 42 / 7 / 123): base vs noir-styled frames of one shot
-# 0.68 / 0.67 / 0.64 (mean of 4); a base frame against another shot's styled frame at most 0.22 at
-# seed 42 and 0.38 in any run of the settings tried. The bound sits between the two.
+# 0.81 / 0.75 / 0.71 (mean of 4); a base frame against another shot's styled frame at most 0.29 at
+# seed 42 and 0.38 in any run of the earlier settings. The bound sits between the two.
 LAYOUT_BOUND = 0.5
-# Measured: 1.69x / 1.68x / 1.69x closer (style distance 1.168 -> 0.691 / 0.694 / 0.690). The issue
-# asks for 2x: see the xfail below.
-CLOSER_NOW = 1.5
 RESOLUTION = 96  # frames
 DATASET_RESOLUTION = 128  # the smallest custom training size
-STEPS = 90
+STEPS = 180
 # LookDev Mini's settings for a style (as the demo's): its random-weight text encoder reads a
 # trigger word as noise that moves the whole picture, so these LoRAs train and render without one;
 # every linear and conv layer, since the look is tone and light (attention + feed-forward kept the
 # lamp pools warm and overshot the contrast: 0.97x); uniform timesteps, because an epsilon model
-# learns global colour mostly at mid noise levels; no noise offset (0.05: 1.59x) and no min-SNR
-# weighting (gamma 5: 2.17x at seed 42 but 1.55x and 1.34x at seeds 7 and 123).
+# learns global colour mostly at mid noise levels; multi-resolution noise, so the noisiest steps stop
+# showing the picture's large light and dark masses and the LoRA learns the crushed blacks and the
+# vignette; 180 steps at 2.5e-3. Chosen on another storyboard (six shots of its own) at training
+# seeds 1-6, not on this test: there 2.37-3.36x closer against 1.15-2.50x for the earlier 90 steps at
+# 5e-3 without it. On these four shots it measured 2.59x / 2.01x / 1.51x at seeds 42 / 7 / 123 and
+# 1.38-2.13x at seeds 1-6 (mean of the nine 1.80x; the earlier settings 1.05-1.69x, mean 1.47x): the
+# 2x below holds at this test's seed, not at every seed. README: the style test.
 TARGETS = "all linear and conv"
-LEARNING_RATE = 5e-3
+LEARNING_RATE = 2.5e-3
+MULTIRES_NOISE = {"multires_noise_iterations": 6, "multires_noise_discount": 0.3}
 TRIGGER = ""
 VALIDATION = "a person in a black coat on a street at night, medium shot"
 SHOTS = """SH010 | a white car and a street lamp on a street at night, wide shot | 101 | 1.78
@@ -76,7 +79,8 @@ def _train(name, folder, trigger, **validation):
         f"t_{name}": {"class_type": "LookDevTrainStyleLoRA", "inputs": {
             "model": ["ck", 0], "clip": ["ck", 1], "vae": ["ck", 2], "dataset": [f"d_{name}", 0], "name": name,
             "steps": STEPS, "learning_rate": LEARNING_RATE, "rank": 8, "alpha": 8.0, "batch_size": 2, "targets": TARGETS,
-            "seed": 42, "timestep_sampling": "uniform", "noise_offset": 0.0, "min_snr_gamma": 0.0, "validation_prompts": "", "save_every": 0, "resume": False, **validation}},
+            "seed": 42, "timestep_sampling": "uniform", "noise_offset": 0.0, "min_snr_gamma": 0.0, **MULTIRES_NOISE,
+            "validation_prompts": "", "save_every": 0, "resume": False, **validation}},
     }
 
 
@@ -130,15 +134,12 @@ def _noir_figures(rendered, refs):
 def test_noir_lora_moves_frames_towards_the_references_and_keeps_the_shots(frames):
     rendered, refs, _ = frames
     base, styled, layout, unrelated = _noir_figures(rendered, refs)
-    assert styled * CLOSER_NOW <= base, (base, styled)
+    assert styled < base, (base, styled)
     assert layout > LAYOUT_BOUND > unrelated, (layout, unrelated)
     # The look itself: the noir frames lost much of their colour.
     assert style_metric.set_stats(rendered["noir"]).chroma < 0.6 * style_metric.set_stats(rendered["base"]).chroma
 
 
-@pytest.mark.xfail(strict=True, reason="the issue's target; measured 1.69x closer (1.168 -> 0.691): LookDev "
-                                       "Mini's frames do not reach the references' tone histogram and vignette in "
-                                       "90 steps")
 def test_noir_lora_brings_frames_twice_as_close(frames):
     rendered, refs, _ = frames
     base, styled, _, _ = _noir_figures(rendered, refs)
