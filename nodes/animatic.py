@@ -16,9 +16,10 @@ class Animatic:
     DISPLAY_NAME = "LookDev Animatic"
     DESCRIPTION = ("Cuts the storyboard's frames together at each shot's duration (round(duration x fps) frames "
                    "per shot), with an optional push-in, slates, title card and dissolves. Saves "
-                   "<folder>/animatic.mp4 (H.264), animatic.edl (CMX3600, for Premiere, Resolve, Avid) and "
-                   "animatic.csv in the output folder, and outputs ComfyUI's VIDEO for Save Video and other "
-                   "video nodes.")
+                   "<folder>/animatic.mp4 (H.264), the timeline as animatic.otio, animatic.xml (Premiere, "
+                   "Resolve), animatic.fcpxml (Final Cut Pro) and animatic.edl (CMX3600), each shot's media in "
+                   "animatic_media/ and animatic.csv in the output folder, and outputs ComfyUI's VIDEO for Save "
+                   "Video and other video nodes.")
     CATEGORY = FAMILY
     RETURN_TYPES = ("VIDEO", "STRING")
     RETURN_NAMES = ("video", "report")

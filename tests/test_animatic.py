@@ -232,15 +232,18 @@ def test_failed_encode_or_save_leaves_no_partial_file(tmp_path):
     paths = animatic_paths(tmp_path, config)
     good = make_animatic(shots([0.5]), stills(1), config)
     save_animatic(good, paths)
-    before = {path: path.read_bytes() for path in paths.values()}
+    saved = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    before = {path: path.read_bytes() for path in saved}
+    assert len(saved) == 7  # video, edl, csv, otio, xml, fcpxml and the shot's still
     with pytest.raises(ValueError, match="frame 1 is 32x36"):
         encode_video(iter([np.zeros((36, 64, 3), np.uint8), np.zeros((36, 32, 3), np.uint8)]), (64, 36), 24)
-    assert {path: path.read_bytes() for path in paths.values()} == before
+    assert {path: path.read_bytes() for path in saved} == before
     (tmp_path / "blocked").write_text("a file where the folder should be")
     blocked = animatic_paths(tmp_path, AnimaticConfig(folder="blocked/seq"))
-    with pytest.raises(OSError, match=r"cannot save .*blocked/seq/animatic\.edl"):
+    with pytest.raises(OSError, match=r"cannot save .*blocked/seq/animatic_media/SH010\.png"):
         save_animatic(good, blocked)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["blocked", "seq", *(p.name for p in paths.values())])
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(saved + [tmp_path / "blocked"])
+    assert not [p for p in tmp_path.rglob(".*")]  # no temp file left
     with pytest.raises(ValueError, match="must stay inside the output folder"):
         animatic_paths(tmp_path, AnimaticConfig(folder="../up"))
 
@@ -320,8 +323,13 @@ def test_animatic_node_saves_files_and_core_save_video_takes_its_video(comfy_sti
     }
     result = comfy.run(prompt)
     folder = comfy.output_dir / "anim"
-    assert sorted(p.name for p in folder.iterdir()) == ["animatic.csv", "animatic.edl", "animatic.mp4",
-                                                       "core_00001_.mp4"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "animatic.csv", "animatic.edl", "animatic.fcpxml", "animatic.mp4", "animatic.otio", "animatic.xml",
+        "animatic_media", "core_00001_.mp4"]
+    assert sorted(p.name for p in (folder / "animatic_media").iterdir()) == ["SH010.png", "SH020.png", "SH030.png"]
+    for name in ("animatic.mp4", "core_00001_.mp4"):  # Save Video's copy keeps the start timecode
+        with av.open(str(folder / name)) as container:
+            assert container.streams.video[0].metadata["timecode"] == "01:00:00:00", name
     assert result.ui["a"]["images"] == [{"filename": "animatic.mp4", "subfolder": "anim", "type": "output"}]
     ours = decode((folder / "animatic.mp4").read_bytes())
     core = decode((folder / "core_00001_.mp4").read_bytes())

@@ -1,10 +1,12 @@
 """Animatics: a storyboard's frames timed by their shots' durations and cut together into a video,
-with an edit decision list (CMX3600 .edl) and a CSV of the same cuts for the editor.
+with an edit decision list (CMX3600 .edl), a CSV of the same cuts and the timelines editors import
+(.otio, FCP7 .xml, .fcpxml: timeline.py) with each shot's media beside them.
 
 `plan_timeline` is the pure timing (which frame each shot starts on); `animatic_frames` draws the
 pictures (letterboxed stills, an optional slow push-in, slates, a title card, cross-dissolves);
-`encode_video` turns them into H.264 through PyAV, in memory; `edl_text` and `cuts_csv` describe
-the cuts; `save_animatic` writes the three files atomically.
+`encode_video` turns them into H.264 through PyAV (colour matrix and tags by size, the level by
+size and rate, index first); `edl_text` and `cuts_csv` describe the cuts; `event_media` makes
+each event's media file; `save_animatic` writes the files atomically.
 
 Timing is exact: a shot of d seconds lasts floor(d x fps + 1/2) frames (rounded half up, d read as
 the decimal the shot list wrote), and the cuts are where the EDL says, to the frame. A title card
@@ -15,8 +17,11 @@ from the outgoing shot's last picture, so it moves no cut and changes no length.
 import csv
 import io
 import math
+import tempfile
+import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -25,7 +30,7 @@ from ..fileio import write_bytes, write_text
 from ..options import check_options, option
 from .pngmeta import output_path, to_pil
 from .sheet import fit_lines, load_font
-from .shots import MAX_DURATION
+from .shots import MAX_DURATION, validate_shot_id
 
 # name -> (exact frame rate, timecode base). NTSC rates count timecode at the round rate,
 # non-drop-frame, as most editing systems import an EDL by default.
@@ -35,11 +40,36 @@ FRAME_RATES = {
     "50": (Fraction(50), 50), "59.94": (Fraction(60000, 1001), 60), "60": (Fraction(60), 60),
 }
 CONTAINERS = {"mp4": "mp4", "mov": "mov"}  # file extension -> FFmpeg muxer
+# faststart: the index (moov) goes before the pictures, so web players and review tools start
+# playing before the whole file is fetched; use_metadata_tags: the start timecode is a container
+# tag that core Save Video copies (ComfyUI writes it with the same flag), not only a tmcd track.
+MUXER_OPTIONS = {"movflags": "faststart+use_metadata_tags"}
 CODEC = "h264"
 PIXEL_FORMAT = "yuv420p"  # what every player and editor decodes; needs even sides
 # Visually clean. 'veryfast' encoded a push-in (every pixel moves in every frame) about 5x faster
 # than x264's default 'medium' here at a similar size; an animatic is a working cut, not the master.
 ENCODER_OPTIONS = {"crf": "18", "preset": "veryfast"}
+# Colour: players take untagged video of HD size as BT.709 and smaller as BT.601, and convert
+# with that matrix whatever the file was made with; so HD and up is converted with BT.709, SD
+# with BT.601, both in limited (TV) range, and every file carries all four tags.
+HD_SIZE = (1280, 720)  # at least this wide or this high: HD
+COLOUR = {
+    "hd": {"matrix": "ITU709", "tags": {"colorspace": "bt709", "color_primaries": "bt709",
+                                        "color_trc": "bt709", "color_range": "tv"}},
+    "sd": {"matrix": "SMPTE170M", "tags": {"colorspace": "smpte170m", "color_primaries": "smpte170m",
+                                           "color_trc": "smpte170m", "color_range": "tv"}},
+}
+# H.264 levels, ITU-T H.264 Table A-1: (level, macroblocks a frame, macroblocks a second, bitrate
+# kbit/s and coded picture buffer kbit for Main; High allows 5/4 of both). Levels under 3.0 are
+# not used: every decoder takes 3.0, and their bitrates leave crf 18 no room.
+H264_LEVELS = (
+    ("3.0", 1620, 40500, 10000, 10000), ("3.1", 3600, 108000, 14000, 14000),
+    ("3.2", 5120, 216000, 20000, 20000), ("4.0", 8192, 245760, 20000, 25000),
+    ("4.1", 8192, 245760, 50000, 62500), ("4.2", 8704, 522240, 50000, 62500),
+    ("5.0", 22080, 589824, 135000, 135000), ("5.1", 36864, 983040, 240000, 240000),
+    ("5.2", 36864, 2073600, 240000, 240000), ("6.0", 139264, 4177920, 240000, 240000),
+    ("6.1", 139264, 8355840, 480000, 480000), ("6.2", 139264, 16711680, 800000, 800000),
+)
 RECORD_START = 3600  # seconds: programmes start at 01:00:00:00 by editing convention
 STEM = "animatic"  # beside frames named <shot id>.png: no clash, those end in .png
 TITLE_EVENT = "TITLE"  # the title card's clip name in the EDL and CSV
@@ -69,7 +99,8 @@ class AnimaticConfig:
                                   "cuts and lengths stay as the shot list says); 0: straight cuts.",
                              min=0.0, max=MAX_DURATION, step=0.05)
     folder: str = option("storyboard", f"Subfolder of ComfyUI's output folder; saves {STEM}.mp4 (or .mov), "
-                                       f"{STEM}.edl and {STEM}.csv there, replacing the previous ones.")
+                                       f"the timeline as {STEM}.otio, .xml, .fcpxml and .edl, {STEM}.csv and "
+                                       f"each shot's media in {STEM}_media/ there, replacing the previous ones.")
     container: str = option("mp4", "File type of the video: mp4, or mov for editing systems that prefer "
                                    "QuickTime. The video is H.264 either way.", choices=tuple(CONTAINERS))
 
@@ -177,20 +208,53 @@ def parse_timecode(text, base):
 
 # --- edit decision list and CSV ---------------------------------------------------------------
 
+EDL_EVENTS = 999  # CMX3600 event numbers have three digits; after 999 they start again at 001
+# Characters NFKD does not take apart, spelt in ASCII; anything else left non-ASCII becomes '?'.
+ASCII_SPELLINGS = str.maketrans({
+    "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ł": "l",
+    "Ł": "L", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D", "ı": "i", "‘": "'", "’": "'", "‚": ",", "‛": "'",
+    "“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "‹": "'", "›": "'", "–": "-", "—": "-", "‐": "-",
+    "‑": "-", "−": "-", "⁄": "/", "×": "x", "÷": "/", "•": "*", "·": ".", "€": "EUR", "£": "GBP", "°": "deg",
+})
+
+
+def ascii_text(text):
+    """`text` in printable ASCII, as CMX3600 (7-bit) needs: compatibility forms unfolded and accents
+    dropped (NFKD: é -> e, ﬁ -> fi, full-width Ａ -> A), a few letters and marks spelt out
+    (ASCII_SPELLINGS: ß -> ss, curly quotes -> straight, dashes -> -), anything else '?'."""
+    unfolded = unicodedata.normalize("NFKD", str(text).translate(ASCII_SPELLINGS)).translate(ASCII_SPELLINGS)
+    kept = (ch for ch in unfolded if not unicodedata.combining(ch))
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in kept)
+
+
+def check_record_length(events, base):
+    """Raise a ValueError when the record timecodes, from 01:00:00:00, would pass 23:59:59:ff."""
+    last = 24 * 3600 * base - 1
+    end = RECORD_START * base + events[-1].end
+    if end > last:
+        raise ValueError(f"the animatic is {timecode(events[-1].end, base)} long: its record timecodes, from "
+                         f"{timecode(RECORD_START * base, base)}, would pass {timecode(last, base)}, the last an EDL "
+                         f"can hold (at most {timecode(last - RECORD_START * base, base)} in all); "
+                         "cut the shot list into parts")
+
+
 def _edl_line(number, transition, source_in, source_out, record_in, record_out, base, blend=None):
     times = " ".join(timecode(frame, base) for frame in (source_in, source_out, record_in, record_out))
     length = f"{blend:03d}" if blend is not None else "   "
+    number = (number - 1) % EDL_EVENTS + 1
     return f"{number:03d}  {'AX':<8} {'V':<5} {transition:<4} {length} {times}"
 
 
 def _comment(text):
-    return " ".join(text.split())
+    return " ".join(ascii_text(text).split())
 
 
 def edl_text(events, base, title="animatic"):
     """A CMX3600 edit decision list of `events`: each a file-based source ("AX", named in a
     FROM CLIP NAME comment, starting at 00:00:00:00) cut or dissolved onto the record timeline,
-    which starts at 01:00:00:00. Lines end in CRLF, as CMX3600 readers expect."""
+    which starts at 01:00:00:00. Lines end in CRLF, as CMX3600 readers expect; the text is ASCII
+    (ascii_text); event numbers after 999 start again at 001 (EDL_EVENTS)."""
+    check_record_length(events, base)
     offset = RECORD_START * base
     lines = [f"TITLE: {_comment(title)[:70] or 'animatic'}", "FCM: NON-DROP FRAME", ""]
     previous = None
@@ -200,11 +264,11 @@ def edl_text(events, base, title="animatic"):
             held = previous.length  # the outgoing source, from its out point
             lines.append(_edl_line(event.number, "C", held, held, record_in, record_in, base))
             lines.append(_edl_line(event.number, "D", 0, event.length, record_in, record_out, base, event.dissolve))
-            lines.append(f"* FROM CLIP NAME: {previous.name}")
-            lines.append(f"* TO CLIP NAME: {event.name}")
+            lines.append(f"* FROM CLIP NAME: {_comment(previous.name)}")
+            lines.append(f"* TO CLIP NAME: {_comment(event.name)}")
         else:
             lines.append(_edl_line(event.number, "C", 0, event.length, record_in, record_out, base))
-            lines.append(f"* FROM CLIP NAME: {event.name}")
+            lines.append(f"* FROM CLIP NAME: {_comment(event.name)}")
         for label, text in (("", event.description), ("NOTES: ", event.notes)):
             if _comment(text):
                 lines.append(f"* COMMENT: {label}{_comment(text)}")
@@ -421,9 +485,41 @@ def animatic_report(animatic, config, paths, notes=()):
 
 # --- encoding and saving ----------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class H264Level:
+    name: str  # "4.0"
+    max_kbps: int  # the High profile's bitrate ceiling at this level (the VBV cap)
+    buffer_kbit: int  # its coded picture buffer (the VBV buffer)
+
+
+def h264_level(size, rate):
+    """The lowest H.264 level (3.0 and up) that holds frames of `size` at `rate` fps: macroblocks a
+    frame, the longest side (at most sqrt(8 x frame macroblocks)) and macroblocks a second. A size
+    no level holds (beyond 6.2) is a ValueError: hardware decoders refuse such a stream."""
+    width, height = size
+    columns, rows = -(-width // 16), -(-height // 16)
+    per_frame = columns * rows
+    per_second = per_frame * Fraction(rate)
+    for name, max_frame, max_second, kbps, kbit in H264_LEVELS:
+        if per_frame <= max_frame and max(columns, rows) ** 2 <= 8 * max_frame and per_second <= max_second:
+            return H264Level(name, kbps * 5 // 4, kbit * 5 // 4)
+    name, max_frame, max_second, *_ = H264_LEVELS[-1]
+    raise ValueError(f"the animatic would be {width}x{height} at {float(rate):g} fps: beyond H.264's highest "
+                     f"level {name} ({per_frame} macroblocks of 16x16 a frame, at most {max_frame}, e.g. "
+                     f"8192x4320; {int(per_second)} a second, at most {max_second}), so players and hardware "
+                     "decoders would refuse it; set width and height smaller")
+
+
+def colour_of(size):
+    """COLOUR's "hd" or "sd" entry for frames of `size` (see COLOUR)."""
+    return COLOUR["hd" if size[0] >= HD_SIZE[0] or size[1] >= HD_SIZE[1] else "sd"]
+
+
 def encode_video(frames, size, rate, total=None, codec=CODEC, container="mp4", metadata=None, on_frame=None):
-    """Encode `frames` ([H, W, 3] uint8 arrays of `size`) at `rate` fps with PyAV into the bytes of a
-    `container` file; `on_frame(done, total)` after each frame. Nothing touches the disk."""
+    """Encode `frames` ([H, W, 3] uint8 RGB arrays of `size`) at `rate` fps with PyAV into the bytes of a
+    `container` file; `on_frame(done, total)` after each frame. Colour per COLOUR, level per
+    h264_level (bitrate capped at its ceiling), index first (faststart). The file is written in a
+    private temporary folder (FFmpeg's faststart re-reads what it wrote) and returned as bytes."""
     import av
 
     try:
@@ -431,37 +527,84 @@ def encode_video(frames, size, rate, total=None, codec=CODEC, container="mp4", m
     except (av.error.FFmpegError, ValueError) as exc:  # UnknownCodecError is a ValueError
         raise ValueError(f"cannot encode the animatic: this PyAV (FFmpeg) has no encoder for codec {codec!r}; "
                          "install a PyAV build with it (the PyPI wheels include H.264)") from exc
-    buffer = io.BytesIO()
-    try:
-        output = av.open(buffer, mode="w", format=container)
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise ValueError(f"cannot write a {container!r} file: FFmpeg has no such container format ({exc})") from exc
-    count = 0
-    try:
-        with output:
-            for key, value in (metadata or {}).items():
-                output.metadata[key] = value
-            try:
-                stream = output.add_stream(codec, rate=Fraction(rate), options=dict(ENCODER_OPTIONS))
-            except ValueError as exc:  # the container can't hold the codec
-                raise av.error.FFmpegError(0, str(exc)) from exc
-            stream.width, stream.height = size
-            stream.pix_fmt = PIXEL_FORMAT
-            stream.codec_context.time_base = 1 / Fraction(rate)
-            for array in frames:
-                if array.shape[1::-1] != tuple(size):
-                    raise ValueError(f"frame {count} is {array.shape[1]}x{array.shape[0]}, the video {size[0]}x{size[1]}")
-                frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-                frame.pts = count
-                frame.time_base = stream.codec_context.time_base
-                output.mux(stream.encode(frame))
-                count += 1
-                if on_frame is not None:
-                    on_frame(count, total or count)
-            output.mux(stream.encode(None))
-    except av.error.FFmpegError as exc:
-        raise ValueError(f"cannot write {codec} video into a {container!r} file: {exc.strerror or exc}") from exc
-    return buffer.getvalue()
+    level, colour = h264_level(size, rate), colour_of(size)
+    options = {**ENCODER_OPTIONS, **colour["tags"], "level": level.name,
+               "maxrate": f"{level.max_kbps}k", "bufsize": f"{level.buffer_kbit}k"}
+    with tempfile.TemporaryDirectory(prefix="lookdev-animatic-") as folder:
+        path = Path(folder) / f"video.{container}"
+        try:
+            output = av.open(str(path), mode="w", format=container, options=dict(MUXER_OPTIONS))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise ValueError(f"cannot write a {container!r} file: FFmpeg has no such container format ({exc})") from exc
+        count = 0
+        try:
+            with output:
+                for key, value in (metadata or {}).items():
+                    output.metadata[key] = value
+                try:
+                    stream = output.add_stream(codec, rate=Fraction(rate), options=options)
+                except ValueError as exc:  # the container can't hold the codec
+                    raise av.error.FFmpegError(0, str(exc)) from exc
+                stream.width, stream.height = size
+                stream.pix_fmt = PIXEL_FORMAT
+                stream.codec_context.time_base = 1 / Fraction(rate)
+                for array in frames:
+                    if array.shape[1::-1] != tuple(size):
+                        raise ValueError(f"frame {count} is {array.shape[1]}x{array.shape[0]}, the video {size[0]}x{size[1]}")
+                    frame = av.VideoFrame.from_ndarray(array, format="rgb24").reformat(
+                        format=PIXEL_FORMAT, dst_colorspace=colour["matrix"], src_color_range="JPEG",
+                        dst_color_range="MPEG")
+                    frame.pts = count
+                    frame.time_base = stream.codec_context.time_base
+                    output.mux(stream.encode(frame))
+                    count += 1
+                    if on_frame is not None:
+                        on_frame(count, total or count)
+                output.mux(stream.encode(None))
+        except av.error.FFmpegError as exc:
+            raise ValueError(f"cannot write {codec} video into a {container!r} file: {exc.strerror or exc}") from exc
+        return path.read_bytes()
+
+
+MEDIA_FOLDER = f"{STEM}_media"  # beside the animatic: the files the timelines' clips link to
+TITLE_MEDIA = "_title"  # the title card's media name: shot ids never start with '_'
+
+
+@dataclass(frozen=True)
+class Media:
+    """The file a timeline clip links to: a still as PNG, a clip as a short video of the frames the
+    animatic plays, each at the animatic's size, without slate or push-in."""
+
+    name: str  # file name inside MEDIA_FOLDER
+    data: bytes
+    frames: int  # frames it offers: its event's length plus the next dissolve's (the held picture)
+
+
+def event_media(events, pictures, config, size, subtitle=""):
+    """A Media per event (title card first, if any), in event order."""
+    shot_events = [event for event in events if not event.title]
+    handles = {event.number - 1: event.dissolve for event in events}  # the next event's dissolve
+    sources = dict(zip((event.number for event in shot_events), pictures))
+    plain = AnimaticConfig(ken_burns=False, slate=False)
+    media = []
+    for event in events:
+        frames = event.length + handles.get(event.number, 0)
+        if event.title:
+            stills = [title_card(event.description, subtitle, size)]
+        else:
+            validate_shot_id(event.name)  # it names a file
+            stills = sources[event.number]
+        if len(stills) == 1:
+            buffer = io.BytesIO()
+            fit(stills[0], size).save(buffer, format="PNG", compress_level=4)
+            name = f"{TITLE_MEDIA if event.title else event.name}.png"
+            media.append(Media(name, buffer.getvalue(), frames))
+        else:
+            shot = _Shot(event, stills, size, plain)
+            data = encode_video((shot.frame(index) for index in range(frames)), size, config.rate,
+                                container=CONTAINERS[config.container])
+            media.append(Media(f"{event.name}.{config.container}", data, frames))
+    return tuple(media)
 
 
 @dataclass(frozen=True)
@@ -472,11 +615,16 @@ class Animatic:
     events: tuple
     size: tuple
     frames: int
+    media: tuple = ()  # a Media per event, for the timelines
+    rate: Fraction = Fraction(24)
+    timecode_base: int = 24
+    name: str = "animatic"
 
 
 def make_animatic(shots, pictures, config, name="animatic", on_frame=None):
     """Time, draw and encode the animatic of TimedShots with their pictures (one list of PIL images per
-    shot); nothing is written. Every error surfaces before a byte is on disk."""
+    shot), with its EDL, CSV and timeline media; nothing is written. Every error surfaces before a
+    byte is on disk."""
     config.validate()
     if len(shots) != len(pictures):
         raise ValueError(f"{len(pictures)} pictures for {len(shots)} shots")
@@ -484,26 +632,40 @@ def make_animatic(shots, pictures, config, name="animatic", on_frame=None):
         raise ValueError("every shot needs at least one picture")
     events = tuple(plan_timeline(shots, config.rate, config.title, config.title_duration, config.dissolve))
     size = canvas_size(config, pictures[0][0].size)
+    h264_level(size, config.rate)  # a size no decoder takes fails before any drawing
+    title = config.title.strip() or name
+    edl = edl_text(events, config.timecode_base, title)  # an EDL too long fails here too
     total = events[-1].end
     minutes, seconds = divmod(round(float(total / config.rate)), 60)
     subtitle = f"{len(shots)} shot{'s' if len(shots) != 1 else ''}, {minutes}:{seconds:02d}"
     video = encode_video(animatic_frames(events, pictures, config, size, subtitle), size, config.rate, total,
                          container=CONTAINERS[config.container],
-                         metadata={"title": config.title.strip() or name, "comment": "LookDev animatic",
+                         metadata={"title": title, "comment": "LookDev animatic",
                                    "timecode": timecode(RECORD_START * config.timecode_base, config.timecode_base)},
                          on_frame=on_frame)
-    return Animatic(video, edl_text(events, config.timecode_base, config.title.strip() or name),
-                    cuts_csv(events, config.timecode_base), events, size, total)
+    return Animatic(video, edl, cuts_csv(events, config.timecode_base), events, size, total,
+                    event_media(events, pictures, config, size, subtitle), config.rate, config.timecode_base, title)
 
 
 def animatic_paths(output_dir, config):
-    """{"video", "edl", "csv"}: where the files go; a folder leading out of output_dir is refused first."""
+    """{"video", "edl", "csv", "otio", "xml", "fcpxml", "media"}: where the files go (media: the
+    folder of the timelines' media); a folder leading out of output_dir is refused first."""
     video = output_path(output_dir, config.folder, f"{STEM}.{config.container}")
-    return {"video": video, "edl": video.with_suffix(".edl"), "csv": video.with_suffix(".csv")}
+    return {"video": video, "edl": video.with_suffix(".edl"), "csv": video.with_suffix(".csv"),
+            "otio": video.with_suffix(".otio"), "xml": video.with_suffix(".xml"),
+            "fcpxml": video.with_suffix(".fcpxml"), "media": video.parent / MEDIA_FOLDER}
 
 
 def save_animatic(animatic, paths):
-    """Write the EDL, the CSV and the video, each atomically."""
+    """Write the media, the timelines (.otio, .xml, .fcpxml), the EDL, the CSV and the video, each
+    atomically; the timelines are made before anything is written."""
+    from .timeline import timeline_texts  # timeline.py builds on this module
+
+    timelines = timeline_texts(animatic, paths["media"])
+    for media in animatic.media:
+        write_bytes(paths["media"] / media.name, media.data)
+    for extension, text in timelines.items():
+        write_text(paths[extension], text)
     write_text(paths["edl"], animatic.edl)
     write_text(paths["csv"], animatic.csv)
     write_bytes(paths["video"], animatic.video)
