@@ -10,9 +10,17 @@ accuracy on a synthetic set, all on clips this script encodes with PyAV.
   (thumb, statistics, timestamps); the rest of the peak is FFmpeg's decoder buffers.
 - accuracy: random reels with known cuts, 1-3 frame flashes, fades through black and
   letterbox bars; cuts found within +-1 frame (precision / recall), false cuts, exact crops.
+- the reel set (--set N, bench/reel_set.py): N seeded "photographic" reels with subtle cuts,
+  dissolves, fades, flashes inside and between shots, strobes, whip pans, black / lifted /
+  subtitled bars, 23.976 and 24 fps; LookDev's detector side by side with PySceneDetect's
+  ContentDetector and AdaptiveDetector when `scenedetect` is installed (never a dependency:
+  pip install scenedetect-headless): cut recall and precision (+-1 frame), dissolves found, false
+  cuts by cause, frames delivered against the number asked, picks on unusable frames (inside a
+  dissolve, fade, flash or strobe-dark phase), exact crops.
 
     python bench/reel_analysis.py                 # about 5 minutes on a 2-core machine
     python bench/reel_analysis.py --reels 40 --hd-frames 240
+    python bench/reel_analysis.py --set 26 --only-set   # the reel set alone, about 6 minutes
 """
 
 import sys
@@ -31,6 +39,9 @@ def parse_args(argv=None):
     parser.add_argument("--long-minutes", type=float, nargs=2, default=(8.0, 24.0),
                         help="lengths of the two memory clips, minutes at 24 fps")
     parser.add_argument("--reels", type=int, default=24, help="synthetic reels for the accuracy table")
+    parser.add_argument("--set", type=int, default=26, help="reels of the reel set (bench/reel_set.py); 0: none")
+    parser.add_argument("--only-set", action="store_true", help="measure the reel set only")
+    parser.add_argument("--frames", type=int, default=20, help="frames asked of each reel of the set")
     return parser.parse_args(argv)
 
 
@@ -159,11 +170,112 @@ def accuracy(args, folder):
              f"{exact_crops}/{args.reels}"]]
 
 
+SET_HEADERS = ["detector", "true cuts", "found", "recall (+-1)", "precision", "dissolves found",
+               "false: flash", "false: strobe", "false: whip", "false: other", "frames (asked)",
+               "picks on unusable", "exact crops", "seconds"]
+
+
+def _score(reel, found, window=1):
+    """(hits, true positives among found, dissolves found, false cuts by cause)."""
+    dissolve_spans = [range(a - 2, b + 3) for a, b in reel.dissolves]
+    hits = sum(any(abs(c - t) <= window for c in found) for t in reel.cuts)
+    dissolves = sum(any(c in span for c in found) for span in dissolve_spans)
+    false = {"flash": 0, "strobe": 0, "whip": 0, "other": 0}
+    right = 0
+    for c in found:
+        if any(abs(c - t) <= window for t in reel.cuts):
+            right += 1
+        elif any(c in span for span in dissolve_spans):
+            right += 1  # a dissolve split: a transition found
+        else:
+            kind = next((k for k, frames in reel.traps.items() if c in frames), "other")
+            false[kind] += 1
+    return hits, right, dissolves, false
+
+
+def _scenedetect_cuts(path):
+    """{detector name: cut frames} from PySceneDetect's detectors, or {} when not installed."""
+    try:
+        from scenedetect import AdaptiveDetector, ContentDetector, detect
+    except ImportError:
+        return {}
+    found = {}
+    for name, make in (("PySceneDetect ContentDetector", ContentDetector),
+                       ("PySceneDetect AdaptiveDetector", AdaptiveDetector)):
+        began = time.perf_counter()
+        scenes = detect(str(path), make(), show_progress=False)
+        found[name] = ([start.get_frames() for start, _ in scenes[1:]], time.perf_counter() - began)
+    return found
+
+
+def reel_set(args, folder):
+    """Rows of SET_HEADERS: LookDev, then PySceneDetect's detectors when installed."""
+    import reel_set as built
+    from lookdev.trainer.dataset.dataset import DatasetConfig
+    from lookdev.trainer.dataset.reel import ReelConfig, reel_dataset
+
+    totals = {}
+
+    def add(name, reel, found, seconds, frames=None, bad=None, crop=None):
+        row = totals.setdefault(name, {"truth": 0, "found": 0, "hits": 0, "right": 0, "dissolves": 0,
+                                       "false": {"flash": 0, "strobe": 0, "whip": 0, "other": 0},
+                                       "frames": [], "bad": 0, "crops": 0, "seconds": 0.0})
+        hits, right, dissolves, false = _score(reel, found)
+        row["truth"] += len(reel.cuts)
+        row["found"] += len(found)
+        row["hits"] += hits
+        row["right"] += right
+        row["dissolves"] += dissolves
+        for kind, n in false.items():
+            row["false"][kind] += n
+        row["seconds"] += seconds
+        if frames is not None:
+            row["frames"].append(frames)
+            row["bad"] += bad
+            row["crops"] += crop
+
+    dissolves_total = 0
+    for seed in range(args.set):
+        reel = built.build_reel(seed)
+        dissolves_total += len(reel.dissolves)
+        path = built.encode(folder / f"reel_{seed}.mp4", reel)
+        began = time.perf_counter()
+        result = reel_dataset(str(path), path.name, ReelConfig(frames=args.frames), DatasetConfig(resolution=256))
+        seconds = time.perf_counter() - began
+        analysis = result.analysis
+        found = sorted(set(analysis.cuts) | {a for a, _ in getattr(analysis, "dissolves", [])})
+        picks = [index for index, _ in result.picks]
+        add("LookDev", reel, found, seconds, len(result.dataset),
+            sum(analysis.numbers[i] in reel.unusable for i in picks), analysis.crop == reel.bars)
+        for name, (cuts, seconds) in _scenedetect_cuts(path).items():
+            add(name, reel, cuts, seconds)
+        path.unlink()
+        print(f"reel {seed}: {len(reel.frames)} frames, {len(reel.cuts)} cuts, {len(reel.dissolves)} dissolves, "
+              f"bars {reel.bar_kind}; LookDev found {len(found)}, {len(result.dataset)} frames", flush=True)
+    rows = []
+    for name, row in totals.items():
+        frames = row["frames"]
+        delivered = (f"{sum(frames)}/{args.frames * len(frames)} (median {_bench.median(frames):g})"
+                     if frames else "")
+        rows.append([name, row["truth"], row["found"], f"{row['hits'] / max(row['truth'], 1):.3f}",
+                     f"{row['right'] / max(row['found'], 1):.3f}", f"{row['dissolves']}/{dissolves_total}",
+                     *row["false"].values(), delivered, row["bad"] if frames else "",
+                     f"{row['crops']}/{args.set}" if frames else "", f"{row['seconds']:.1f}"])
+    return rows
+
+
 def main(argv=None):
     args = parse_args(argv)
     _bench.import_library()
     machine = _bench.machine()
     print(machine)
+    if args.only_set:
+        with tempfile.TemporaryDirectory(prefix="lookdev-reel-") as tmp:
+            rows = reel_set(args, Path(tmp))
+        body = "\n\n".join([f"Reel set (bench/reel_set.py, {args.set} reels, 384x216, {args.frames} frames asked):",
+                             _bench.table(SET_HEADERS, rows)])
+        _bench.publish("reel_analysis (Dataset From Video): reel set", machine, body, record=not args.no_record)
+        return 0
     with tempfile.TemporaryDirectory(prefix="lookdev-reel-") as tmp:
         folder = Path(tmp)
         count, speed_rows, hd_memory = speed(args, folder)
@@ -173,6 +285,7 @@ def main(argv=None):
         print(_bench.table(["clip", "analysed frames", "windows", "seconds", "peak MiB above start"],
                            memory_rows))
         accuracy_rows = accuracy(args, folder)
+        set_rows = reel_set(args, folder) if args.set else []
         headers = ["reels", "true cuts", "found", "recall (+-1 frame)", "precision", "false cuts",
                    "flashes", "fades", "exact crops"]
         print(_bench.table(headers, accuracy_rows))
@@ -184,7 +297,9 @@ def main(argv=None):
                      memory_rows),
         "Detection on synthetic reels (320x180, 4-8 shots of 10-50 frames, flashes of 1-3 "
         "frames, fades through black, letterbox bars of 0/11/22 px):",
-        _bench.table(headers, accuracy_rows)])
+        _bench.table(headers, accuracy_rows)]
+        + ([f"Reel set (bench/reel_set.py, {args.set} reels, 384x216, {args.frames} frames asked):",
+            _bench.table(SET_HEADERS, set_rows)] if set_rows else []))
     _bench.publish("reel_analysis (Dataset From Video)", machine, body, record=not args.no_record)
     return 0
 

@@ -30,9 +30,16 @@ A, B, C = (60, 1), (120, 2), (30, 3)
     ([A] * 10, [], []),  # one shot
     ([A] * 5 + [(250, 9)] + [A] * 5, [], [5, 6]),  # one-frame flash: both edges are flashes
     ([A] * 5 + [(250, 9)] * 3 + [A] * 5, [], [5, 8]),  # three-frame flash
-    ([A] * 5 + [(250, 9)] * 5 + [A] * 5, [5, 10], []),  # five frames is a shot, not a flash
-    ([A] * 8 + [B] * 2 + [C] * 8, [8], []),  # a 2-frame shot: the second cut is too close
-], ids=["cut", "two cuts", "none", "flash 1", "flash 3", "insert 5", "min shot"])
+    ([A] * 5 + [(250, 9)] * 5 + [A] * 5, [], [5, 10]),  # A comes back within 0.5 s: a strobe
+    ([A] * 5 + [(250, 9)] * 14 + [A] * 5, [5, 19], []),  # 14 frames is a shot, not a flash
+    ([A] * 8 + [B] * 2 + [C] * 8, [10], []),  # a 2-frame shot: one event, cut where C starts
+    ([A] * 10 + [(250, 9)] + [B] * 10, [11], []),  # a white flash between two shots hides no cut
+    ([A] * 10 + [(250, 9)] * 2 + [B] * 10, [12], []),  # ... placed on the next shot's first frame
+    ([A] * 10 + [(250, 9)] * 3 + [B] * 10, [13], []),
+    ([A] * 4 + ([(20, 1)] * 4 + [A] * 4) * 5 + [A] * 6, [], [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]),  # strobe
+    ([A] * 4 + ([(20, 1)] * 6 + [A] * 6) * 3 + [B] * 12, [40], [4, 10, 16, 22, 28, 34]),  # strobe, then a cut
+], ids=["cut", "two cuts", "none", "flash 1", "flash 3", "insert 5", "insert 14", "min shot",
+        "flash between 1", "flash between 2", "flash between 3", "strobe 4", "strobe 6 then cut"])
 def test_cuts_and_flashes(levels, cuts, flashes):
     found = video.detect_cuts(thumbs_of(levels))
     assert (found.cuts, found.flashes) == (cuts, flashes)
@@ -56,17 +63,37 @@ def test_camera_motion_is_no_cut():
     ([128] * 100, [16] * 30 + [128] * 140 + [16] * 25, (0, 0, 30, 25)),
     ([16] * 1 + [128] * 100 + [16] * 1, [128] * 200, (0, 0, 0, 0)),  # 1 px: padding, kept
     ([16] * 100, [16] * 200, (0, 0, 0, 0)),  # dark throughout: no picture to find
-    ([20] * 10 + [40] * 80 + [20] * 10, [40] * 50, (10, 10, 0, 0)),  # dark scene, still bars
+    ([20] * 10 + [60] * 80 + [20] * 10, [60] * 50, (10, 10, 0, 0)),  # dark scene, still bars
+    ([32] * 12 + [128] * 100 + [32] * 12, [128] * 200, (12, 12, 0, 0)),  # lifted bars (double levels)
 ])
 def test_find_bars(rows, columns, crop):
     assert video.find_bars(np.array(rows, np.float32), np.array(columns, np.float32)) == crop
+
+
+def test_dark_textured_picture_is_no_bar():
+    rows = np.array([16] * 10 + [35] * 80 + [16] * 10, np.float32)  # a night scene as dark as lifted bars
+    spread = np.array([1] * 10 + [12] * 80 + [1] * 10, np.float32)  # ... but textured
+    columns = np.full(50, 35, np.float32)
+    assert video.find_bars(rows, columns, row_spread=spread, column_spread=np.full(50, 12.0)) == (10, 10, 0, 0)
+
+
+def test_subtitles_in_a_lifted_bar_do_not_hide_it():
+    bars = video.Bars()
+    rng = np.random.default_rng(0)
+    for n in range(6):
+        frame = np.full((100, 160), 32, np.uint8)  # lifted black bars, 18 rows each
+        frame[18:82] = rng.integers(40, 220, (64, 160))
+        if n % 2:
+            frame[86:94, 40:120:3] = 235  # subtitle strokes in the bottom bar
+        bars.add(frame)
+    assert bars.crop() == (18, 18, 0, 0)
 
 
 def test_bars_accumulate_the_brightest_frame():
     bars = video.Bars()
     frame = np.full((90, 160), 16, np.uint8)
     night = frame.copy()
-    night[10:80, 8:150] = 30  # a dark frame: its content barely lifts above black
+    night[10:80, 8:150] = 30 + np.random.default_rng(0).integers(0, 20, (70, 142))  # a dark frame
     bright = frame.copy()
     bright[12:78, 8:150] = 200  # a bright frame shows the real picture edges
     for luma in (night, bright):
@@ -142,8 +169,9 @@ def test_choose_frames_takes_the_sharpest_and_drops_blur_black_and_duplicates():
     sharp[4] = stats(100, 30, 500.0)  # the sharpest frame of shot 1
     reasons = [None] * 5 + ["black"] * 5 + [None] * 20
     choice = video.choose_frames([(0, 10), (10, 20), (20, 30)], reasons, sharp, thumbs, 3)
-    assert choice.picks == [4]
     assert sorted(reason for _, reason in choice.skipped) == ["blurry", "duplicate"]
+    # The two dropped picks are replaced by the sharp, new frames farthest from the picks.
+    assert choice.picks == [0, 2, 4] and choice.per_shot == {0: 3}
 
 
 def test_choose_frames_with_nothing_usable():

@@ -75,8 +75,12 @@ def test_duplicated_shot_is_deduplicated(tmp_path):
     shots = [scene(1, SIZE, 30), scene(2, SIZE, 30), scene(1, SIZE, 30)]
     result = make(encode(tmp_path / "dup.mp4", reel(shots)), frames=3)
     assert len(result.analysis.shots) == 3
-    assert len(result.dataset) == 2
     assert [issue.kind for issue in result.dataset.skipped] == ["duplicate"]
+    # The third shot's pick repeats the first's: it is dropped and replaced by the frame farthest
+    # from the other picks that is no near-duplicate of them (the drift has moved that far).
+    assert len(result.dataset) == 3
+    [(dropped, reason)] = result.choice.skipped
+    assert reason == "duplicate" and dropped >= 60 and dropped not in result.choice.picks
 
 
 def test_sharp_frame_is_picked_beside_blurred_ones(tmp_path):

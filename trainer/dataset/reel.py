@@ -2,15 +2,15 @@
 analyse every frame small (trainer/dataset/video.py), pick frames spread over the shots, decode
 only the picks at full size, crop the letterbox/pillarbox bars, bucket and caption them.
 
-Bounded work: a clip (or its start/end range) longer than `max_analysed_frames` is analysed in
-ANALYSIS_WINDOWS evenly spaced windows that together hold that many frames (each window reached
-by a seek), so a 4-hour file costs what a 10-minute one does. Memory per analysed frame is a
-576-byte thumb and a few numbers (about 10 MB at the cap); full-size frames exist only for the
-picks, one at a time while decoding.
+Bounded work: every frame is analysed up to `max_analysed_frames` (an hour at 30 fps); a clip
+(or its start/end range) longer than that is analysed in ANALYSIS_WINDOWS evenly spaced windows
+that together hold that many frames (each window reached by a seek). Memory per analysed frame
+is a 576-byte thumb and a few numbers (about 0.75 KB); full-size frames exist only for the picks,
+one at a time: each is cropped, bucketed and (`write_to`) written atomically, then dropped, so no
+frame file is ever half-written under its real name.
 
 A stream that breaks in the middle keeps the frames before the break; the rest is skipped and
-the report says where. Frames are written (`write_to`) only once every pick is decoded, each
-atomically, so no frame file is ever half-written under its real name.
+the report says where.
 """
 
 import io
@@ -34,9 +34,9 @@ from . import video
 
 VIDEO_EXTENSIONS = ("mp4", "mov", "mkv", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "mts",
                     "m2ts", "mxf", "wmv", "flv", "ogv", "3gp")
-MAX_ANALYSED_FRAMES = 15000
-"""At most this many frames are analysed (10 minutes at 25 fps; about 100 s of 1080p decoding
-on one CPU core); longer ranges are sampled in windows."""
+MAX_ANALYSED_FRAMES = 108000
+"""Every frame is analysed up to this many (an hour at 30 fps, 75 minutes at 24; about 0.75 KB
+each, 80 MB at the cap); longer ranges are sampled in windows."""
 ANALYSIS_WINDOWS = 30
 _SEEK_AFTER_S = 2.0  # a pick further than this past the last decoded frame is reached by a seek
 _EIGHT_BIT_PLANAR = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
@@ -154,28 +154,29 @@ def reel_dataset(source, name, reel_config, dataset_config, write_to=None, progr
         raise DatasetError(f"{name}: no usable frame in the {len(analysis.stats)} analysed "
                            f"({_reason_summary(analysis, choice)}); check the video and the "
                            "start/end range")
-    frames, broken = decode_picks(source, analysis, choice.picks)
-    if not frames:
-        raise DatasetError(f"{name}: none of the {len(choice.picks)} chosen frames could be "
-                           f"decoded ({broken[0][1]})")
     stem = _stem(name)
-    named = _names(stem, analysis, [index for index, _ in frames])
-    written = []
-    if write_to is not None:
-        for (index, rgb), frame_name in zip(frames, named):
-            written.append(fileio.write_image(Path(write_to) / f"{frame_name}.png",
-                                              Image.fromarray(rgb), "PNG"))
+    names = dict(zip(sorted(choice.picks), _names(stem, analysis, sorted(choice.picks))))
     buckets = make_buckets(dataset_config.resolution)
-    samples, notes, labels = [], [], []
     extension = normalize_extension(dataset_config.caption_extension)
-    for (index, rgb), frame_name in zip(frames, named):
+    samples, notes, labels, written, decoded, broken = [], [], [], [], [], []
+    for index, rgb in decode_picks(source, analysis, choice.picks, broken):
+        # One full-size frame at a time: written, bucketed, then dropped.
+        frame_name = names[index]
+        picture = Image.fromarray(rgb)
+        del rgb
         path = Path(write_to) / f"{frame_name}.png" if write_to is not None else None
+        if path is not None:
+            written.append(fileio.write_image(path, picture, "PNG"))
         remarks = []
         caption = _caption(dataset_config, _sidecar(path, extension, remarks), "", "")
-        samples.append(_sample(Image.fromarray(rgb), caption, buckets, dataset_config.no_upscale,
+        samples.append(_sample(picture, caption, buckets, dataset_config.no_upscale,
                                path, dataset_config.default_repeats, remarks))
         notes.extend(Issue(frame_name, remark) for remark in remarks)
         labels.append(video.display_timecode(analysis.numbers[index], analysis.fps))
+        decoded.append(index)
+    if not samples:
+        raise DatasetError(f"{name}: none of the {len(choice.picks)} chosen frames could be "
+                           f"decoded ({broken[0][1]})")
     skipped = [Issue(_label(analysis, i), reason, reason) for i, reason in choice.skipped]
     skipped += [Issue(_label(analysis, i), reason, "corrupt") for i, reason in broken]
     notes += [Issue(name, problem) for problem in analysis.problems]
@@ -183,7 +184,7 @@ def reel_dataset(source, name, reel_config, dataset_config, write_to=None, progr
     dataset = StyleDataset(samples, dataset_config.trigger, dataset_config.resolution,
                            source_text, Path(write_to) if write_to is not None else None,
                            skipped, notes, extension)
-    picks = [(index, frame_name) for (index, _), frame_name in zip(frames, named)]
+    picks = [(index, names[index]) for index in decoded]
     report = format_reel_report(analysis, choice, picks, broken, written)
     return ReelResult(dataset, analysis, choice, picks, written, report, labels)
 
@@ -245,7 +246,7 @@ def analyse(source, name, config, progress=None):
     cuts, flashes = [], []
     bounds = state.boundaries + [len(thumbs)]
     for a, b in zip(bounds, bounds[1:]):
-        found = video.detect_cuts(thumbs[a:b])
+        found = video.detect_cuts(thumbs[a:b], fps)
         cuts += [a + i for i in found.cuts]
         flashes += [a + i for i in found.flashes]
     shots = video.shots_from_cuts(cuts, len(thumbs), state.boundaries)
@@ -257,7 +258,7 @@ def analyse(source, name, config, progress=None):
                            + f"; LookDev needs at least {MIN_SIDE} px on each side")
     return Analysis(name, width, height, fps, duration, codec, state.numbers, state.times,
                     state.stats, thumbs, shots, cuts, flashes,
-                    video.classify_frames(state.stats, shots), crop, windows,
+                    video.classify_frames(state.stats, shots, fps), crop, windows,
                     (start, stop), time.monotonic() - began, config.remove_bars,
                     state.problems)
 
@@ -336,23 +337,22 @@ def _luma(frame):
 
 # --- picks at full size -----------------------------------------------------------------------
 
-def decode_picks(source, analysis, picks, seek=True):
-    """([(frame index, RGB uint8 array, cropped)], [(frame index, reason)] for picks that could
-    not be decoded). Picks are reached in time order: by decoding on when close, else a seek.
-    Containers that cannot seek there (MPEG-TS without enough keyframes) are read again from the
-    start for the picks a seek missed."""
+def decode_picks(source, analysis, picks, broken, seek=True):
+    """Yield (frame index, RGB uint8 array, cropped) per pick, one at a time; append (frame index,
+    reason) to `broken` for picks that cannot be decoded. Picks are reached in time order: by
+    decoding on when close, else a seek. Containers that cannot seek there (MPEG-TS without enough
+    keyframes) are read again from the start for the picks a seek missed."""
     import av
 
     top, bottom, left, right = analysis.crop
-    wanted = sorted(picks)
-    frames, broken = [], []
+    missed = []
     with _open(source, analysis.name) as container:
         stream = _video_stream(container, analysis.name)
         stream.thread_type = "AUTO"
         origin = float(stream.start_time * stream.time_base) \
             if stream.start_time is not None and stream.time_base else 0.0
         decoder, last = None, None
-        for index in wanted:
+        for index in sorted(picks):
             target = analysis.times[index]
             if decoder is None or (seek and (last is None or target <= last
                                              or target - last > _SEEK_AFTER_S)):
@@ -375,19 +375,16 @@ def decode_picks(source, analysis, picks, seek=True):
                 decoder = None
                 continue
             if found is None:
-                broken.append((index, "the frame was not found again when decoding at full size "
-                                      "(the stream has no timestamps there or ends early)"))
+                missed.append(index)
                 decoder = None
                 continue
             rgb = found.to_ndarray(format="rgb24")
-            frames.append((index, np.ascontiguousarray(
-                rgb[top:rgb.shape[0] - bottom, left:rgb.shape[1] - right])))
-    missed = [index for index, reason in broken if reason.startswith("the frame was not found")]
+            yield index, np.ascontiguousarray(rgb[top:rgb.shape[0] - bottom, left:rgb.shape[1] - right])
     if seek and missed:
-        again, broken_again = decode_picks(source, analysis, missed, seek=False)
-        broken = [item for item in broken if item[0] not in missed] + broken_again
-        frames = sorted(frames + again, key=lambda item: item[0])
-    return frames, broken
+        yield from decode_picks(source, analysis, missed, broken, seek=False)
+    elif missed:
+        broken.extend((index, "the frame was not found again when decoding at full size (the stream has "
+                              "no timestamps there or ends early)") for index in missed)
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -489,7 +486,7 @@ def format_reel_report(analysis, choice, picks, broken, written):
     count = len(a.stats)
     rate = count / a.seconds if a.seconds > 0 else math.inf
     length = f"{a.duration:.1f} s" if a.duration is not None else "length unknown"
-    lines = [f"Video {a.name}: {a.width}x{a.height}, {a.fps:.3g} fps, {length}, {a.codec}; "
+    lines = [f"Video {a.name}: {a.width}x{a.height}, {video.rate_text(a.fps)} fps, {length}, {a.codec}; "
              f"analysed {count} frames in {a.seconds:.1f} s ({rate:.0f} frames/s)"]
     if a.range_s[0] or a.range_s[1] is not None and (a.duration is None or a.range_s[1] < a.duration):
         end = f"{a.range_s[1]:.2f} s" if a.range_s[1] is not None else "the end"

@@ -16,8 +16,9 @@ within FLASH_FRAMES frames is a flash (a muzzle flash, a
 lightning strike, a photographer's strobe), not a cut. Dissolves are not cuts either: the shots
 on both sides of one count as one shot.
 
-Letterbox and pillarbox bars: rows (columns) whose mean luma stays at or below BAR_LUMA in every
-analysed frame, counted from each edge.
+Letterbox and pillarbox bars: rows (columns) whose median luma stays at or below BAR_DARK in every
+analysed frame, or at or below BAR_LUMA (a lifted black) while flat (interquartile spread at most
+BAR_FLAT), counted from each edge. Medians, so subtitles burnt into a bar leave it a bar.
 """
 
 import math
@@ -33,20 +34,24 @@ CENTER = 0.15  # stats use the frame minus this fraction at each edge (bars, log
 CUT_MIN_SCORE = 10.0  # mean absolute thumb difference (0..255) below which nothing is a cut
 CUT_RATIO = 3.0  # a cut's difference is at least this many times the local median difference
 CUT_WINDOW = 3  # frames each side whose differences make the local median
-FLASH_FRAMES = 3  # a spike is a flash when the picture returns within this many frames
-FLASH_SIMILAR = 0.35  # ... to within this share of the spike (the camera may move meanwhile)
+FLASH_FRAMES = 3  # spikes this close together are one event (the two edges of a flash)
+RETURN_SECONDS = 0.5  # a spike among others whose picture comes back within this is a strobe
 MIN_SHOT_FRAMES = 4  # a second cut closer than this to the previous one is ignored
 
 BLACK_LUMA = 40  # a frame whose bright end (mean + 2 std of the centre) is below this is black
 WHITE_LUMA = 215  # a frame whose dark end (mean - 2 std) is above this is white
-FADE_CONTRAST = 0.6  # a frame with less than this share of its shot's median contrast is a fade
+FADE_CONTRAST = 0.6  # a frame with less than this share of the contrast around it is a fade
+FADE_SECONDS = 1.0  # ... around it: this far each way, within its shot
 BLUR_SHARPNESS = 0.2  # a pick less sharp than this share of the picks' median is blurry
 DUPLICATE_BITS = 8  # picks whose 64-bit difference hashes differ in this many bits or fewer
-BAR_LUMA = 28.0  # rows/columns whose mean luma never exceeds this are bars (video black is 16)
+REFILL_TRIES = 20  # frames tried per missing pick when replacing dropped ones
+BAR_DARK = 28.0  # rows/columns whose median luma never exceeds this are bars (video black is 16),
+BAR_LUMA = 40.0  # and so are those whose median never exceeds this (a lifted export's black is
+BAR_FLAT = 6.0  # 30-33) while their interquartile spread never exceeds this: flat, not a dark picture
 MIN_BAR = 2  # bars thinner than this (encoder padding, a dark edge) are left alone
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FrameStats:
     mean: float  # mean luma of the frame's centre, 0..255
     contrast: float  # standard deviation of that luma
@@ -55,43 +60,63 @@ class FrameStats:
 
 @dataclass
 class Bars:
-    """Accumulates, over the analysed frames, the brightest each row and column ever was."""
+    """Accumulates, over the analysed frames, the brightest and the least flat each row and column
+    ever was. Medians and quartiles, not means: burnt-in subtitles cover a small part of a bar's
+    row, so they move neither, and the bar is still found."""
 
-    rows: np.ndarray | None = None  # max over frames of each row's mean luma
+    rows: np.ndarray | None = None  # max over frames of each row's median luma
     columns: np.ndarray | None = None
+    row_spread: np.ndarray | None = None  # max over frames of each row's interquartile range
+    column_spread: np.ndarray | None = None
 
     def add(self, luma):
-        # Row means from every 4th column (and column means from every 4th row): a quarter of
-        # the work, and rows stay exact, which is what the crop needs.
-        rows = luma[:, ::4].mean(axis=1, dtype=np.float32)
-        columns = luma[::4, :].mean(axis=0, dtype=np.float32)
+        # Rows from every 8th column (and columns from every 8th row): rows stay exact, which is
+        # what the crop needs, at an eighth of the work.
+        rows, row_spread = _median_and_spread(luma[:, ::8], axis=1)
+        columns, column_spread = _median_and_spread(luma[::8, :], axis=0)
         if self.rows is None:
-            self.rows, self.columns = rows, columns
+            self.rows, self.columns, self.row_spread, self.column_spread = rows, columns, row_spread, column_spread
         elif self.rows.shape != rows.shape or self.columns.shape != columns.shape:
             raise ValueError(f"frame size changed from {self.columns.size}x{self.rows.size} to "
                              f"{columns.size}x{rows.size} within the video")
         else:
-            np.maximum(self.rows, rows, out=self.rows)
-            np.maximum(self.columns, columns, out=self.columns)
+            for total, value in ((self.rows, rows), (self.columns, columns), (self.row_spread, row_spread),
+                                 (self.column_spread, column_spread)):
+                np.maximum(total, value, out=total)
 
     def crop(self):
         """(top, bottom, left, right) pixels of bars; zeros when none or nothing was added."""
         if self.rows is None:
             return (0, 0, 0, 0)
-        return find_bars(self.rows, self.columns)
+        return find_bars(self.rows, self.columns, row_spread=self.row_spread, column_spread=self.column_spread)
 
 
-def find_bars(row_peaks, column_peaks, threshold=BAR_LUMA, min_bar=MIN_BAR):
-    """(top, bottom, left, right): the runs of dark rows/columns at each edge. A frame dark
-    everywhere (all rows dark) has no bars: there is no picture to find the edge of."""
-    def edge_run(values):
-        bright = np.flatnonzero(np.asarray(values) > threshold)
+def _median_and_spread(luma, axis):
+    """(median, 75th - 25th percentile) of a uint8 picture's rows (axis=1) or columns (axis=0)."""
+    size = luma.shape[axis]
+    quarter, half, three = size // 4, size // 2, (3 * size) // 4
+    parts = np.partition(luma, (quarter, half, three), axis=axis)
+    pick = (lambda k: parts[:, k]) if axis == 1 else (lambda k: parts[k, :])
+    return pick(half).astype(np.float32), (pick(three).astype(np.float32) - pick(quarter))
+
+
+def find_bars(row_peaks, column_peaks, threshold=BAR_LUMA, min_bar=MIN_BAR, row_spread=None,
+              column_spread=None, flat=BAR_FLAT, dark=BAR_DARK):
+    """(top, bottom, left, right): the runs of bar rows/columns at each edge: dark, or nearly dark
+    and flat (a spread of None: flat). A frame dark everywhere (all rows dark) has no bars: there
+    is no picture to find the edge of."""
+    def edge_run(values, spread):
+        values = np.asarray(values)
+        picture = values > threshold
+        if spread is not None:
+            picture |= (np.asarray(spread) > flat) & (values > dark)
+        bright = np.flatnonzero(picture)
         if bright.size == 0:
             return None
         first, last = int(bright[0]), len(values) - 1 - int(bright[-1])
         return (first if first >= min_bar else 0), (last if last >= min_bar else 0)
 
-    rows, columns = edge_run(row_peaks), edge_run(column_peaks)
+    rows, columns = edge_run(row_peaks, row_spread), edge_run(column_peaks, column_spread)
     if rows is None or columns is None:
         return (0, 0, 0, 0)
     return (*rows, *columns)
@@ -173,42 +198,63 @@ def _mad(a, b):
 @dataclass
 class CutResult:
     cuts: list  # frame indices where a new shot starts (never 0)
-    flashes: list  # frame indices of spikes taken as flashes, not cuts
+    flashes: list  # frame indices of spikes taken as flashes or strobes, not cuts
     scores: np.ndarray = field(repr=False, default=None)
 
 
-def detect_cuts(thumbs, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, window=CUT_WINDOW,
+def detect_cuts(thumbs, rate=24.0, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, window=CUT_WINDOW,
                 flash_frames=FLASH_FRAMES, min_shot=MIN_SHOT_FRAMES):
-    """Cuts in a run of consecutive frames' thumbs ([N, h, w] uint8); see the module doc."""
+    """Cuts in a run of consecutive frames' thumbs ([N, h, w] uint8) at `rate` fps; see the module
+    doc. Spikes (adaptive threshold) within flash_frames of each other are one event: the two
+    edges of a flash. An event is no cut when the picture before it comes back after it (a
+    flash), or, among other spikes within RETURN_SECONDS (a strobe), when the picture before it
+    comes back or the one after it was there before. "Comes back" is a fixed bound, min_score
+    plus the camera motion over the gap, never a share of the spike: a white flash between two
+    shots hides no cut. A cut goes on the event's last spike: the first frame of the next shot."""
     thumbs = np.asarray(thumbs)
     scores = differences(thumbs)
-    cuts, flashes = [], []
-    for i in range(1, len(thumbs)):
+    count = len(thumbs)
+    spikes = []
+    for i in range(1, count):
         score = scores[i]
         if score < min_score:
             continue
         around = np.concatenate([scores[max(1, i - window):i], scores[i + 1:i + 1 + window]])
         if around.size and score < ratio * float(np.median(around)):
             continue
-        if _is_flash(thumbs, i, score, min_score, flash_frames):
-            flashes.append(i)
+        spikes.append(i)
+    spike_set = set(spikes)
+    horizon = max(flash_frames + 1, round(RETURN_SECONDS * float(rate)))
+
+    def motion(i):
+        calm = [scores[j] for j in range(max(1, i - 2 * window), min(count, i + 2 * window + 1))
+                if j not in spike_set]
+        return float(np.median(calm)) if calm else 0.0
+
+    def same(a, b, gap):  # the motion allowance stops at a flash's length: no cut hides in a pan
+        return _mad(thumbs[a], thumbs[b]) < min_score + min(gap, flash_frames + 1) * motion(a)
+
+    events, cuts, flashes = [], [], []
+    for i in spikes:
+        if events and i - events[-1][-1] <= flash_frames:
+            events[-1].append(i)
+        else:
+            events.append([i])
+    for event in events:
+        first, last = event[0], event[-1]
+        before, after = first - 1, last
+        if same(before, after, after - before):
+            flashes.extend(event)
             continue
-        if cuts and i - cuts[-1] < min_shot:
+        others = [j for j in spikes if j not in event and before - horizon < j <= after + horizon]
+        if others and (any(same(before, k, k - before) for k in range(after + 1, min(count, before + horizon + 1)))
+                       or any(same(k, after, after - k) for k in range(max(0, after - horizon), before))):
+            flashes.extend(event)
             continue
-        cuts.append(i)
+        if cuts and last - cuts[-1] < min_shot:
+            continue
+        cuts.append(last)
     return CutResult(cuts, flashes, scores)
-
-
-def _is_flash(thumbs, i, score, min_score, flash_frames):
-    """Does the picture just before the spike at i come back within flash_frames after it?
-    "Comes back" allows for camera motion across the flash: the two frames differ by less than
-    FLASH_SIMILAR of the spike. Both edges of a flash (into it, out of it) pass the same test."""
-    similar = max(min_score, FLASH_SIMILAR * score)
-    for before in range(max(0, i - flash_frames - 1), i):
-        for after in range(i, min(len(thumbs), before + flash_frames + 2)):
-            if after - before >= 2 and _mad(thumbs[before], thumbs[after]) < similar:
-                return True
-    return False
 
 
 def shots_from_cuts(cuts, frame_count, starts=()):
@@ -217,9 +263,12 @@ def shots_from_cuts(cuts, frame_count, starts=()):
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def classify_frames(stats, shots):
-    """A reason per frame ('black', 'white', 'fade') or None when it may be picked."""
+def classify_frames(stats, shots, rate=24.0):
+    """A reason per frame ('black', 'white', 'fade') or None when it may be picked. A fade is judged
+    against the frames around it (FADE_SECONDS each way, within its shot), not the whole shot: a
+    dimmer shot merged with a brighter one (a missed cut, a dissolve) keeps its frames."""
     reasons = [None] * len(stats)
+    reach = max(1, round(FADE_SECONDS * float(rate)))
     for start, end in shots:
         for i in range(start, end):
             s = stats[i]
@@ -227,13 +276,13 @@ def classify_frames(stats, shots):
                 reasons[i] = "black"
             elif s.mean - 2 * s.contrast > WHITE_LUMA:
                 reasons[i] = "white"
-        lit = [stats[i].contrast for i in range(start, end) if reasons[i] is None]
-        if not lit:
+        lit = np.array([stats[i].contrast if reasons[i] is None else 0.0 for i in range(start, end)], np.float32)
+        if not lit.any():
             continue
-        typical = float(np.median(lit))
-        for i in range(start, end):
-            if reasons[i] is None and stats[i].contrast < FADE_CONTRAST * typical:
-                reasons[i] = "fade"
+        padded = np.pad(lit, reach)
+        around = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1).max(axis=1)
+        for offset in np.flatnonzero((lit < FADE_CONTRAST * around) & (lit > 0)):
+            reasons[start + int(offset)] = "fade"
     return reasons
 
 
@@ -275,17 +324,42 @@ def choose_frames(shots, reasons, stats, thumbs, count):
     sharp = [stats[i].sharpness for _, i in candidates]
     floor = BLUR_SHARPNESS * float(np.median(sharp)) if sharp else 0.0
     picks, skipped, hashes, per_shot = [], [], [], {}
-    for n, i in candidates:
+
+    def take(n, i, report=True):
         if stats[i].sharpness < floor:
-            skipped.append((i, "blurry"))
-            continue
+            skipped.extend([(i, "blurry")] if report else [])
+            return False
         code = difference_hash(thumbs[i])
         if any(hamming(code, other) <= DUPLICATE_BITS for other in hashes):
-            skipped.append((i, "duplicate"))
-            continue
+            skipped.extend([(i, "duplicate")] if report else [])
+            return False
         hashes.append(code)
         picks.append(i)
         per_shot[n] = per_shot.get(n, 0) + 1
+        return True
+
+    for n, i in candidates:
+        take(n, i)
+    # Dropped picks are replaced: the usable frame farthest from every pick, shot by shot as
+    # above, until `count` or no frame is left that is sharp and new (a bounded number of tries).
+    starts = np.array([a for a, _ in shots])
+    pool = sorted(set(i for frames in usable for i in frames) - set(picks))
+    tries = REFILL_TRIES * max(0, min(count, len(pool) + len(picks)) - len(picks))
+    while len(picks) < count and pool and tries > 0:
+        tries -= 1
+        taken = np.array(sorted(picks))
+        candidates_ = np.array(pool)
+        if taken.size:
+            where = np.searchsorted(taken, candidates_)
+            left = np.abs(candidates_ - taken[np.clip(where - 1, 0, taken.size - 1)])
+            right = np.abs(taken[np.clip(where, 0, taken.size - 1)] - candidates_)
+            distance = np.minimum(left, right)
+        else:
+            distance = np.zeros(len(pool))
+        best = int(candidates_[int(np.argmax(distance))])
+        pool.remove(best)
+        take(int(np.searchsorted(starts, best, side="right")) - 1, best, report=False)  # tries: not reported
+    picks.sort()
     return Choice(picks, per_shot, skipped)
 
 
@@ -327,6 +401,11 @@ def timecode(frame_number, fps):
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours:02d}h{minutes:02d}m{seconds:02d}s{frames:02d}f"
+
+
+def rate_text(fps):
+    """"23.976", "29.97", "25": a frame rate as editors write it (three decimals at most)."""
+    return f"{float(fps):.3f}".rstrip("0").rstrip(".")
 
 
 def display_timecode(frame_number, fps):
