@@ -204,7 +204,7 @@ def _scenedetect_cuts(path):
                        ("PySceneDetect AdaptiveDetector", AdaptiveDetector)):
         began = time.perf_counter()
         scenes = detect(str(path), make(), show_progress=False)
-        found[name] = ([start.get_frames() for start, _ in scenes[1:]], time.perf_counter() - began)
+        found[name] = ([start.frame_num for start, _ in scenes[1:]], time.perf_counter() - began)
     return found
 
 
@@ -243,7 +243,7 @@ def reel_set(args, folder):
         result = reel_dataset(str(path), path.name, ReelConfig(frames=args.frames), DatasetConfig(resolution=256))
         seconds = time.perf_counter() - began
         analysis = result.analysis
-        found = sorted(set(analysis.cuts) | {a for a, _ in getattr(analysis, "dissolves", [])})
+        found = sorted(set(analysis.cuts) | {(a + b + 1) // 2 for a, b in getattr(analysis, "dissolves", [])})
         picks = [index for index, _ in result.picks]
         add("LookDev", reel, found, seconds, len(result.dataset),
             sum(analysis.numbers[i] in reel.unusable for i in picks), analysis.crop == reel.bars)

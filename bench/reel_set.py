@@ -190,7 +190,7 @@ def build_reel(seed, size=SIZE, shots=(8, 14)):
     if bars < 0.3:
         top = int(rng.integers(10, 30)) // 2 * 2
         kind = rng.choice(["black", "lifted", "subtitles"])
-        value = int(rng.integers(30, 34)) if kind == "lifted" else 16
+        value = int(rng.integers(16, 21)) if kind == "lifted" else 0  # RGB 16-20: luma 30-33
         reel.bars, reel.bar_kind = (top, top, 0, 0), str(kind)
         font_rows = max(8, top // 2)
         for n, frame in enumerate(frames):

@@ -80,3 +80,47 @@ def cut_positions(shots):
 
 def reel(shots):
     return [frame for shot in shots for frame in shot]
+
+
+def grainy(frames, sigma=6, seed=0):
+    """The frames with fresh film grain on each (a real camera's noise)."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(frame + rng.normal(0, sigma, frame.shape[:2] + (1,)), 0, 255).astype(np.uint8)
+            for frame in frames]
+
+
+def dissolved(outgoing, incoming, length):
+    """outgoing's frames, its last `length` blended into incoming's first `length`, then the rest
+    of incoming: a cross-dissolve of that many frames."""
+    blend = [(a.astype(np.float32) * (1 - k) + b.astype(np.float32) * k).round().astype(np.uint8)
+             for a, b, k in zip(outgoing[-length:], incoming[:length],
+                                np.arange(1, length + 1) / (length + 1))]
+    return outgoing[:-length] + blend + incoming[length:]
+
+
+def strobed(frames, start, phase, cycles, level=0.25):
+    """The frames with a light going off and on in phases of `phase` frames from `start`."""
+    out = list(frames)
+    for k in range(start, min(len(out), start + 2 * phase * cycles)):
+        if (k - start) // phase % 2 == 0:
+            out[k] = (out[k].astype(np.float32) * level).round().astype(np.uint8)
+    return out
+
+
+def barred(frames, top, bottom, value=16, subtitles=False):
+    """Letterbox bars of luma-ish `value` (32: a lifted, double-levels export), optionally with a
+    subtitle line burnt into the bottom bar on two frames of every three."""
+    from PIL import ImageDraw
+
+    out = []
+    for n, frame in enumerate(frames):
+        frame = frame.copy()
+        frame[:top] = value
+        frame[frame.shape[0] - bottom:] = value
+        if subtitles and n % 3 != 2:
+            image = Image.fromarray(frame)
+            ImageDraw.Draw(image).text((frame.shape[1] // 5, frame.shape[0] - bottom + 3),
+                                       "Where were you that night?", fill=(235, 235, 235))
+            frame = np.asarray(image).copy()
+        out.append(frame)
+    return out

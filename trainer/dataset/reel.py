@@ -38,6 +38,7 @@ MAX_ANALYSED_FRAMES = 108000
 """Every frame is analysed up to this many (an hour at 30 fps, 75 minutes at 24; about 0.75 KB
 each, 80 MB at the cap); longer ranges are sampled in windows."""
 ANALYSIS_WINDOWS = 30
+_BARS_EVERY = 2
 _SEEK_AFTER_S = 2.0  # a pick further than this past the last decoded frame is reached by a seek
 _EIGHT_BIT_PLANAR = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p",
                      "nv12", "nv21", "gray", "yuv411p", "yuv440p", "yuvj440p", "yuva420p")
@@ -99,6 +100,7 @@ class Analysis:
     seconds: float  # wall time of the analysis pass
     bars_checked: bool  # remove_bars was on
     problems: list = field(default_factory=list)  # stream breaks, truncation
+    dissolves: list = field(default_factory=list)  # [(first, last)] analysed frames of each
 
 
 @dataclass
@@ -243,13 +245,16 @@ def analyse(source, name, config, progress=None):
     if windows == 1 and not (config.start or config.end) and not state.problems:
         state.problems.extend(_short_stream(state, expected, duration, fps))
     thumbs = np.stack(state.thumbs)
-    cuts, flashes = [], []
+    cuts, flashes, dissolves = [], [], []
     bounds = state.boundaries + [len(thumbs)]
     for a, b in zip(bounds, bounds[1:]):
         found = video.detect_cuts(thumbs[a:b], fps)
         cuts += [a + i for i in found.cuts]
         flashes += [a + i for i in found.flashes]
-    shots = video.shots_from_cuts(cuts, len(thumbs), state.boundaries)
+        dissolves += [(a + first, a + last) for first, last in video.find_dissolves(thumbs[a:b], found.cuts)]
+    # A dissolve splits its shots at its middle: each side is judged (and picked from) on its own.
+    middles = [(first + last + 1) // 2 for first, last in dissolves]
+    shots = video.shots_from_cuts(cuts + middles, len(thumbs), state.boundaries)
     crop = state.bars.crop() if config.remove_bars else (0, 0, 0, 0)
     width, height = state.size
     if min(width - crop[2] - crop[3], height - crop[0] - crop[1]) < MIN_SIDE:
@@ -258,9 +263,9 @@ def analyse(source, name, config, progress=None):
                            + f"; LookDev needs at least {MIN_SIDE} px on each side")
     return Analysis(name, width, height, fps, duration, codec, state.numbers, state.times,
                     state.stats, thumbs, shots, cuts, flashes,
-                    video.classify_frames(state.stats, shots, fps), crop, windows,
+                    video.classify_frames(state.stats, shots, fps, dissolves), crop, windows,
                     (start, stop), time.monotonic() - began, config.remove_bars,
-                    state.problems)
+                    state.problems, dissolves)
 
 
 def _short_stream(state, expected, duration, fps):
@@ -297,7 +302,8 @@ class _Pass:
             luma = _luma(frame)
             if self.size is None:
                 self.size = (frame.width, frame.height)
-            self.bars.add(luma)
+            if len(self.stats) % _BARS_EVERY == 0:  # bars last for seconds: every other frame is plenty
+                self.bars.add(luma)
             step = video.analysis_step(luma.shape[0])
             picture = luma[::step, ::step]
             self.stats.append(video.frame_stats(picture))
@@ -497,7 +503,8 @@ def format_reel_report(analysis, choice, picks, broken, written):
                      "shot, and cuts between windows are not seen")
     flashes = f"; {len(a.flashes)} flash{'es' * (len(a.flashes) != 1)} not taken as cuts" \
         if a.flashes else ""
-    lines.append(f"Shots: {len(a.shots)} ({len(a.cuts)} cuts{flashes})")
+    dissolves = f", {len(a.dissolves)} dissolve{'s' * (len(a.dissolves) != 1)}" if a.dissolves else ""
+    lines.append(f"Shots: {len(a.shots)} ({len(a.cuts)} cuts{dissolves}{flashes})")
     described = video.describe_crop(a.crop, a.width, a.height)
     lines.append(f"Crop: {described}" if described else "Crop: none (no black bars found)"
                  if a.bars_checked else "Crop: off (remove_bars is off)")

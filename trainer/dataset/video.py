@@ -16,9 +16,10 @@ within FLASH_FRAMES frames is a flash (a muzzle flash, a
 lightning strike, a photographer's strobe), not a cut. Dissolves are not cuts either: the shots
 on both sides of one count as one shot.
 
-Letterbox and pillarbox bars: rows (columns) whose median luma stays at or below BAR_DARK in every
-analysed frame, or at or below BAR_LUMA (a lifted black) while flat (interquartile spread at most
-BAR_FLAT), counted from each edge. Medians, so subtitles burnt into a bar leave it a bar.
+Letterbox and pillarbox bars: rows (columns) that are bar in every analysed frame, counted from
+each edge; in a frame, a row is bar when its samples, bright text left out, are black on average
+(BAR_DARK), or lifted black (BAR_LUMA) and flat, so subtitles burnt into the bar leave it a bar
+(see Bars).
 """
 
 import math
@@ -45,9 +46,13 @@ FADE_SECONDS = 1.0  # ... around it: this far each way, within its shot
 BLUR_SHARPNESS = 0.2  # a pick less sharp than this share of the picks' median is blurry
 DUPLICATE_BITS = 8  # picks whose 64-bit difference hashes differ in this many bits or fewer
 REFILL_TRIES = 20  # frames tried per missing pick when replacing dropped ones
-BAR_DARK = 28.0  # rows/columns whose median luma never exceeds this are bars (video black is 16),
-BAR_LUMA = 40.0  # and so are those whose median never exceeds this (a lifted export's black is
-BAR_FLAT = 6.0  # 30-33) while their interquartile spread never exceeds this: flat, not a dark picture
+BAR_DARK = 28.0  # a row whose samples below BAR_TEXT average at most this is bar (black is 16),
+BAR_LUMA = 40.0  # and so is one averaging at most this (a lifted black, 30-33 after double levels)
+BAR_FLAT = 6  # whose neighbouring samples differ by at most this (encoder ringing) in at least
+BAR_FLAT_SHARE = 0.75  # this share of pairs (a dark picture is grainy, a bar flat)
+BAR_TEXT = 64  # samples brighter than this are left out: burnt-in subtitles in the bar
+BAR_SHARE = 0.25  # ... which may cover all but this share of the row
+BAR_SAMPLES = 64  # about this many samples of each row (and column) are read
 MIN_BAR = 2  # bars thinner than this (encoder padding, a dark edge) are left alone
 
 
@@ -60,63 +65,66 @@ class FrameStats:
 
 @dataclass
 class Bars:
-    """Accumulates, over the analysed frames, the brightest and the least flat each row and column
-    ever was. Medians and quartiles, not means: burnt-in subtitles cover a small part of a bar's
-    row, so they move neither, and the bar is still found."""
+    """Accumulates, over the analysed frames, which rows and columns ever held picture. In one
+    frame a row is bar when its samples, bright text left out (subtitles burnt into the bar), are
+    black on average (BAR_DARK), or a lifted black (BAR_LUMA) and flat. Rows are read in the middle
+    half of the columns and columns in the middle half of the rows, where the other bars never
+    reach."""
 
-    rows: np.ndarray | None = None  # max over frames of each row's median luma
+    rows: np.ndarray | None = None  # True where a row ever held picture
     columns: np.ndarray | None = None
-    row_spread: np.ndarray | None = None  # max over frames of each row's interquartile range
-    column_spread: np.ndarray | None = None
 
     def add(self, luma):
-        # Rows from every 8th column (and columns from every 8th row): rows stay exact, which is
-        # what the crop needs, at an eighth of the work.
-        rows, row_spread = _median_and_spread(luma[:, ::8], axis=1)
-        columns, column_spread = _median_and_spread(luma[::8, :], axis=0)
+        height, width = luma.shape
+        across, down = max(1, width // 2 // BAR_SAMPLES), max(1, height // 2 // BAR_SAMPLES)
+        rows = _holds_picture(luma[:, width // 4:width - width // 4:across])
+        columns = _holds_picture(np.ascontiguousarray(luma[height // 4:height - height // 4:down, :].T))
         if self.rows is None:
-            self.rows, self.columns, self.row_spread, self.column_spread = rows, columns, row_spread, column_spread
+            self.rows, self.columns = rows, columns
         elif self.rows.shape != rows.shape or self.columns.shape != columns.shape:
             raise ValueError(f"frame size changed from {self.columns.size}x{self.rows.size} to "
                              f"{columns.size}x{rows.size} within the video")
         else:
-            for total, value in ((self.rows, rows), (self.columns, columns), (self.row_spread, row_spread),
-                                 (self.column_spread, column_spread)):
-                np.maximum(total, value, out=total)
+            self.rows |= rows
+            self.columns |= columns
 
     def crop(self):
         """(top, bottom, left, right) pixels of bars; zeros when none or nothing was added."""
         if self.rows is None:
             return (0, 0, 0, 0)
-        return find_bars(self.rows, self.columns, row_spread=self.row_spread, column_spread=self.column_spread)
+        return edge_bars(self.rows, self.columns)
 
 
-def _median_and_spread(luma, axis):
-    """(median, 75th - 25th percentile) of a uint8 picture's rows (axis=1) or columns (axis=0)."""
-    size = luma.shape[axis]
-    quarter, half, three = size // 4, size // 2, (3 * size) // 4
-    parts = np.partition(luma, (quarter, half, three), axis=axis)
-    pick = (lambda k: parts[:, k]) if axis == 1 else (lambda k: parts[k, :])
-    return pick(half).astype(np.float32), (pick(three).astype(np.float32) - pick(quarter))
+def _holds_picture(lines):
+    """Per line (a row of samples) of a uint8 picture: False where the line is bar (see Bars)."""
+    low = lines <= BAR_TEXT  # all but bright text
+    count = np.count_nonzero(low, axis=1)
+    level = (lines * low).sum(axis=1, dtype=np.uint32) / np.maximum(count, 1)
+    near_black = lines <= BAR_LUMA  # flatness among these: the soft edges of the text left out too
+    both = near_black[:, 1:] & near_black[:, :-1]
+    step = np.abs(lines[:, 1:].astype(np.int16) - lines[:, :-1])
+    flat = np.count_nonzero(both & (step <= BAR_FLAT), axis=1) >= BAR_FLAT_SHARE * np.count_nonzero(both, axis=1)
+    bar = (count >= BAR_SHARE * lines.shape[1]) & ((level <= BAR_DARK) | ((level <= BAR_LUMA) & flat))
+    return ~bar
 
 
-def find_bars(row_peaks, column_peaks, threshold=BAR_LUMA, min_bar=MIN_BAR, row_spread=None,
-              column_spread=None, flat=BAR_FLAT, dark=BAR_DARK):
-    """(top, bottom, left, right): the runs of bar rows/columns at each edge: dark, or nearly dark
-    and flat (a spread of None: flat). A frame dark everywhere (all rows dark) has no bars: there
-    is no picture to find the edge of."""
-    def edge_run(values, spread):
-        values = np.asarray(values)
-        picture = values > threshold
-        if spread is not None:
-            picture |= (np.asarray(spread) > flat) & (values > dark)
+def find_bars(row_peaks, column_peaks, threshold=BAR_DARK, min_bar=MIN_BAR):
+    """(top, bottom, left, right): the runs of rows/columns at each edge whose peak luma never
+    exceeds `threshold`."""
+    return edge_bars(np.asarray(row_peaks) > threshold, np.asarray(column_peaks) > threshold, min_bar)
+
+
+def edge_bars(row_picture, column_picture, min_bar=MIN_BAR):
+    """(top, bottom, left, right): the runs of rows/columns without picture at each edge. A frame
+    without picture anywhere has no bars: there is no picture to find the edge of."""
+    def edge_run(picture):
         bright = np.flatnonzero(picture)
         if bright.size == 0:
             return None
-        first, last = int(bright[0]), len(values) - 1 - int(bright[-1])
+        first, last = int(bright[0]), len(picture) - 1 - int(bright[-1])
         return (first if first >= min_bar else 0), (last if last >= min_bar else 0)
 
-    rows, columns = edge_run(row_peaks, row_spread), edge_run(column_peaks, column_spread)
+    rows, columns = edge_run(row_picture), edge_run(column_picture)
     if rows is None or columns is None:
         return (0, 0, 0, 0)
     return (*rows, *columns)
@@ -229,7 +237,7 @@ def detect_cuts(thumbs, rate=24.0, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, win
     def motion(i):
         calm = [scores[j] for j in range(max(1, i - 2 * window), min(count, i + 2 * window + 1))
                 if j not in spike_set]
-        return float(np.median(calm)) if calm else 0.0
+        return float(np.percentile(calm, 75)) if calm else 0.0  # not the median: a strobe's dark half is still
 
     def same(a, b, gap):  # the motion allowance stops at a flash's length: no cut hides in a pan
         return _mad(thumbs[a], thumbs[b]) < min_score + min(gap, flash_frames + 1) * motion(a)
@@ -257,21 +265,94 @@ def detect_cuts(thumbs, rate=24.0, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, win
     return CutResult(cuts, flashes, scores)
 
 
+DISSOLVE_HALVES = (3, 4, 5, 6, 8, 10, 12, 16, 20, 24)  # half-lengths tried: dissolves of 6-48 frames
+DISSOLVE_MIN = 20.0  # the two ends of a dissolve differ by at least this (mean abs thumb difference)
+DISSOLVE_FIT = 0.2  # every frame between is the ends' linear blend to within this share of that
+DISSOLVE_CONTRAST = 6.0  # both ends have at least this spread (a fade to or from black is no dissolve)
+
+
+def find_dissolves(thumbs, cuts=(), halves=DISSOLVE_HALVES):
+    """[(first, last)] frames of the dissolves in a run of consecutive thumbs: windows whose frames
+    are linear blends of its two ends (which differ by DISSOLVE_MIN or more, both with picture in
+    them and not one a brighter copy of the other: that is a fade), the longest such window where
+    several overlap, widened by half its length each side. No window holds a cut."""
+    count = len(thumbs)
+    if count < 2 * min(halves) + 1:
+        return []
+    # 9x16 block means (144 bytes a frame), compared in chunks: bounded memory on long reels.
+    small = np.concatenate([
+        np.asarray(thumbs[at:at + _CHUNK], np.float32).reshape(-1, THUMB_SHAPE[0] // 2, 2, THUMB_SHAPE[1] // 2, 2)
+        .mean(axis=(2, 4)).reshape(-1, (THUMB_SHAPE[0] // 2) * (THUMB_SHAPE[1] // 2)).round().astype(np.uint8)
+        for at in range(0, count, _CHUNK)])
+    cut_at = np.zeros(count + 1, np.int32)
+    cut_at[list(cuts)] = 1
+    cuts_before = np.cumsum(cut_at)  # cuts_before[i]: cuts at or before frame i
+    found = []
+    for half in halves:
+        for at in range(half, count - half, _CHUNK):
+            centres = np.arange(at, min(at + _CHUNK, count - half))
+            first = small[centres - half].astype(np.float32)
+            last = small[centres + half].astype(np.float32)
+            apart = np.abs(first - last).mean(axis=1)
+            middle = np.abs(small[centres] - (first + last) / 2).mean(axis=1)
+            maybe = (apart >= DISSOLVE_MIN) & (middle <= DISSOLVE_FIT * apart)
+            maybe &= cuts_before[centres + half] == cuts_before[centres - half]
+            found += _linear_windows(small, centres[maybe], half, apart[maybe])
+    kept = []
+    for start, end in sorted(found, key=lambda item: (item[0] - item[1], item[0])):  # longest first
+        if all(end < other_start or start > other_end for other_start, other_end in kept):
+            kept.append((start, end))
+    # The window found is where the blend is linear to within DISSOLVE_FIT; with the camera moving
+    # in both shots that stops short of the dissolve's ends: each side gets half its length more.
+    spans = []
+    for start, end in sorted(kept):
+        reach = (end - start) // 2
+        spans.append((max(0, start + 1 - reach), min(count - 1, end - 1 + reach)))
+    return spans
+
+
+_CHUNK = 4096
+
+
+def _linear_windows(small, centres, half, differences):
+    """[(start, end)] of the windows about `centres` whose every frame is the ends' linear blend."""
+    found = []
+    for centre, difference in zip(centres, differences):
+        start, end = int(centre) - half, int(centre) + half
+        a, b = small[start].astype(np.float32), small[end].astype(np.float32)
+        if min(a.std(), b.std()) < DISSOLVE_CONTRAST:
+            continue
+        scale = float(a @ b) / max(float(a @ a), 1e-6)
+        if np.abs(b - scale * a).mean() < 0.5 * difference:
+            continue  # one end is the other brighter or darker: a fade, or a light change
+        weights = np.linspace(0, 1, end - start + 1, dtype=np.float32)[:, None]
+        model = a * (1 - weights) + b * weights
+        if np.abs(small[start:end + 1] - model).mean(axis=1).max() <= DISSOLVE_FIT * difference:
+            found.append((start, end))
+    return found
+
+
 def shots_from_cuts(cuts, frame_count, starts=()):
     """[(start, end)) frame ranges of the shots; `starts` are extra boundaries (analysis windows)."""
     bounds = sorted({0, frame_count, *cuts, *starts})
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def classify_frames(stats, shots, rate=24.0):
-    """A reason per frame ('black', 'white', 'fade') or None when it may be picked. A fade is judged
-    against the frames around it (FADE_SECONDS each way, within its shot), not the whole shot: a
-    dimmer shot merged with a brighter one (a missed cut, a dissolve) keeps its frames."""
+def classify_frames(stats, shots, rate=24.0, dissolves=()):
+    """A reason per frame ('black', 'white', 'dissolve', 'fade') or None when it may be picked. A
+    fade is judged against the frames around it (FADE_SECONDS each way, within its shot), not the
+    whole shot: a dimmer shot merged with a brighter one (a missed cut) keeps its frames. Frames
+    of a dissolve ((first, last) pairs) and one each side of it hold two pictures: never picked."""
     reasons = [None] * len(stats)
+    for first, last in dissolves:
+        for i in range(max(0, first - 1), min(len(stats), last + 2)):
+            reasons[i] = "dissolve"
     reach = max(1, round(FADE_SECONDS * float(rate)))
     for start, end in shots:
         for i in range(start, end):
             s = stats[i]
+            if reasons[i]:
+                continue
             if s.mean + 2 * s.contrast < BLACK_LUMA:
                 reasons[i] = "black"
             elif s.mean - 2 * s.contrast > WHITE_LUMA:
