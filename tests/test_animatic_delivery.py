@@ -193,6 +193,11 @@ def test_every_timeline_reads_back_as_built(saved):
     assert summary(edl) == expected
     fcpx = otio.adapters.read_from_file(str(paths["fcpxml"]))
     assert summary(fcpx, with_transitions=False)[0] == expected[0]  # cuts only
+    sequence = ElementTree.parse(paths["xml"]).getroot().find("project/children/sequence")
+    size = sequence.find("media/video/format/samplecharacteristics")
+    assert (size.findtext("width"), size.findtext("height")) == ("64", "36")  # Resolve sizes its timeline so
+    assert ElementTree.parse(paths["fcpxml"]).getroot().find("resources/format").attrib == {
+        "id": "r1", "frameDuration": "1/24s", "width": "64", "height": "36"}
 
 
 def test_media_exist_and_hold_what_the_animatic_plays(saved):

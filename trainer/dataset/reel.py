@@ -5,7 +5,7 @@ only the picks at full size, crop the letterbox/pillarbox bars, bucket and capti
 Bounded work: every frame is analysed up to `max_analysed_frames` (an hour at 30 fps); a clip
 (or its start/end range) longer than that is analysed in ANALYSIS_WINDOWS evenly spaced windows
 that together hold that many frames (each window reached by a seek). Memory per analysed frame
-is a 576-byte thumb and a few numbers (about 0.75 KB); full-size frames exist only for the picks,
+is a 576-byte thumb and a few numbers (about 0.8 KB); full-size frames exist only for the picks,
 one at a time: each is cropped, bucketed and (`write_to`) written atomically, then dropped, so no
 frame file is ever half-written under its real name.
 
@@ -35,8 +35,8 @@ from . import video
 VIDEO_EXTENSIONS = ("mp4", "mov", "mkv", "webm", "avi", "m4v", "mpg", "mpeg", "ts", "mts",
                     "m2ts", "mxf", "wmv", "flv", "ogv", "3gp")
 MAX_ANALYSED_FRAMES = 108000
-"""Every frame is analysed up to this many (an hour at 30 fps, 75 minutes at 24; about 0.75 KB
-each, 80 MB at the cap); longer ranges are sampled in windows."""
+"""Every frame is analysed up to this many (an hour at 30 fps, 75 minutes at 24; about 0.8 KB
+each, 86 MB at the cap); longer ranges are sampled in windows."""
 ANALYSIS_WINDOWS = 30
 _BARS_EVERY = 2
 _SEEK_AFTER_S = 2.0  # a pick further than this past the last decoded frame is reached by a seek
@@ -53,8 +53,9 @@ class ReelConfig:
     start: str = option("", "Use the video from this timecode on (83.5, 1:23, 0:01:23 or 00:01:23:12); "
                             "empty for the beginning.")
     end: str = option("", "Use the video up to this timecode; empty for the end.")
-    remove_bars: bool = option(True, "Crop letterbox and pillarbox bars (rows and columns that stay black through "
-                                     "the whole clip) before bucketing. Burnt-in subtitles are not removed.")
+    remove_bars: bool = option(True, "Crop letterbox and pillarbox bars (rows and columns that stay black, or a flat "
+                                     "lifted black, through the whole clip, subtitles in the bar or not) before "
+                                     "bucketing. Subtitles inside the picture are not removed.")
     max_analysed_frames: int = option(MAX_ANALYSED_FRAMES, "Longer videos (or start-end ranges) are analysed in "
                                       "evenly spaced windows holding this many frames in all, so time and memory "
                                       "stay bounded.", min=ANALYSIS_WINDOWS)
@@ -244,7 +245,7 @@ def analyse(source, name, config, progress=None):
         raise DatasetError(f"{name}: {what}")
     if windows == 1 and not (config.start or config.end) and not state.problems:
         state.problems.extend(_short_stream(state, expected, duration, fps))
-    thumbs = np.stack(state.thumbs)
+    thumbs = state.thumbs[:len(state.stats)].copy()  # the growing buffer's slack is let go
     cuts, flashes, dissolves = [], [], []
     bounds = state.boundaries + [len(thumbs)]
     for a, b in zip(bounds, bounds[1:]):
@@ -286,7 +287,8 @@ class _Pass:
 
     def __init__(self, fps, origin):
         self.fps, self.origin = fps, origin
-        self.numbers, self.times, self.stats, self.thumbs = [], [], [], []
+        self.numbers, self.times, self.stats = [], [], []
+        self.thumbs = np.empty((256, *video.THUMB_SHAPE), np.uint8)  # grown by doubling: no per-frame object
         self.boundaries, self.problems = [], []
         self.bars = video.Bars()
         self.size = None
@@ -307,7 +309,9 @@ class _Pass:
             step = video.analysis_step(luma.shape[0])
             picture = luma[::step, ::step]
             self.stats.append(video.frame_stats(picture))
-            self.thumbs.append(video.thumb(picture))
+            if len(self.stats) > len(self.thumbs):
+                self.thumbs = np.concatenate([self.thumbs, np.empty_like(self.thumbs)])
+            self.thumbs[len(self.stats) - 1] = video.thumb(picture)
             self.numbers.append(round(at * self.fps))
             self.times.append(at)
             taken += 1
@@ -522,6 +526,6 @@ def format_reel_report(analysis, choice, picks, broken, written):
     if written:
         lines.append(f"Wrote {len(written)} frames to {Path(written[0]).parent}")
     lines.extend(f"Problem: {problem}" for problem in a.problems)
-    lines.append("Burnt-in subtitles and logos are not detected; prune such frames by hand "
+    lines.append("Subtitles and logos inside the picture are not detected; prune such frames by hand "
                  "(write frames, then Load Dataset).")
     return "\n".join(lines)

@@ -191,12 +191,14 @@ def thumb(picture, shape=THUMB_SHAPE):
 
 
 def differences(thumbs):
-    """Mean absolute difference of each thumb from the one before (0 for the first)."""
-    thumbs = np.asarray(thumbs, dtype=np.int16)
-    if len(thumbs) < 2:
-        return np.zeros(len(thumbs), dtype=np.float32)
-    diff = np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2), dtype=np.float32)
-    return np.concatenate([[0.0], diff]).astype(np.float32)
+    """Mean absolute difference of each thumb from the one before (0 for the first); in chunks,
+    so a long reel's thumbs are never widened all at once."""
+    thumbs = np.asarray(thumbs)
+    scores = np.zeros(len(thumbs), dtype=np.float32)
+    for at in range(1, len(thumbs), _CHUNK):
+        block = thumbs[at - 1:at + _CHUNK].astype(np.int16)
+        scores[at:at + len(block) - 1] = np.abs(np.diff(block, axis=0)).mean(axis=(1, 2), dtype=np.float32)
+    return scores
 
 
 def _mad(a, b):
@@ -281,8 +283,8 @@ def find_dissolves(thumbs, cuts=(), halves=DISSOLVE_HALVES):
         return []
     # 9x16 block means (144 bytes a frame), compared in chunks: bounded memory on long reels.
     small = np.concatenate([
-        np.asarray(thumbs[at:at + _CHUNK], np.float32).reshape(-1, THUMB_SHAPE[0] // 2, 2, THUMB_SHAPE[1] // 2, 2)
-        .mean(axis=(2, 4)).reshape(-1, (THUMB_SHAPE[0] // 2) * (THUMB_SHAPE[1] // 2)).round().astype(np.uint8)
+        ((np.asarray(thumbs[at:at + _CHUNK]).reshape(-1, THUMB_SHAPE[0] // 2, 2, THUMB_SHAPE[1] // 2, 2)
+          .sum(axis=(2, 4), dtype=np.uint16) + 2) // 4).astype(np.uint8).reshape(-1, THUMB_SHAPE[0] * THUMB_SHAPE[1] // 4)
         for at in range(0, count, _CHUNK)])
     cut_at = np.zeros(count + 1, np.int32)
     cut_at[list(cuts)] = 1
@@ -311,7 +313,7 @@ def find_dissolves(thumbs, cuts=(), halves=DISSOLVE_HALVES):
     return spans
 
 
-_CHUNK = 4096
+_CHUNK = 1024  # frames compared at once: transient memory stays a few MB
 
 
 def _linear_windows(small, centres, half, differences):

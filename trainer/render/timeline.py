@@ -50,7 +50,7 @@ def build_timeline(animatic, media_folder):
     width, height = animatic.size
     timeline = otio.schema.Timeline(name=animatic.name, global_start_time=time(RECORD_START * animatic.timecode_base))
     # Sequence size for FCP7 XML readers (Resolve sets the timeline's resolution from it).
-    timeline.tracks.metadata["fcp_xml"] = {"media": {"video": {"format": {"samplecharacteristics": {
+    timeline.metadata["fcp_xml"] = {"media": {"video": {"format": {"samplecharacteristics": {
         "width": width, "height": height, "pixelaspectratio": "square", "anamorphic": "FALSE",
         "fielddominance": "none"}}}}}
     track = otio.schema.Track(name=TRACK_NAME, kind=otio.schema.TrackKind.Video)
