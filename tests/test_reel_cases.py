@@ -113,3 +113,12 @@ def test_full_size_picks_are_held_one_at_a_time(tmp_path):
         tracemalloc.stop()
     assert len(result.dataset) >= 8
     assert peak < 4 * full, f"{peak / full:.1f} full-size frames held at once"  # all at once: 8+
+
+
+def test_a_cut_just_after_a_flash_in_a_pan_stays_a_cut(tmp_path):
+    """The strobe rule looks for the picture coming back among spikes within 0.5 s; a cut 8 frames
+    after a flash, both shots panning fast, is still a cut."""
+    pan = scene(21, SIZE, 30, drift=6)
+    frames = pan[:20] + solid(255, SIZE, 2) + pan[22:30] + scene(22, SIZE, 30, drift=6)
+    result = make(encode(tmp_path / "flash_then_cut.mp4", frames))
+    assert result.analysis.cuts == [30] and result.analysis.flashes == [20, 22]

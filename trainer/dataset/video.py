@@ -37,6 +37,7 @@ CUT_RATIO = 3.0  # a cut's difference is at least this many times the local medi
 CUT_WINDOW = 3  # frames each side whose differences make the local median
 FLASH_FRAMES = 3  # spikes this close together are one event (the two edges of a flash)
 RETURN_SECONDS = 0.5  # a spike among others whose picture comes back within this is a strobe
+RETURN_SHARE = 0.35  # ... to within this share of the change across the spike (and the fixed bound)
 MIN_SHOT_FRAMES = 4  # a second cut closer than this to the previous one is ignored
 
 BLACK_LUMA = 40  # a frame whose bright end (mean + 2 std of the centre) is below this is black
@@ -241,8 +242,9 @@ def detect_cuts(thumbs, rate=24.0, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, win
                 if j not in spike_set]
         return float(np.percentile(calm, 75)) if calm else 0.0  # not the median: a strobe's dark half is still
 
-    def same(a, b, gap):  # the motion allowance stops at a flash's length: no cut hides in a pan
-        return _mad(thumbs[a], thumbs[b]) < min_score + min(gap, flash_frames + 1) * motion(a)
+    def same(a, b, gap, share=math.inf):  # the motion allowance stops at a flash's length
+        bound = min(min_score + min(gap, flash_frames + 1) * motion(a), share)
+        return _mad(thumbs[a], thumbs[b]) < bound
 
     events, cuts, flashes = [], [], []
     for i in spikes:
@@ -256,9 +258,12 @@ def detect_cuts(thumbs, rate=24.0, min_score=CUT_MIN_SCORE, ratio=CUT_RATIO, win
         if same(before, after, after - before):
             flashes.extend(event)
             continue
+        # Among other spikes (a strobe), "comes back" is also closer than RETURN_SHARE of the change
+        # across this event: a cut next to a flash stays a cut however busy the camera.
         others = [j for j in spikes if j not in event and before - horizon < j <= after + horizon]
-        if others and (any(same(before, k, k - before) for k in range(after + 1, min(count, before + horizon + 1)))
-                       or any(same(k, after, after - k) for k in range(max(0, after - horizon), before))):
+        share = RETURN_SHARE * _mad(thumbs[before], thumbs[after])
+        if others and (any(same(before, k, k - before, share) for k in range(after + 1, min(count, before + horizon + 1)))
+                       or any(same(k, after, after - k, share) for k in range(max(0, after - horizon), before))):
             flashes.extend(event)
             continue
         if cuts and last - cuts[-1] < min_shot:
