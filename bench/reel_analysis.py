@@ -170,15 +170,16 @@ def accuracy(args, folder):
              f"{exact_crops}/{args.reels}"]]
 
 
-SET_HEADERS = ["detector", "true cuts", "found", "recall (+-1)", "precision", "dissolves found",
+SET_HEADERS = ["detector", "true cuts", "found", "recall (+-1)", "subtle cuts found", "precision", "dissolves found",
                "false: flash", "false: strobe", "false: whip", "false: other", "frames (asked)",
                "picks on unusable", "exact crops", "seconds"]
 
 
 def _score(reel, found, window=1):
-    """(hits, true positives among found, dissolves found, false cuts by cause)."""
+    """(hits, subtle cuts hit, true positives among found, dissolves found, false cuts by cause)."""
     dissolve_spans = [range(a - 2, b + 3) for a, b in reel.dissolves]
     hits = sum(any(abs(c - t) <= window for c in found) for t in reel.cuts)
+    subtle = sum(any(abs(c - t) <= window for c in found) for t in reel.subtle)
     dissolves = sum(any(c in span for c in found) for span in dissolve_spans)
     false = {"flash": 0, "strobe": 0, "whip": 0, "other": 0}
     right = 0
@@ -190,7 +191,7 @@ def _score(reel, found, window=1):
         else:
             kind = next((k for k, frames in reel.traps.items() if c in frames), "other")
             false[kind] += 1
-    return hits, right, dissolves, false
+    return hits, subtle, right, dissolves, false
 
 
 def _scenedetect_cuts(path):
@@ -217,10 +218,11 @@ def reel_set(args, folder):
     totals = {}
 
     def add(name, reel, found, seconds, frames=None, bad=None, crop=None):
-        row = totals.setdefault(name, {"truth": 0, "found": 0, "hits": 0, "right": 0, "dissolves": 0,
+        row = totals.setdefault(name, {"truth": 0, "found": 0, "hits": 0, "subtle": 0, "right": 0, "dissolves": 0,
                                        "false": {"flash": 0, "strobe": 0, "whip": 0, "other": 0},
                                        "frames": [], "bad": 0, "crops": 0, "seconds": 0.0})
-        hits, right, dissolves, false = _score(reel, found)
+        hits, subtle, right, dissolves, false = _score(reel, found)
+        row["subtle"] += subtle
         row["truth"] += len(reel.cuts)
         row["found"] += len(found)
         row["hits"] += hits
@@ -234,10 +236,11 @@ def reel_set(args, folder):
             row["bad"] += bad
             row["crops"] += crop
 
-    dissolves_total = 0
+    dissolves_total = subtle_total = 0
     for seed in range(args.set):
         reel = built.build_reel(seed)
         dissolves_total += len(reel.dissolves)
+        subtle_total += len(reel.subtle)
         path = built.encode(folder / f"reel_{seed}.mp4", reel)
         began = time.perf_counter()
         result = reel_dataset(str(path), path.name, ReelConfig(frames=args.frames), DatasetConfig(resolution=256))
@@ -258,7 +261,7 @@ def reel_set(args, folder):
         delivered = (f"{sum(frames)}/{args.frames * len(frames)} (median {_bench.median(frames):g})"
                      if frames else "")
         rows.append([name, row["truth"], row["found"], f"{row['hits'] / max(row['truth'], 1):.3f}",
-                     f"{row['right'] / max(row['found'], 1):.3f}", f"{row['dissolves']}/{dissolves_total}",
+                     f"{row['subtle']}/{subtle_total}", f"{row['right'] / max(row['found'], 1):.3f}", f"{row['dissolves']}/{dissolves_total}",
                      *row["false"].values(), delivered, row["bad"] if frames else "",
                      f"{row['crops']}/{args.set}" if frames else "", f"{row['seconds']:.1f}"])
     return rows

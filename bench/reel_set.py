@@ -35,6 +35,7 @@ class Reel:
     frames: list
     fps: str
     cuts: list = field(default_factory=list)
+    subtle: list = field(default_factory=list)  # the cuts to the same place re-framed and re-exposed
     dissolves: list = field(default_factory=list)  # (first, last) frames
     unusable: set = field(default_factory=set)
     traps: dict = field(default_factory=dict)  # kind -> set of frames where a cut is a false one
@@ -153,6 +154,8 @@ def build_reel(seed, size=SIZE, shots=(8, 14)):
                 reel.cuts.append(start)
             else:
                 reel.cuts.append(start)
+                if subtle:
+                    reel.subtle.append(start)
         inside = rng.random()
         if inside < 0.2 and len(shot) > 30:  # flash inside the shot
             at, width = int(rng.integers(8, len(shot) - 10)), int(rng.integers(1, 4))

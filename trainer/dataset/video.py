@@ -9,12 +9,13 @@ A reel is analysed from two small pictures per frame, both taken from the luma (
 
 Cuts: the mean absolute luma difference between consecutive thumbs, compared with the median of
 the differences around it (an adaptive threshold: PySceneDetect's AdaptiveDetector idea). A
-difference is a cut when it is at least CUT_MIN_SCORE and CUT_RATIO times that local median, so
-camera motion and fades (many similar differences in a row) are not cuts. A spike whose frames
-before and after it match again (to within FLASH_SIMILAR of the spike, so a pan may go on)
-within FLASH_FRAMES frames is a flash (a muzzle flash, a
-lightning strike, a photographer's strobe), not a cut. Dissolves are not cuts either: the shots
-on both sides of one count as one shot.
+difference is a spike when it is at least CUT_MIN_SCORE and CUT_RATIO times that local median, so
+camera motion and fades (many similar differences in a row) are not cuts. Spikes within
+FLASH_FRAMES of each other are one event; an event after which the picture comes back (to within
+a fixed bound: CUT_MIN_SCORE plus the camera's motion over the gap) is a flash (a muzzle flash,
+lightning), and among other spikes within RETURN_SECONDS, one whose picture comes back or was
+there just before is a strobe phase; neither is a cut (detect_cuts). Dissolves (find_dissolves)
+split their shots at the middle, and their frames are never picked.
 
 Letterbox and pillarbox bars: rows (columns) that are bar in every analysed frame, counted from
 each edge; in a frame, a row is bar when its samples, bright text left out, are black on average
