@@ -224,3 +224,36 @@ def test_reel_config_names_the_setting_at_fault(settings, message):
     with pytest.raises(ValueError, match=message):
         ReelConfig(**settings).validate()
     assert ReelConfig().validate().frames == 20
+
+
+def test_a_dimmer_shot_merged_with_a_brighter_one_keeps_its_frames():
+    """A missed cut (or a dissolve) merges a shot of contrast 40 with one of 15: only the dimmer
+    frames within a second of the brighter ones count as a fade, not the whole dimmer shot."""
+    frames = [stats(120, 40)] * 48 + [stats(110, 15)] * 72
+    reasons = video.classify_frames(frames, [(0, 120)], rate=24)
+    assert reasons[:48] == [None] * 48 and reasons[48:72] == ["fade"] * 24 and reasons[72:] == [None] * 48
+
+
+def blend_thumbs(a, b, weights):
+    return [np.clip(a * (1 - k) + b * k, 0, 255).astype(np.uint8) for k in weights]
+
+
+@pytest.mark.parametrize("case", ["dissolve", "fade to black", "cut", "still"])
+def test_find_dissolves(case):
+    rng = np.random.default_rng(3)
+    a = rng.integers(30, 220, video.THUMB_SHAPE).astype(np.float32)
+    b = rng.integers(30, 220, video.THUMB_SHAPE).astype(np.float32)
+    if case == "dissolve":
+        thumbs = blend_thumbs(a, b, [0] * 20 + list(np.arange(1, 13) / 13) + [1] * 20)
+    elif case == "fade to black":
+        thumbs = blend_thumbs(a, np.zeros_like(a), [0] * 20 + list(np.arange(1, 13) / 13) + [1] * 20)
+    elif case == "cut":
+        thumbs = blend_thumbs(a, b, [0] * 26 + [1] * 26)
+    else:
+        thumbs = blend_thumbs(a, b, [0] * 52)
+    found = video.find_dissolves(np.stack(thumbs), [26] if case == "cut" else [])
+    if case == "dissolve":
+        [(first, last)] = found
+        assert first <= 20 and last >= 31 and last - first < 36  # the 12 blends, widened
+    else:
+        assert found == []

@@ -51,7 +51,8 @@ def test_a_dissolve_into_a_dimmer_shot_splits_it_and_no_pick_is_a_blend(tmp_path
     frames = dissolved(bright, dim, 16)  # blends on frames 32-47
     result = make(encode(tmp_path / "dissolve.mp4", frames), frames=6)
     [(first, last)] = result.analysis.dissolves
-    assert first <= 33 and last >= 46 and last - first < 32  # covers the blend, not much more
+    assert first <= 33 and last >= 45 and last - first < 32  # covers the blend (to within 2 frames of
+    # its end, where the other shot is under 12%), not much more
     assert len(result.analysis.shots) == 2 and "1 dissolve" in result.report
     picks = [index for index, _ in result.picks]
     assert not [index for index in picks if first - 1 <= index <= last + 1]  # no ghost of the other shot

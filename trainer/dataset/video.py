@@ -283,7 +283,7 @@ def find_dissolves(thumbs, cuts=(), halves=DISSOLVE_HALVES):
     """[(first, last)] frames of the dissolves in a run of consecutive thumbs: windows whose frames
     are linear blends of its two ends (which differ by DISSOLVE_MIN or more, both with picture in
     them and not one a brighter copy of the other: that is a fade), the longest such window where
-    several overlap, widened by half its length each side. No window holds a cut."""
+    several overlap, widened by a third of its length each side. No window holds a cut."""
     count = len(thumbs)
     if count < 2 * min(halves) + 1:
         return []
@@ -310,11 +310,12 @@ def find_dissolves(thumbs, cuts=(), halves=DISSOLVE_HALVES):
     for start, end in sorted(found, key=lambda item: (item[0] - item[1], item[0])):  # longest first
         if all(end < other_start or start > other_end for other_start, other_end in kept):
             kept.append((start, end))
-    # The window found is where the blend is linear to within DISSOLVE_FIT; with the camera moving
-    # in both shots that stops short of the dissolve's ends: each side gets half its length more.
+    # The window found is where the blend is linear to within DISSOLVE_FIT: up to a third longer
+    # than the dissolve between still shots, shorter with the camera moving in both; each side
+    # gets a third of its length more.
     spans = []
     for start, end in sorted(kept):
-        reach = (end - start) // 2
+        reach = (end - start) // 3
         spans.append((max(0, start + 1 - reach), min(count - 1, end - 1 + reach)))
     return spans
 
