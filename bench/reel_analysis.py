@@ -20,7 +20,7 @@ accuracy on a synthetic set, all on clips this script encodes with PyAV.
 
     python bench/reel_analysis.py                 # about 5 minutes on a 2-core machine
     python bench/reel_analysis.py --reels 40 --hd-frames 240
-    python bench/reel_analysis.py --set 26 --only-set   # the reel set alone, about 6 minutes
+    python bench/reel_analysis.py --set 26 --only-set   # the reel set alone: 25 minutes under load 20
 """
 
 import sys
